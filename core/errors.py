@@ -1,0 +1,70 @@
+"""The one error tree. Each branch says whose fault it is.
+
+    EpcmonError
+    ├── ConfigError          ours: the site file or a profile is wrong (names file, entity, key)
+    ├── DeviceError          the meter's or the gateway's
+    │   ├── DeviceTimeout    no answer in time
+    │   ├── DeviceBusy       Modbus exception 6: try again later
+    │   └── BadResponse      an answer we cannot use (exception code, short frame)
+    ├── PayloadError         an MQTT payload we cannot parse (goes to the dead letters)
+    ├── StoreError           the time-series store
+    │   └── StoreUnavailable cannot be reached now: spool and retry
+    ├── InsufficientData     not enough data for the question asked
+    └── NotFound             no such meter, contract, ...
+
+The API maps these to HTTP statuses in one handler.
+"""
+
+from __future__ import annotations
+
+
+class EpcmonError(Exception):
+    """Root of everything epcmon raises on purpose."""
+
+
+class ConfigError(EpcmonError):
+    """The configuration is wrong. Says the file, the entity and the key."""
+
+    def __init__(self, message: str, *, file: str = "", entity: str = "", key: str = "") -> None:
+        self.file = file
+        self.entity = entity
+        self.key = key
+        self.reason = message
+        where = ": ".join(part for part in (file, entity, key) if part)
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class DeviceError(EpcmonError):
+    """A meter or gateway misbehaved."""
+
+
+class DeviceTimeout(DeviceError):
+    """The device did not answer in time."""
+
+
+class DeviceBusy(DeviceError):
+    """Modbus exception 6 (server device busy): the only error worth retrying at once."""
+
+
+class BadResponse(DeviceError):
+    """The device answered with something we cannot use."""
+
+
+class PayloadError(EpcmonError):
+    """A message payload that cannot be turned into readings."""
+
+
+class StoreError(EpcmonError):
+    """The time-series store failed."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be reached now; the reading must be spooled."""
+
+
+class InsufficientData(EpcmonError):
+    """Not enough data to answer."""
+
+
+class NotFound(EpcmonError):
+    """No such entity."""
