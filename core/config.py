@@ -41,7 +41,9 @@ EntityId = Annotated[
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", str_strip_whitespace=True, use_attribute_docstrings=True
+    )
 
 
 class MeterKind(StrEnum):
@@ -75,13 +77,22 @@ class EndUse(StrEnum):
 
 
 class SiteInfo(_Model):
+    """The site itself: `[site]`."""
+
     id: EntityId
+    """Short ASCII id; tags every stored point."""
     name: str = Field(min_length=1)
+    """Display name (Chinese first)."""
     name_en: str = ""
+    """English display name."""
     timezone: str = "Asia/Shanghai"
+    """IANA time zone: day and month buckets, office hours and the calendar follow it."""
     latitude: float = Field(ge=-90, le=90)
+    """Degrees north."""
     longitude: float = Field(ge=-180, le=180)
+    """Degrees east."""
     climate: str = ""
+    """Free text, e.g. the GB 50176 climate zone."""
 
     @field_validator("timezone")
     @classmethod
@@ -98,68 +109,116 @@ class SiteInfo(_Model):
 
 
 class DayOverride(_Model):
+    """One date whose day type the site decides: `[[calendar.overrides]]`."""
+
     date: date
+    """The local date."""
     day_type: DayType
+    """`workday`, `weekend`, `holiday` or `makeup_workday`."""
     note: str = ""
+    """Why (kept for the auditor)."""
 
 
 class CalendarConfig(_Model):
+    """The workday calendar: `[calendar]`."""
+
     overrides: tuple[DayOverride, ...] = ()
+    """Dates that differ from the national calendar (closures, years not yet published)."""
 
 
 class StorageConfig(_Model):
+    """The time-series store: `[storage]`."""
+
     backend: Literal["duckdb"] = "duckdb"
+    """Embedded DuckDB (one process owns the file)."""
     path: str = "data/epcmon.duckdb"
-    """DuckDB file, relative to the working directory. One process owns it."""
+    """DuckDB file, relative to the working directory."""
 
 
 class MqttConfig(_Model):
+    """The MQTT broker the collector subscribes to: `[mqtt]`."""
+
     url: str = ""
     """`mqtt://host:port`. Empty: `epcmon demo` starts an embedded broker."""
     client_id: str = ""
     """Stable client id for a persistent session. Empty: `epcmon-<site id>`."""
     keepalive_s: int = Field(default=30, ge=5, le=3600)
+    """MQTT keep-alive in seconds."""
+    protocol: Literal["5", "3.1.1"] = "5"
+    """MQTT protocol version (the embedded demo broker speaks 3.1.1)."""
+    session_expiry_s: int = Field(default=86_400, ge=0)
+    """How long the broker keeps our session (and queues QoS 1 messages) while we are away."""
 
 
 class ApiConfig(_Model):
+    """The HTTP API: `[api]`."""
+
     host: str = "127.0.0.1"
+    """Listen address: loopback unless you mean otherwise."""
     port: int = Field(default=8000, ge=0, le=65535)
+    """Listen port (0: any free port)."""
     max_points: int = Field(default=50_000, ge=100)
-    """Most points one series response may carry."""
+    """Most points one series response may carry; more is a 400 that says how to ask."""
 
 
 class Building(_Model):
+    """A building of the site: `[[buildings]]`."""
+
     id: EntityId
+    """ASCII id."""
     name: str = Field(min_length=1)
+    """Display name."""
     name_en: str = ""
+    """English display name."""
     floor_area_m2: float = Field(gt=0)
+    """Gross floor area, m²: the denominator of energy intensity."""
     floors: int = Field(default=1, ge=1)
+    """Storeys above ground."""
 
 
 class Tenant(_Model):
+    """A department (or a common area) occupying part of a building: `[[tenants]]`."""
+
     id: EntityId
+    """ASCII id."""
     name: str = Field(min_length=1)
+    """Display name."""
     name_en: str = ""
+    """English display name."""
     building: EntityId
+    """The building it occupies."""
     floor_area_m2: float = Field(gt=0)
+    """Floor area it occupies, m² (cost allocation, simulated loads)."""
     staff: int = Field(default=0, ge=0)
+    """Head count."""
     kind: Literal["department", "common"] = "department"
+    """`department`, or `common` for lobbies, canteens, server rooms."""
 
 
 class Gateway(_Model):
+    """A Modbus TCP gateway (serial-to-Ethernet) and its meters: `[[gateways]]`."""
+
     id: EntityId
+    """ASCII id."""
     host: str = Field(min_length=1)
+    """Address of the gateway."""
     port: int = Field(default=502, ge=0, le=65535)
+    """TCP port."""
     timeout_s: float = Field(default=1.0, gt=0, le=60)
+    """Per-request answer timeout."""
     busy_retries: int = Field(default=2, ge=0, le=10)
     """Retries after Modbus exception 6 (busy); no other error is retried within a cycle."""
 
 
 class PayloadField(_Model):
+    """One value in a payload: an entry of `fields`."""
+
     pointer: str = Field(pattern=r"^(/[^/]*)+$")
     """RFC 6901 JSON pointer into the payload, e.g. `/ENERGY/Power`."""
     quantity: str
+    """The quantity it carries (see the quantity table)."""
     unit: Unit
+    """The unit the device writes; converted to the quantity's canonical unit."""
 
     @model_validator(mode="after")
     def _quantity_and_unit_agree(self) -> PayloadField:
@@ -177,14 +236,16 @@ class PayloadField(_Model):
 
 
 class PayloadFormat(_Model):
-    """How one family of devices writes its JSON."""
+    """How one family of devices writes its JSON: `[payload_formats.<name>]`."""
 
     timestamp: str = ""
     """JSON pointer of the device timestamp; empty: the time the message was received."""
     timestamp_format: Literal["epoch_s", "epoch_ms", "iso8601"] = "iso8601"
+    """How the timestamp is written."""
     timestamp_timezone: str = "UTC"
-    """Zone for timestamps written without an offset (many plugs write local time)."""
+    """Zone for ISO timestamps written without an offset (many plugs write local time)."""
     fields: tuple[PayloadField, ...] = Field(min_length=1)
+    """The values to take: `{ pointer, quantity, unit }`."""
 
     @field_validator("timestamp_timezone")
     @classmethod
@@ -193,16 +254,27 @@ class PayloadFormat(_Model):
 
 
 class ModbusSource(_Model):
+    """Where a Modbus meter answers: `[meters.modbus]`."""
+
     gateway: EntityId
+    """The gateway it hangs off."""
     unit: int = Field(ge=1, le=247)
+    """Modbus unit (slave) id on that gateway's bus."""
     profile: str = Field(min_length=1)
+    """Register map, one of the shipped profiles."""
     ct_ratio: float = Field(default=1.0, gt=0)
+    """Current-transformer ratio, for profiles whose registers hold secondary values."""
     pt_ratio: float = Field(default=1.0, gt=0)
+    """Voltage-transformer ratio, likewise."""
 
 
 class MqttSource(_Model):
+    """Where an MQTT meter publishes: `[meters.mqtt]`."""
+
     topic: str = Field(min_length=1, max_length=512)
+    """The concrete topic the meter publishes on (no wildcards)."""
     format: str = Field(min_length=1)
+    """Name of a payload format."""
 
     @field_validator("topic")
     @classmethod
@@ -213,17 +285,28 @@ class MqttSource(_Model):
 
 
 class Meter(_Model):
+    """A meter: `[[meters]]`, with exactly one of `[meters.modbus]` or `[meters.mqtt]`."""
+
     id: EntityId
+    """ASCII id (in URLs, topics and tags)."""
     name: str = ""
+    """Display name."""
     kind: MeterKind
+    """`electricity`, `water`, `thermal` or `weather`."""
     building: EntityId
+    """The building it belongs to."""
     tenant: EntityId | None = None
+    """The tenant it meters, if it meters one."""
     parent: EntityId | None = None
     """The meter upstream of this one (a feeder's incomer)."""
     end_use: EndUse = EndUse.MIXED
+    """What it measures (incomer, lighting, chiller, ...)."""
     poll_interval_s: int = Field(default=60, ge=1, le=86_400)
+    """Modbus: poll period, aligned to the wall clock. MQTT: the expected reporting period."""
     modbus: ModbusSource | None = None
+    """Modbus source."""
     mqtt: MqttSource | None = None
+    """MQTT source."""
 
     @model_validator(mode="after")
     def _exactly_one_source(self) -> Meter:
@@ -237,23 +320,39 @@ class Meter(_Model):
 
 
 class Measure(_Model):
+    """An energy-conservation measure of a contract: `[[contracts.measures]]`."""
+
     id: EntityId
+    """ASCII id."""
     description: str = ""
+    """What was done."""
     end_use: EndUse
+    """The end use it acts on."""
     reduction: float = Field(gt=0, lt=1)
     """Fraction of the end use's energy the measure removes (LED lighting: 0.40)."""
 
 
 class Contract(_Model):
+    """An energy-performance contract (合同能源管理): `[[contracts]]`."""
+
     id: EntityId
+    """ASCII id."""
     name: str = Field(min_length=1)
+    """Contract title."""
     vendor: str = Field(min_length=1)
+    """The energy-service company."""
     meters: tuple[EntityId, ...] = Field(min_length=1)
+    """The measurement boundary: the meters whose sum the savings are computed on."""
     baseline_start: date
+    """First day of the baseline period."""
     baseline_end: date
+    """Day after the baseline period."""
     reporting_start: date
+    """First day of the reporting period (the retrofit is in place)."""
     reporting_end: date | None = None
+    """Day after the reporting period; open-ended if absent."""
     measures: tuple[Measure, ...] = ()
+    """The measures installed."""
 
     @model_validator(mode="after")
     def _periods_in_order(self) -> Contract:

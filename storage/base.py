@@ -45,7 +45,9 @@ class Every:
     def parse(cls, text: str) -> Every:
         match = _EVERY.match(text.strip())
         if not match or int(match.group(1)) < 1:
-            raise ValueError(f"bucket width {text!r}: expected a positive number and s, m, h, d or mo")
+            raise ValueError(
+                f"bucket width {text!r}: expected a positive number and s, m, h, d or mo"
+            )
         count, unit = int(match.group(1)), match.group(2)
         if unit == "mo" and count != 1:
             raise ValueError(f"bucket width {text!r}: only 1mo is supported")

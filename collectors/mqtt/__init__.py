@@ -1,0 +1,1 @@
+"""MQTT collection: pure payload parsing, and the subscriber that owns the connection."""

@@ -1,0 +1,224 @@
+"""`epcmon demo`: the whole path in one process, on the embedded defaults.
+
+A few meters of the site are simulated (Modbus gateways on loopback, MQTT meters publishing
+to an embedded broker when no broker URL is configured), collected, stored in DuckDB under
+the data directory, and served by the API on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from amqtt.broker import Broker
+
+from api.app import create_app
+from collectors.availability import Availability
+from collectors.deadletters import DeadLetters
+from collectors.modbus.poller import GatewayPoller
+from collectors.mqtt.subscriber import MqttSubscriber
+from collectors.profiles import get_profile, load_profiles
+from collectors.writer import StoreWriter
+from core.config import Meter, SiteConfig, parse_site
+from simulators.live import live_meters
+from simulators.modbus_server import SimulatedGateway, SimulatedUnit
+from simulators.mqtt_publisher import MqttMeterPublisher
+from storage.duckdb_store import DuckDBStore
+
+log = logging.getLogger("epcmon.demo")
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    site_file: Path
+    data_dir: Path
+    host: str | None = None
+    port: int | None = None
+    interval_s: int = 5
+    duration_s: float | None = None
+    mqtt_url: str | None = None
+
+
+def pick_meters(site: SiteConfig) -> list[Meter]:
+    """A few meters that show the whole path: the first meter of each Modbus profile in
+    use, then the first MQTT meter of each payload format."""
+    chosen: list[Meter] = []
+    seen: set[str] = set()
+    for m in site.meters:
+        kind = m.modbus.profile if m.modbus else m.mqtt.format if m.mqtt else ""
+        if kind not in seen:
+            seen.add(kind)
+            chosen.append(m)
+    return sorted(chosen, key=lambda m: m.protocol)
+
+
+def demo_site(
+    site: SiteConfig,
+    meters: list[Meter],
+    opts: DemoOptions,
+    mqtt_url: str,
+    embedded_broker: bool,
+    ports: dict[str, int],
+) -> SiteConfig:
+    """The demo's own site: the chosen meters, polled often, gateways where they run now."""
+    data: dict[str, Any] = site.model_dump(mode="json")
+    ids = {m.id for m in meters}
+    kept = []
+    for raw in data["meters"]:
+        if raw["id"] in ids:
+            raw["poll_interval_s"] = opts.interval_s
+            if raw.get("parent") not in ids:
+                raw["parent"] = None
+            kept.append(raw)
+    data["meters"] = kept
+    data["gateways"] = [
+        {**g, "host": "127.0.0.1", "port": ports[g["id"]]}
+        for g in data["gateways"]
+        if g["id"] in ports
+    ]
+    data["contracts"] = []
+    data["storage"] = {**data["storage"], "path": str(opts.data_dir / "epcmon-demo.duckdb")}
+    data["mqtt"] = {**data["mqtt"], "url": mqtt_url, "client_id": f"epcmon-demo-{site.site.id}"}
+    if embedded_broker:
+        data["mqtt"]["protocol"] = "3.1.1"  # amqtt speaks MQTT 3.1.1
+    if opts.host is not None:
+        data["api"]["host"] = opts.host
+    if opts.port is not None:
+        data["api"]["port"] = opts.port
+    return parse_site(
+        data, source=f"{site.source} (demo subset)", known_profiles=set(load_profiles())
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class _ApiServer(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:  # the demo owns Ctrl-C
+        yield
+
+
+async def run_demo(site: SiteConfig, opts: DemoOptions) -> None:
+    def say(text: str) -> None:
+        print(text, flush=True)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    meters = pick_meters(site)
+    clock_ms = lambda: int(time.time() * 1000)  # noqa: E731
+    live = live_meters(site, meters)
+
+    broker: Broker | None = None
+    mqtt_url = opts.mqtt_url or site.mqtt.url
+    if not mqtt_url and any(m.mqtt for m in meters):
+        port = free_port()
+        broker = Broker(
+            {
+                "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{port}"}},
+                "plugins": {
+                    "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}
+                },
+            }
+        )
+        await broker.start()
+        mqtt_url = f"mqtt://127.0.0.1:{port}"
+        say(f"embedded MQTT broker (amqtt) on {mqtt_url}")
+
+    gateways: list[SimulatedGateway] = []
+    ports: dict[str, int] = {}
+    for gw in site.gateways:
+        units = [
+            SimulatedUnit(
+                m.modbus.unit,
+                get_profile(m.modbus.profile),
+                live[m.id].values,
+                m.modbus.pt_ratio,
+                m.modbus.ct_ratio,
+            )
+            for m in meters
+            if m.modbus is not None and m.modbus.gateway == gw.id
+        ]
+        if units:
+            sim = SimulatedGateway(units, clock=clock_ms)
+            ports[gw.id] = await sim.start()
+            gateways.append(sim)
+            say(
+                f"simulated gateway {gw.id} on 127.0.0.1:{ports[gw.id]} (units {', '.join(str(u.unit) for u in units)})"
+            )
+
+    dsite = demo_site(site, meters, opts, mqtt_url, broker is not None, ports)
+    opts.data_dir.mkdir(parents=True, exist_ok=True)
+    store = DuckDBStore(dsite.storage.path)
+    say(f"store: DuckDB {dsite.storage.path}")
+    availability = Availability()
+    writer = StoreWriter(store, availability)
+    dead = DeadLetters(opts.data_dir / "dead-letters.jsonl")
+
+    tasks: list[asyncio.Task[None]] = []
+    for gw in dsite.gateways:
+        polled = [m for m in dsite.meters if m.modbus is not None and m.modbus.gateway == gw.id]
+        tasks.append(asyncio.create_task(GatewayPoller(gw, polled, writer, availability).run(stop)))
+    for m in dsite.meters:
+        where = (
+            f"gateway {m.modbus.gateway} unit {m.modbus.unit} ({m.modbus.profile})"
+            if m.modbus
+            else f"MQTT {m.mqtt.topic if m.mqtt else ''}"
+        )
+        say(f"meter {m.id} [{m.kind.value}] {m.name}: {where}, every {m.poll_interval_s}s")
+    if any(m.mqtt for m in dsite.meters):
+        subscriber = MqttSubscriber(dsite, mqtt_url, writer, dead, availability)
+        tasks.append(asyncio.create_task(subscriber.run(stop)))
+        publisher = MqttMeterPublisher(
+            dsite, [(m, live[m.id].values) for m in dsite.meters if m.mqtt], mqtt_url
+        )
+        tasks.append(asyncio.create_task(publisher.run(stop)))
+
+    app = create_app(dsite, store)
+    server = _ApiServer(
+        uvicorn.Config(
+            app, host=dsite.api.host, port=dsite.api.port, log_level="warning", lifespan="off"
+        )
+    )
+    api_task = asyncio.create_task(server.serve())
+    while not server.started and not api_task.done():
+        await asyncio.sleep(0.05)
+    if api_task.done():
+        stop.set()
+        await api_task  # raises why it could not start
+    bound = server.servers[0].sockets[0].getsockname()[1] if server.servers else dsite.api.port
+    say(f"API on http://{dsite.api.host}:{bound}  (try /api/v1/meters, /docs)")
+    say("running; Ctrl-C stops" if opts.duration_s is None else f"running for {opts.duration_s:g}s")
+
+    try:
+        if opts.duration_s is None:
+            await stop.wait()
+        else:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), opts.duration_s)
+    finally:
+        stop.set()
+        server.should_exit = True
+        await asyncio.gather(api_task, *tasks, return_exceptions=True)
+        for sim in gateways:
+            await sim.stop()
+        if broker is not None:
+            await broker.shutdown()
+        store.close()
+        counts = dict(sorted(availability.counters.items()))
+        say(f"stopped cleanly; counters: {counts}")

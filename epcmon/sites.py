@@ -1,0 +1,66 @@
+"""Loading a site file with everything the running program knows (the shipped profiles)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import date
+from pathlib import Path
+
+from collectors.profiles import load_profiles
+from core.config import SiteConfig, load_site
+from core.errors import ConfigError
+
+
+def load(path: str | Path) -> SiteConfig:
+    """Load and validate a site file against the profiles epcmon ships."""
+    profiles = load_profiles()
+    site = load_site(path, known_profiles=set(profiles))
+    for meter in site.meters:
+        src = meter.modbus
+        if src is None:
+            continue
+        used = {f.transformer.value for f in profiles[src.profile].fields}
+        for key, ratio, marks in (
+            ("ct_ratio", src.ct_ratio, {"ct", "pt*ct"}),
+            ("pt_ratio", src.pt_ratio, {"pt", "pt*ct"}),
+        ):
+            if ratio != 1.0 and not used & marks:
+                # the meter applies its own ratio (or none): ours would be silently ignored
+                raise ConfigError(
+                    f"{ratio:g} is set, but profile {src.profile!r} has no register scaled by it "
+                    "(the meter reports primary values itself)",
+                    file=site.source,
+                    entity=f"meter {meter.id!r}",
+                    key=f"modbus.{key}",
+                )
+    return site
+
+
+def summary(site: SiteConfig) -> str:
+    kinds = Counter(m.kind.value for m in site.meters)
+    protocols = Counter(m.protocol for m in site.meters)
+    departments = sum(1 for t in site.tenants if t.kind == "department")
+    lines = [
+        f"site {site.site.id}: {site.site.name}"
+        + (f" ({site.site.name_en})" if site.site.name_en else ""),
+        f"  time zone {site.site.timezone}, {site.site.latitude:.3f}N {site.site.longitude:.3f}E",
+        f"  buildings: {len(site.buildings)} ({sum(b.floor_area_m2 for b in site.buildings):,.0f} m2)",
+        f"  tenants: {len(site.tenants)} ({departments} departments, {len(site.tenants) - departments} common areas)",
+        f"  gateways: {len(site.gateways)}",
+        f"  meters: {len(site.meters)}: "
+        + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items()))
+        + "; by protocol: "
+        + ", ".join(f"{k} {n}" for k, n in sorted(protocols.items())),
+        f"  payload formats: {len(site.payload_formats)}",
+        f"  contracts: {len(site.contracts)}",
+    ]
+    first = min((c.baseline_start.year for c in site.contracts), default=date.today().year)
+    years = range(first, date.today().year + 2)  # through next year: its notice comes in November
+    uncovered = site.work_calendar.uncovered_years(years)
+    if uncovered:
+        lines.append(
+            "  warning: no statutory holiday data for "
+            + ", ".join(map(str, uncovered))
+            + " (weekdays are taken as workdays; add [[calendar.overrides]])"
+        )
+    return "\n".join(lines)
