@@ -1,0 +1,1 @@
+"""Modbus and MQTT collection, meter profiles, availability, dead letters."""

@@ -1,0 +1,1 @@
+"""The front door: the `epcmon` command and the runtime that wires the parts together."""

@@ -1,0 +1,1 @@
+"""Meter simulators: the virtual site, Modbus TCP gateways and MQTT meters that play it."""

@@ -41,6 +41,14 @@ class Every:
     count: int
     unit: str
 
+    def __post_init__(self) -> None:
+        if self.unit not in (*_UNIT_MS, "mo"):
+            raise ValueError(f"bucket unit {self.unit!r}: expected s, m, h, d or mo")
+        if self.count < 1:
+            raise ValueError(f"bucket width {self.count}{self.unit}: must be positive")
+        if self.unit == "mo" and self.count != 1:
+            raise ValueError(f"bucket width {self.count}mo: only 1mo is supported")
+
     @classmethod
     def parse(cls, text: str) -> Every:
         match = _EVERY.match(text.strip())

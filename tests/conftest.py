@@ -77,7 +77,9 @@ def mosquitto(tmp_path: Path) -> Iterator[Broker]:
         "max_inflight_messages 100\n"
         "log_dest none\n"
     )
-    proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         wait_for_port(port, proc)
         yield Broker("127.0.0.1", port, proc)

@@ -20,21 +20,37 @@ from storage.duckdb_store import DuckDBStore
 
 
 def _site(prefix: str, url: str):
-    return parse_site({
-        "site": {"id": "t", "name": "T", "latitude": 31, "longitude": 116},
-        "mqtt": {"url": url, "client_id": f"test-{prefix}"},
-        "buildings": [{"id": "b", "name": "B", "floor_area_m2": 100}],
-        "payload_formats": {
-            "flat": {"timestamp": "/ts", "timestamp_format": "epoch_ms", "fields": [
-                {"pointer": "/p", "quantity": "power", "unit": "W"},
-                {"pointer": "/e", "quantity": "energy_import", "unit": "kWh"},
-            ]},
-        },
-        "meters": [
-            {"id": "M1", "kind": "electricity", "building": "b", "mqtt": {"topic": f"{prefix}/m1", "format": "flat"}},
-            {"id": "M2", "kind": "electricity", "building": "b", "mqtt": {"topic": f"{prefix}/m2", "format": "flat"}},
-        ],
-    })
+    return parse_site(
+        {
+            "site": {"id": "t", "name": "T", "latitude": 31, "longitude": 116},
+            "mqtt": {"url": url, "client_id": f"test-{prefix}"},
+            "buildings": [{"id": "b", "name": "B", "floor_area_m2": 100}],
+            "payload_formats": {
+                "flat": {
+                    "timestamp": "/ts",
+                    "timestamp_format": "epoch_ms",
+                    "fields": [
+                        {"pointer": "/p", "quantity": "power", "unit": "W"},
+                        {"pointer": "/e", "quantity": "energy_import", "unit": "kWh"},
+                    ],
+                },
+            },
+            "meters": [
+                {
+                    "id": "M1",
+                    "kind": "electricity",
+                    "building": "b",
+                    "mqtt": {"topic": f"{prefix}/m1", "format": "flat"},
+                },
+                {
+                    "id": "M2",
+                    "kind": "electricity",
+                    "building": "b",
+                    "mqtt": {"topic": f"{prefix}/m2", "format": "flat"},
+                },
+            ],
+        }
+    )
 
 
 async def test_subscriber_stores_acks_and_dead_letters(mosquitto, tmp_path):
@@ -76,7 +92,8 @@ async def test_subscriber_stores_acks_and_dead_letters(mosquitto, tmp_path):
 
     m1 = store.read_raw("M1", "power", t0, t0 + 10**9)
     m2 = store.read_raw("M2", "power", t0, t0 + 10**9)
-    assert len(m1) == 100 and len(m2) == 100  # the duplicate did not double count
+    assert len(m1) == 100
+    assert len(m2) == 100
     assert m1.value[0] == pytest.approx(1.0)  # W -> kW
     assert dead.count == 2
     reasons = [r["reason"] for r in dead.read()]
@@ -95,7 +112,9 @@ async def test_unacked_messages_are_redelivered_after_a_restart(mosquitto, tmp_p
     dead = DeadLetters(tmp_path / "dead.jsonl")
 
     async def run_until(count: int) -> None:
-        sub = MqttSubscriber(site, mosquitto.url, StoreWriter(store, availability), dead, availability)
+        sub = MqttSubscriber(
+            site, mosquitto.url, StoreWriter(store, availability), dead, availability
+        )
         stop = asyncio.Event()
         task = asyncio.create_task(sub.run(stop))
         await sub.wait_connected(10)
@@ -113,7 +132,10 @@ async def test_unacked_messages_are_redelivered_after_a_restart(mosquitto, tmp_p
     pub.connect(mosquitto.host, mosquitto.port)
     pub.loop_start()
     t0 = 1_767_225_600_000
-    infos = [pub.publish(f"{prefix}/m1", json.dumps({"ts": t0 + i * 1000, "p": 5, "e": i}), qos=1) for i in range(50)]
+    infos = [
+        pub.publish(f"{prefix}/m1", json.dumps({"ts": t0 + i * 1000, "p": 5, "e": i}), qos=1)
+        for i in range(50)
+    ]
     for info in infos:
         info.wait_for_publish(10)
     pub.disconnect()

@@ -1,0 +1,24 @@
+"""The store benchmark still runs: `python -m bench.store --quick` exits 0."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_store_benchmark_quick_run(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.store", "--quick", "--dir", str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "store ingest, median batch" in done.stdout
+    assert "hourly mean, one meter-year" in done.stdout
+    assert list(tmp_path.iterdir()) == []  # the work directory is cleaned up
