@@ -135,6 +135,76 @@ class StorageConfig(_Model):
     """DuckDB file, relative to the working directory."""
 
 
+_ROUTE_VAR = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
+
+
+class MqttRoute(_Model):
+    """Devices whose topic names the meter: `[mqtt.routes.NAME]`.
+
+    `pattern = "tele/{device}/SENSOR"` with `meter = "PLUG-{device}"` maps the topic
+    `tele/c1/SENSOR` to meter `PLUG-c1`. A variable stands for one whole topic level.
+    """
+
+    pattern: str = Field(min_length=1, max_length=512)
+    """Topic with `{name}` variables, each a whole level; no MQTT wildcards."""
+    meter: str = Field(min_length=1)
+    """Meter id template over the pattern's variables."""
+    format: str = Field(min_length=1)
+    """Name of the payload format these devices write."""
+
+    @model_validator(mode="after")
+    def _variables_agree(self) -> MqttRoute:
+        if "+" in self.pattern or "#" in self.pattern or self.pattern.startswith("$"):
+            raise ValueError("pattern: use {name} variables, not MQTT wildcards")
+        levels = self.pattern.split("/")
+        names = []
+        for level in levels:
+            found = _ROUTE_VAR.findall(level)
+            if found and not _ROUTE_VAR.fullmatch(level):
+                raise ValueError(f"pattern: a variable must be a whole topic level, not {level!r}")
+            names += found
+        if not names or len(set(names)) != len(names):
+            raise ValueError("pattern: needs distinct {name} variables")
+        used = set(_ROUTE_VAR.findall(self.meter))
+        if used != set(names):
+            # every variable in the id keeps the mapping invertible: a meter knows its topic
+            raise ValueError(
+                f"meter: template must use exactly the variables of the pattern {sorted(names)}"
+            )
+        return self
+
+    def match(self, topic: str) -> str | None:
+        """The meter id for `topic`, or None when it does not match."""
+        pattern_levels = self.pattern.split("/")
+        topic_levels = topic.split("/")
+        if len(pattern_levels) != len(topic_levels):
+            return None
+        values: dict[str, str] = {}
+        for p, t in zip(pattern_levels, topic_levels, strict=True):
+            if m := _ROUTE_VAR.fullmatch(p):
+                if not t:
+                    return None
+                values[m.group(1)] = t
+            elif p != t:
+                return None
+        return _ROUTE_VAR.sub(lambda m: values[m.group(1)], self.meter)
+
+    def topic_for(self, meter_id: str) -> str | None:
+        """The topic a routed meter publishes on (inverse of `match`)."""
+        regex = "".join(
+            f"(?P<{part}>[^/]+)" if i % 2 else re.escape(part)
+            for i, part in enumerate(_ROUTE_VAR.split(self.meter))
+        )
+        m = re.fullmatch(regex, meter_id)
+        if m is None:
+            return None
+        return _ROUTE_VAR.sub(lambda v: m.group(v.group(1)), self.pattern)
+
+    @property
+    def subscription(self) -> str:
+        return _ROUTE_VAR.sub("+", self.pattern)
+
+
 class MqttConfig(_Model):
     """The MQTT broker the collector subscribes to: `[mqtt]`."""
 
@@ -148,6 +218,15 @@ class MqttConfig(_Model):
     """MQTT protocol version (the embedded demo broker speaks 3.1.1)."""
     session_expiry_s: int = Field(default=86_400, ge=0)
     """How long the broker keeps our session (and queues QoS 1 messages) while we are away."""
+    username: str = ""
+    """Broker user name; the password comes from the environment (EPCMON_MQTT_PASSWORD)."""
+    shared_group: str = Field(default="", pattern=r"^[A-Za-z0-9_\-]*$")
+    """Subscribe as `$share/<group>/...` so several collector processes split the messages."""
+    buffer_messages: int = Field(default=10_000, ge=1, le=1_000_000)
+    """Messages held in the collector between receipt and commit; when full, reading from
+    the broker pauses (the broker keeps the rest in our persistent session)."""
+    routes: dict[str, MqttRoute] = Field(default_factory=dict)
+    """Topic patterns that map many devices to meters: `[mqtt.routes.NAME]`."""
 
 
 class ApiConfig(_Model):
@@ -266,15 +345,27 @@ class ModbusSource(_Model):
     """Current-transformer ratio, for profiles whose registers hold secondary values."""
     pt_ratio: float = Field(default=1.0, gt=0)
     """Voltage-transformer ratio, likewise."""
+    quantities: tuple[str, ...] = ()
+    """Poll only these quantities of the profile (default: all of them)."""
+
+    @field_validator("quantities")
+    @classmethod
+    def _known_quantities(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [q for q in value if q not in QUANTITIES]
+        if unknown:
+            raise ValueError(f"unknown quantities {unknown}")
+        return value
 
 
 class MqttSource(_Model):
     """Where an MQTT meter publishes: `[meters.mqtt]`."""
 
-    topic: str = Field(min_length=1, max_length=512)
-    """The concrete topic the meter publishes on (no wildcards)."""
-    format: str = Field(min_length=1)
-    """Name of a payload format."""
+    topic: str = Field(default="", max_length=512)
+    """The concrete topic the meter publishes on (no wildcards); empty with `route`."""
+    format: str = ""
+    """Name of a payload format (with `topic`)."""
+    route: str = ""
+    """Name of an `[mqtt.routes.NAME]` whose pattern maps this meter's topic instead."""
 
     @field_validator("topic")
     @classmethod
@@ -282,6 +373,16 @@ class MqttSource(_Model):
         if "+" in value or "#" in value or value.startswith("$"):
             raise ValueError(f"a meter's topic must be concrete, not {value!r}")
         return value
+
+    @model_validator(mode="after")
+    def _topic_or_route(self) -> MqttSource:
+        if bool(self.topic) == bool(self.route):
+            raise ValueError("give either topic (with format) or route")
+        if self.topic and not self.format:
+            raise ValueError("a topic needs its payload format")
+        if self.route and self.format:
+            raise ValueError("a routed meter takes its format from the route")
+        return self
 
 
 class Meter(_Model):
@@ -397,6 +498,22 @@ class SiteConfig(_Model):
     def work_calendar(self) -> WorkCalendar:
         return WorkCalendar({o.date: o.day_type for o in self.calendar.overrides})
 
+    def topic_of(self, meter: Meter) -> str:
+        """The topic an MQTT meter publishes on (its own, or the one its route implies)."""
+        if meter.mqtt is None:
+            raise ValueError(f"meter {meter.id} is not an MQTT meter")
+        if meter.mqtt.topic:
+            return meter.mqtt.topic
+        topic = self.mqtt.routes[meter.mqtt.route].topic_for(meter.id)
+        assert topic is not None  # checked when the site was loaded
+        return topic
+
+    def format_of(self, meter: Meter) -> PayloadFormat:
+        if meter.mqtt is None:
+            raise ValueError(f"meter {meter.id} is not an MQTT meter")
+        name = meter.mqtt.format or self.mqtt.routes[meter.mqtt.route].format
+        return self.payload_formats[name]
+
     def meter(self, meter_id: str) -> Meter:
         from core.errors import NotFound
 
@@ -502,7 +619,17 @@ def _check_references(cfg: SiteConfig, path: str, known_profiles: Collection[str
                     f"already meter {endpoints[slot]!r}",
                 )
             endpoints[slot] = m.id
-        if m.mqtt is not None:
+        if m.mqtt is not None and m.mqtt.route:
+            route = cfg.mqtt.routes.get(m.mqtt.route)
+            if route is None:
+                raise fail(entity, "mqtt.route", f"no route {m.mqtt.route!r} in [mqtt.routes]")
+            if route.topic_for(m.id) is None:
+                raise fail(
+                    entity,
+                    "mqtt.route",
+                    f"id does not fit the route's meter template {route.meter!r}",
+                )
+        if m.mqtt is not None and m.mqtt.topic:
             if m.mqtt.format not in cfg.payload_formats:
                 raise fail(entity, "mqtt.format", f"no payload format {m.mqtt.format!r}")
             if m.mqtt.topic in topics:
@@ -510,6 +637,9 @@ def _check_references(cfg: SiteConfig, path: str, known_profiles: Collection[str
                     entity, "mqtt.topic", f"topic already used by meter {topics[m.mqtt.topic]!r}"
                 )
             topics[m.mqtt.topic] = m.id
+    for name, route in cfg.mqtt.routes.items():
+        if route.format not in cfg.payload_formats:
+            raise fail(f"[mqtt] route {name!r}", "format", f"no payload format {route.format!r}")
     for c in cfg.contracts:
         for i, meter_id in enumerate(c.meters):
             if meter_id not in cfg.meters_by_id:

@@ -83,10 +83,41 @@ class QuantitySpec:
     unit: Unit
     counter: bool
     description: str
+    low: float
+    high: float
+    """Physically plausible range: a value outside it is a fault, never a reading."""
+
+    def accepts(self, value: float) -> bool:
+        return self.low <= value <= self.high
+
+
+# Plausible ranges by unit; generous, they catch garbage (a swapped word order, a spike
+# of 1e38 from an uninitialised float register), not unusual loads.
+_RANGE: dict[Unit, tuple[float, float]] = {
+    Unit.KW: (-1e5, 1e5),
+    Unit.KVAR: (-1e5, 1e5),
+    Unit.KVA: (0, 1e5),
+    Unit.KWH: (0, 1e12),
+    Unit.V: (0, 100_000),
+    Unit.A: (-1e5, 1e5),
+    Unit.HZ: (40, 70),
+    Unit.M3: (0, 1e10),
+    Unit.M3_PER_H: (-1e5, 1e5),
+    Unit.MPA: (-0.2, 10),
+    Unit.CELSIUS: (-60, 150),
+    Unit.PERCENT: (0, 100),
+    Unit.W_PER_M2: (0, 1500),
+    Unit.RATIO: (-1e6, 1e6),
+}
 
 
 def _q(name: str, unit: Unit, description: str, *, counter: bool = False) -> QuantitySpec:
-    return QuantitySpec(name, unit, counter, description)
+    low, high = _RANGE[unit]
+    if name.startswith("power_factor"):
+        low, high = -1.0, 1.0
+    elif name == "valve_position":
+        low, high = 0.0, 1.0
+    return QuantitySpec(name, unit, counter, description, low, high)
 
 
 QUANTITIES: dict[str, QuantitySpec] = {

@@ -40,6 +40,18 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run(args: argparse.Namespace) -> int:
+    from epcmon.runtime import Role, Shard, run_service
+    from epcmon.sites import load
+
+    site = load(args.site)
+    role: Role = args.role
+    asyncio.run(
+        run_service(site, role=role, shard=Shard.parse(args.shard), data_dir=Path(args.data_dir))
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="epcmon", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
@@ -62,6 +74,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     p.add_argument("--mqtt-url", default=None, help="use this broker instead of an embedded one")
     p.set_defaults(func=_demo)
+
+    def service_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--site", default=DEFAULT_SITE, help=f"site file (default {DEFAULT_SITE})")
+        p.add_argument(
+            "--data-dir", default="data", help="dead letters and other state (default ./data)"
+        )
+        p.add_argument(
+            "--shard", default="1/1", help="poll the i-th of n shares of the gateways (default 1/1)"
+        )
+
+    p = sub.add_parser(
+        "collect", help="run the collectors alone (Modbus polling, MQTT subscription)"
+    )
+    service_options(p)
+    p.set_defaults(func=_run, role="collector")
+
+    p = sub.add_parser("run", help="run the service: collectors and API")
+    service_options(p)
+    p.add_argument(
+        "--role",
+        choices=["all", "collector", "api"],
+        default="all",
+        help="which parts this process runs (default all)",
+    )
+    p.set_defaults(func=_run)
     return parser
 
 

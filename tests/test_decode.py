@@ -9,9 +9,11 @@ import pytest
 from collectors.modbus.decode import (
     RegisterSpec,
     RegisterType,
+    StringSpec,
     Transformer,
     WordOrder,
     decode,
+    decode_string,
     encode,
 )
 from collectors.profiles import get_profile, load_profiles
@@ -220,3 +222,20 @@ def test_profile_datasheet_addresses():
     )
     tuf = get_profile("tuf2000m")
     assert tuf.field("supply_temperature").address == 32  # manual register 33
+
+
+@pytest.mark.parametrize(
+    ("registers", "order", "expected"),
+    [
+        ([0x5344, 0x4D36, 0x3330, 0x0000], W.ABCD, "SDM630"),  # 'SD' 'M6' '30' NUL
+        ([0x4453, 0x364D, 0x3033, 0x2020], W.BADC, "SDM630"),  # bytes swapped, space padded
+        ([0x4131], W.ABCD, "A1"),
+    ],
+)
+def test_identification_strings(registers, order, expected):
+    assert decode_string(registers, StringSpec(0, len(registers), order)) == expected
+
+
+def test_string_spec_validates_itself():
+    with pytest.raises(ValueError, match="register space"):
+        StringSpec(0, 0)

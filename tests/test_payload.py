@@ -100,3 +100,11 @@ def test_render_then_parse_round_trip(fmt):
     for quantity, reading in got.items():
         assert reading.ts_ms == ts
         assert reading.value == pytest.approx(values[quantity])
+
+
+def test_out_of_range_values_are_refused():
+    payload = b'{"ts": 1767225600000, "temp_c": 3.2, "rh": 180}'
+    with pytest.raises(
+        PayloadError, match=r"out of range: /rh gives relative_humidity = 180 %, outside \[0, 100\]"
+    ):
+        parse_payload(payload, FLAT, "WX", 0)

@@ -174,3 +174,29 @@ def encode_raw(raw: float, kind: RegisterType, order: WordOrder) -> list[int]:
         lo, hi = (0, 2**bits - 1) if fmt.isupper() else (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
         packed = struct.pack(">" + fmt, max(lo, min(hi, round(raw))))
     return _from_bytes(packed, order)
+
+
+@dataclass(frozen=True, slots=True)
+class StringSpec:
+    """An identification string (serial number, model name): `count` registers, two ASCII
+    characters each, high byte first unless the order swaps bytes; NULs and spaces trimmed."""
+
+    address: int
+    count: int
+    order: WordOrder = WordOrder.ABCD
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.address <= 0xFFFF or not 1 <= self.count <= 125:
+            raise ValueError(f"string at {self.address} x {self.count}: outside the register space")
+        if self.address + self.count - 1 > 0xFFFF:
+            raise ValueError(f"string at {self.address} runs past register 65535")
+
+
+def decode_string(registers: Sequence[int], spec: StringSpec) -> str:
+    if len(registers) != spec.count:
+        raise ValueError(f"string needs {spec.count} registers, got {len(registers)}")
+    raw = bytearray()
+    for w in registers:
+        hi, lo = w >> 8 & 0xFF, w & 0xFF
+        raw += bytes((lo, hi)) if spec.order.bytes_swapped else bytes((hi, lo))
+    return raw.decode("ascii", errors="replace").strip("\x00 ").replace("\x00", "")

@@ -1,8 +1,9 @@
 """Request planning: which reads fetch a meter's registers in as few requests as possible.
 
 Pure: a profile in, a list of reads out. Adjacent fields merge into one read while the gap
-between them is at most `max_gap` registers and the read stays within the device's limit
-(125 registers by the protocol, lower where the profile says so). A field is never split.
+between them is at most the profile's `gap_fill` registers and the read stays within the
+device's limit (125 registers by the protocol, lower where the profile says so). A field is
+never split across reads. Fields that overlap (two views of the same registers) share a read.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ from dataclasses import dataclass
 
 from collectors.modbus.decode import RegisterSpec
 from collectors.profiles import Profile
+from core.quantities import QUANTITIES, conversion_factor
 
 DEFAULT_MAX_GAP = 16
+"""The default `gap_fill` of a profile."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,10 +39,10 @@ class ReadRequest:
 
 
 def plan_reads(
-    profile: Profile, *, quantities: frozenset[str] | None = None, max_gap: int = DEFAULT_MAX_GAP
+    profile: Profile, *, quantities: frozenset[str] | None = None, max_gap: int | None = None
 ) -> list[ReadRequest]:
-    from core.quantities import QUANTITIES, conversion_factor
-
+    """The reads that fetch `quantities` (default: every field) of one device."""
+    gap = profile.gap_fill if max_gap is None else max_gap
     reads = sorted(
         (
             FieldRead(
@@ -57,7 +60,7 @@ def plan_reads(
             start = group[0].spec.address
             end = max(r.spec.address + r.spec.count for r in group)
             new_end = max(end, read.spec.address + read.spec.count)
-            if read.spec.address - end <= max_gap and new_end - start <= profile.max_registers:
+            if read.spec.address - end <= gap and new_end - start <= profile.max_registers:
                 group.append(read)
                 continue
             plan.append(_request(profile, group))
@@ -65,6 +68,15 @@ def plan_reads(
     if group:
         plan.append(_request(profile, group))
     return plan
+
+
+def split_request(request: ReadRequest) -> list[ReadRequest]:
+    """One read per field: what to fall back to when a merged read is refused (exception 2),
+    so the field the device does not know can be named."""
+    return [
+        ReadRequest(request.function_code, f.spec.address, f.spec.count, (f,))
+        for f in request.fields
+    ]
 
 
 def _request(profile: Profile, group: list[FieldRead]) -> ReadRequest:

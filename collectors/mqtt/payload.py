@@ -85,8 +85,14 @@ def parse_payload(
             continue
         if isinstance(raw, bool) or not isinstance(raw, int | float) or not math.isfinite(raw):
             raise PayloadError(f"{field.pointer} is {raw!r}, not a finite number")
-        factor = conversion_factor(field.unit, QUANTITIES[field.quantity].unit)
-        readings.append(Reading(meter_id, field.quantity, ts_ms, float(raw) * factor))
+        spec = QUANTITIES[field.quantity]
+        value = float(raw) * conversion_factor(field.unit, spec.unit)
+        if not spec.accepts(value):
+            raise PayloadError(
+                f"out of range: {field.pointer} gives {field.quantity} = {value:g} {spec.unit.value}, "
+                f"outside [{spec.low:g}, {spec.high:g}]"
+            )
+        readings.append(Reading(meter_id, field.quantity, ts_ms, value))
     if not readings:
         raise PayloadError("none of the format's fields is present")
     return readings

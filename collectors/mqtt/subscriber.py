@@ -1,16 +1,22 @@
 """The MQTT subscriber: the only MQTT code that touches the network.
 
 paho-mqtt's network thread hands each message to our asyncio loop; a consumer task parses a
-run of messages, commits their readings to the store, and only then acknowledges them, in
-the order received (`manual_ack=True`). A reading is acknowledged once it is stored, so a
-crash before the commit means the broker delivers it again; the store's idempotent writes
-make the redelivery harmless.
+run of messages, commits their readings to the store (or its spool), and only then
+acknowledges them, in the order received (`manual_ack=True`). A crash before the commit means
+the broker delivers the message again; idempotent writes make the redelivery harmless.
+
+Backpressure: at most `mqtt.buffer_messages` messages are held between receipt and ack. When
+the buffer is full, paho's network thread waits in `on_message`, so it stops reading the
+socket: the broker keeps the rest in our persistent session instead of in our memory. The
+broker's receive maximum is not relied on (Mosquitto lets clients raise it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
@@ -23,6 +29,7 @@ from paho.mqtt.properties import Properties
 from collectors.availability import Availability
 from collectors.deadletters import DeadLetters
 from collectors.mqtt.payload import parse_payload
+from collectors.mqtt.routing import TopicRouter
 from core.config import SiteConfig
 from core.errors import PayloadError, StoreError
 from core.readings import Reading, ReadingBatch
@@ -30,6 +37,7 @@ from core.readings import Reading, ReadingBatch
 log = logging.getLogger("epcmon.mqtt")
 
 Sink = Callable[[ReadingBatch], Awaitable[None]]
+PASSWORD_ENV = "EPCMON_MQTT_PASSWORD"
 
 
 def parse_url(url: str) -> tuple[str, int]:
@@ -49,6 +57,7 @@ class MqttSubscriber:
         availability: Availability,
         *,
         max_batch: int = 5_000,
+        client_id: str | None = None,
     ) -> None:
         self.host, self.port = parse_url(url)
         self._site = site
@@ -56,28 +65,32 @@ class MqttSubscriber:
         self._dead = dead_letters
         self._availability = availability
         self._max_batch = max_batch
-        self._topics = {m.mqtt.topic: m for m in site.meters if m.mqtt is not None}
+        self._router = TopicRouter(site)
         self._queue: asyncio.Queue[mqtt.MQTTMessage] = asyncio.Queue()
+        self._slots = threading.BoundedSemaphore(site.mqtt.buffer_messages)
+        self._closing = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connected = asyncio.Event()
         cfg = site.mqtt
         self._v5 = cfg.protocol == "5"
-        client_id = cfg.client_id or f"epcmon-{site.site.id}"
+        self.client_id = client_id or cfg.client_id or f"epcmon-{site.site.id}"
         if self._v5:
             self.client = mqtt.Client(
                 CallbackAPIVersion.VERSION2,
-                client_id=client_id,
+                client_id=self.client_id,
                 protocol=mqtt.MQTTv5,
                 manual_ack=True,
             )
         else:
             self.client = mqtt.Client(
                 CallbackAPIVersion.VERSION2,
-                client_id=client_id,
+                client_id=self.client_id,
                 protocol=mqtt.MQTTv311,
                 clean_session=False,
                 manual_ack=True,
             )
+        if cfg.username:
+            self.client.username_pw_set(cfg.username, os.environ.get(PASSWORD_ENV))
         self.client.reconnect_delay_set(min_delay=1, max_delay=30)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
@@ -90,9 +103,10 @@ class MqttSubscriber:
         if getattr(reason, "is_failure", False):
             log.warning("MQTT connect to %s:%d refused: %s", self.host, self.port, reason)
             return
-        log.info("MQTT connected to %s:%d", self.host, self.port)
-        if self._topics:
-            client.subscribe([(topic, 1) for topic in sorted(self._topics)])
+        log.info("MQTT connected to %s:%d as %s", self.host, self.port, self.client_id)
+        filters = self._router.subscriptions()
+        if filters:
+            client.subscribe([(f, 1) for f in filters])
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._connected.set)
 
@@ -101,18 +115,24 @@ class MqttSubscriber:
     ) -> None:
         level = logging.WARNING if getattr(reason, "is_failure", True) else logging.INFO
         log.log(level, "MQTT disconnected from %s:%d: %s", self.host, self.port, reason)
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._connected.clear)
 
     def _on_message(self, _c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
+        # Backpressure: wait for room, so paho stops reading the socket while we are full.
+        while not self._slots.acquire(timeout=0.5):
+            if self._closing.is_set():
+                return
+            self._availability.count("mqtt_backpressure_waits")
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._queue.put_nowait, message)
 
     # --- our loop ---------------------------------------------------------------------
     def _parse(self, message: mqtt.MQTTMessage, received_ms: int) -> list[Reading]:
-        meter = self._topics.get(message.topic)
-        if meter is None or meter.mqtt is None:
-            raise PayloadError(f"unknown meter: no meter listens on topic {message.topic!r}")
-        fmt = self._site.payload_formats[meter.mqtt.format]
-        return parse_payload(bytes(message.payload), fmt, meter.id, received_ms)
+        route = self._router.route(message.topic)
+        if route is None:
+            raise PayloadError(f"unknown meter: no meter is mapped to topic {message.topic!r}")
+        return parse_payload(bytes(message.payload), route.fmt, route.meter_id, received_ms)
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -130,6 +150,10 @@ class MqttSubscriber:
     async def wait_connected(self, timeout: float) -> None:
         await asyncio.wait_for(self._connected.wait(), timeout)
 
+    @property
+    def buffered(self) -> int:
+        return self._queue.qsize()
+
     async def run(self, stop: asyncio.Event) -> None:
         await self.start()
         try:
@@ -146,8 +170,13 @@ class MqttSubscriber:
                     messages.append(self._queue.get_nowait())
                 await self._handle(messages)
         finally:
+            self._closing.set()
             self.client.disconnect()
             self.client.loop_stop()
+
+    def _release(self, n: int) -> None:
+        for _ in range(n):
+            self._slots.release()
 
     async def _handle(self, messages: list[mqtt.MQTTMessage]) -> None:
         received_ms = int(time.time() * 1000)
@@ -170,22 +199,24 @@ class MqttSubscriber:
             try:
                 await self._sink(ReadingBatch.from_readings(readings))
             except StoreError as exc:
+                self._release(len(messages))
                 await self._redeliver(exc)
                 return
         for message in messages:  # in receive order, after the commit
             self.client.ack(message.mid, message.qos)
+        self._release(len(messages))
         self._availability.count("mqtt_messages", len(messages))
         self._availability.count("mqtt_readings", len(readings))
 
     async def _redeliver(self, exc: StoreError) -> None:
-        """The store refused the run: acknowledge nothing, forget what is queued here, and
-        reconnect, so the broker delivers every unacknowledged message again (message ids
-        of the old connection must not be acknowledged on the new one)."""
-        log.error(
-            "store write failed, %d messages will be redelivered: %s", self._queue.qsize(), exc
-        )
+        """The store (and its spool) refused the run: acknowledge nothing, forget what is
+        queued here, and reconnect, so the broker delivers every unacknowledged message
+        again (message ids of the old connection must not be acknowledged on the new one)."""
+        dropped = self._queue.qsize()
+        log.error("store write failed, %d messages will be redelivered: %s", dropped, exc)
         self._availability.count("mqtt_store_failures")
         while not self._queue.empty():
             self._queue.get_nowait()
+        self._release(dropped)
         await asyncio.sleep(1.0)
         await asyncio.to_thread(self.client.reconnect)

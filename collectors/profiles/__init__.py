@@ -15,7 +15,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from collectors.modbus.decode import RegisterSpec, RegisterType, Transformer, WordOrder
+from collectors.modbus.decode import (
+    RegisterSpec,
+    RegisterType,
+    StringSpec,
+    Transformer,
+    WordOrder,
+)
 from core.config import MeterKind
 from core.errors import ConfigError
 from core.quantities import QUANTITIES, Unit, conversion_factor
@@ -42,6 +48,17 @@ class ProfileField(BaseModel):
         return self
 
 
+class IdentificationField(BaseModel):
+    """A string register block read once per connection (serial number, model)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    address: int = Field(ge=0, le=0xFFFF)
+    count: int = Field(ge=1, le=125)
+    order: WordOrder | None = None
+
+
 class Profile(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -57,7 +74,11 @@ class Profile(BaseModel):
     word_order: WordOrder = WordOrder.ABCD
     max_registers: int = Field(default=125, ge=1, le=125)
     """Most registers the device answers in one request."""
+    gap_fill: int = Field(default=16, ge=0, le=124)
+    """Most unused registers one read may span to merge two fields; 0 for devices that
+    reject reads over undocumented addresses."""
     fields: tuple[ProfileField, ...] = Field(min_length=1)
+    identification: tuple[IdentificationField, ...] = ()
 
     def spec(self, field: ProfileField) -> RegisterSpec:
         return RegisterSpec(
@@ -68,6 +89,9 @@ class Profile(BaseModel):
             offset=field.offset,
             transformer=field.transformer,
         )
+
+    def string_spec(self, ident: IdentificationField) -> StringSpec:
+        return StringSpec(ident.address, ident.count, ident.order or self.word_order)
 
     def field(self, quantity: str) -> ProfileField:
         for f in self.fields:

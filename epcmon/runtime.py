@@ -1,0 +1,208 @@
+"""Wiring the parts into running services: collectors, the API, and `epcmon run`.
+
+Settings, stores and clients are built here, never at import time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import uvicorn
+
+from api.app import create_app
+from collectors.availability import Availability
+from collectors.deadletters import DeadLetters
+from collectors.modbus.poller import GatewayPoller
+from collectors.mqtt.subscriber import MqttSubscriber
+from collectors.writer import StoreWriter
+from core.config import Gateway, SiteConfig
+from core.errors import ConfigError
+from storage.base import TimeSeriesStore
+from storage.duckdb_store import DuckDBStore
+
+log = logging.getLogger("epcmon.run")
+
+Role = Literal["all", "collector", "api"]
+
+
+@dataclass(frozen=True)
+class Shard:
+    """`--shard i/n`: this process polls the gateways whose stable hash falls in slot i of n."""
+
+    index: int = 1
+    count: int = 1
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        try:
+            i, n = (int(part) for part in text.split("/"))
+        except ValueError:
+            raise ValueError(f"--shard {text!r}: expected i/n, e.g. 1/2") from None
+        if not 1 <= i <= n:
+            raise ValueError(f"--shard {text!r}: i must be between 1 and n")
+        return cls(i, n)
+
+    def owns(self, gateway: Gateway) -> bool:
+        # crc32 of the id: a gateway stays in its shard when others are added or removed
+        return zlib.crc32(gateway.id.encode()) % self.count == self.index - 1
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
+class Collectors:
+    """The collectors of a site (or of one shard of it), writing to one store."""
+
+    def __init__(
+        self,
+        site: SiteConfig,
+        store: TimeSeriesStore,
+        data_dir: Path,
+        *,
+        shard: Shard = Shard(),
+        mqtt_url: str | None = None,
+        availability: Availability | None = None,
+    ) -> None:
+        self.site = site
+        self.shard = shard
+        self.availability = availability or Availability()
+        self.writer = StoreWriter(store, self.availability)
+        self.dead_letters = DeadLetters(data_dir / "dead-letters.jsonl")
+        self.pollers = [
+            GatewayPoller(
+                gw,
+                [m for m in site.meters if m.modbus is not None and m.modbus.gateway == gw.id],
+                self.writer,
+                self.availability,
+            )
+            for gw in site.gateways
+            if shard.owns(gw)
+        ]
+        self.pollers = [p for p in self.pollers if p.plans]
+        url = mqtt_url if mqtt_url is not None else site.mqtt.url
+        has_mqtt = any(m.mqtt is not None for m in site.meters)
+        self.subscriber: MqttSubscriber | None = None
+        if has_mqtt and not url:
+            log.warning("the site has MQTT meters but no [mqtt] url: they are not collected")
+        elif has_mqtt:
+            if shard.count > 1 and not site.mqtt.shared_group:
+                raise ConfigError(
+                    "several collector processes need a shared subscription, or each stores every message",
+                    file=site.source,
+                    entity="[mqtt]",
+                    key="shared_group",
+                )
+            base_id = site.mqtt.client_id or f"epcmon-{site.site.id}"
+            client_id = base_id if shard.count == 1 else f"{base_id}-{shard.index}"
+            self.subscriber = MqttSubscriber(
+                site, url, self.writer, self.dead_letters, self.availability, client_id=client_id
+            )
+
+    def describe(self) -> list[str]:
+        lines = [
+            f"modbus gateway {p.gateway.id} {p.gateway.host}:{p.gateway.port}: {len(p.plans)} meters"
+            for p in self.pollers
+        ]
+        if self.subscriber is not None:
+            lines.append(
+                f"mqtt {self.subscriber.host}:{self.subscriber.port} as {self.subscriber.client_id}"
+            )
+        return lines
+
+    async def run(self, stop: asyncio.Event) -> None:
+        tasks = [asyncio.create_task(p.run(stop)) for p in self.pollers]
+        if self.subscriber is not None:
+            tasks.append(asyncio.create_task(self.subscriber.run(stop)))
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
+                raise result
+
+
+class ApiServer(uvicorn.Server):
+    """uvicorn, minus its own signal handling: the process's runtime owns Ctrl-C."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+    @property
+    def bound_port(self) -> int:
+        if self.servers and self.servers[0].sockets:
+            return int(self.servers[0].sockets[0].getsockname()[1])
+        return int(self.config.port)
+
+    async def start_serving(self) -> asyncio.Task[None]:
+        """Serve in a task; return once listening (or raise why it could not)."""
+        task = asyncio.create_task(self.serve())
+        while not self.started and not task.done():
+            await asyncio.sleep(0.02)  # uvicorn signals readiness only through `started`
+        if task.done():
+            await task
+            raise RuntimeError(f"the API could not listen on {self.config.host}:{self.config.port}")
+        return task
+
+
+def open_store(site: SiteConfig) -> TimeSeriesStore:
+    path = Path(site.storage.path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return DuckDBStore(path)
+
+
+def stop_on_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+
+async def run_service(site: SiteConfig, *, role: Role, shard: Shard, data_dir: Path) -> None:
+    """`epcmon run` / `epcmon collect`: the collectors and/or the API until a signal."""
+
+    def say(text: str) -> None:
+        print(text, flush=True)
+
+    # Separate collector and API processes need a store they can share (InfluxDB): a DuckDB
+    # file is owned by one process, and a second one fails to open it with a clear error.
+    stop = asyncio.Event()
+    stop_on_signals(stop)
+    store = open_store(site)
+    say(f"store: {site.storage.backend} {site.storage.path}")
+    tasks: list[asyncio.Task[None]] = []
+    server: ApiServer | None = None
+    try:
+        if role in ("all", "collector"):
+            collectors = Collectors(site, store, data_dir, shard=shard)
+            for line in collectors.describe():
+                say(line)
+            tasks.append(asyncio.create_task(collectors.run(stop)))
+        if role in ("all", "api"):
+            app = create_app(site, store)
+            server = ApiServer(
+                uvicorn.Config(
+                    app, host=site.api.host, port=site.api.port, log_level="warning", lifespan="off"
+                )
+            )
+            tasks.append(await server.start_serving())
+            say(f"API on http://{site.api.host}:{server.bound_port}")
+        say("running; Ctrl-C or SIGTERM stops")
+        done, _ = await asyncio.wait(
+            [asyncio.create_task(stop.wait()), *tasks], return_when=asyncio.FIRST_COMPLETED
+        )
+        for task in done:
+            if task in tasks and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+    finally:
+        stop.set()
+        if server is not None:
+            server.should_exit = True
+        await asyncio.gather(*tasks, return_exceptions=True)
+        store.close()
+        say("stopped")
