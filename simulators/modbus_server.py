@@ -17,7 +17,6 @@ from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from collectors.modbus.decode import encode
-from collectors.modbus.plan import DEFAULT_MAX_GAP
 from collectors.profiles import Profile
 from core.quantities import QUANTITIES, conversion_factor
 
@@ -40,7 +39,7 @@ def _blocks(profile: Profile) -> list[SimData]:
     spans = sorted((profile.spec(f).address, profile.spec(f).count) for f in profile.fields)
     merged: list[list[int]] = []
     for address, count in spans:
-        if merged and address - (merged[-1][0] + merged[-1][1]) <= DEFAULT_MAX_GAP:
+        if merged and address - (merged[-1][0] + merged[-1][1]) <= profile.gap_fill:
             merged[-1][1] = max(merged[-1][1], address + count - merged[-1][0])
         else:
             merged.append([address, count])

@@ -22,3 +22,20 @@ def test_store_benchmark_quick_run(tmp_path: Path) -> None:
     assert "store ingest, median batch" in done.stdout
     assert "hourly mean, one meter-year" in done.stdout
     assert list(tmp_path.iterdir()) == []  # the work directory is cleaned up
+
+
+def test_mqtt_ingest_benchmark_quick_run() -> None:
+    from tests.conftest import require
+
+    require("mosquitto", "mosquitto")
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.ingest_mqtt", "--quick"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "collector-1" in done.stdout
+    assert "lost 0" in done.stdout

@@ -39,9 +39,15 @@ class ReadRequest:
 
 
 def plan_reads(
-    profile: Profile, *, quantities: frozenset[str] | None = None, max_gap: int | None = None
+    profile: Profile,
+    *,
+    quantities: frozenset[str] | None = None,
+    max_gap: int | None = None,
+    static: bool | None = False,
 ) -> list[ReadRequest]:
-    """The reads that fetch `quantities` (default: every field) of one device."""
+    """The reads that fetch `quantities` (default: every field) of one device: its
+    measurements (`static=False`, every poll), its configuration (`static=True`, once per
+    connection), or both (`static=None`)."""
     gap = profile.gap_fill if max_gap is None else max_gap
     reads = sorted(
         (
@@ -49,7 +55,8 @@ def plan_reads(
                 f.quantity, profile.spec(f), conversion_factor(f.unit, QUANTITIES[f.quantity].unit)
             )
             for f in profile.fields
-            if quantities is None or f.quantity in quantities
+            if (quantities is None or f.quantity in quantities)
+            and (static is None or f.static == static)
         ),
         key=lambda r: r.spec.address,
     )

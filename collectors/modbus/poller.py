@@ -56,6 +56,7 @@ class MeterPlan:
     interval_s: int
     profile: Profile
     reads: list[ReadRequest]
+    static_reads: list[ReadRequest]
     pt: float
     ct: float
     misses: int = 0
@@ -71,8 +72,16 @@ class MeterPlan:
         profile = get_profile(src.profile)
         wanted = frozenset(src.quantities) if src.quantities else None
         reads = plan_reads(profile, quantities=wanted)
+        static_reads = plan_reads(profile, quantities=wanted, static=True)
         return cls(
-            meter.id, src.unit, meter.poll_interval_s, profile, reads, src.pt_ratio, src.ct_ratio
+            meter.id,
+            src.unit,
+            meter.poll_interval_s,
+            profile,
+            reads,
+            static_reads,
+            src.pt_ratio,
+            src.ct_ratio,
         )
 
 
@@ -142,9 +151,11 @@ class GatewayPoller:
             raise BadResponse(f"unit {plan.unit} answered exception {code}")
         raise AssertionError("unreachable")
 
-    async def _read_all(self, plan: MeterPlan) -> list[tuple[ReadRequest, list[int]]]:
+    async def _read_all(
+        self, plan: MeterPlan, reads: list[ReadRequest]
+    ) -> list[tuple[ReadRequest, list[int]]]:
         out: list[tuple[ReadRequest, list[int]]] = []
-        pending = list(plan.reads)
+        pending = list(reads)
         while pending:
             req = pending.pop(0)
             try:
@@ -153,12 +164,12 @@ class GatewayPoller:
                 if len(req.fields) > 1:
                     # find the field the device rejects: one read per field, from now on
                     parts = split_request(req)
-                    index = plan.reads.index(req)
-                    plan.reads[index : index + 1] = parts
+                    index = reads.index(req)
+                    reads[index : index + 1] = parts
                     pending[:0] = parts
                     continue
                 f = req.fields[0]
-                plan.reads.remove(req)
+                reads.remove(req)
                 self._availability.count("modbus_config_errors")
                 log.error(
                     "%s",
@@ -190,7 +201,9 @@ class GatewayPoller:
             log.info("meter %s identifies as %s", plan.meter_id, plan.identity)
 
     async def poll_meter(self, plan: MeterPlan) -> list[Reading]:
-        answers = await self._read_all(plan)
+        answers = await self._read_all(plan, plan.reads)
+        if not plan.identified:  # configuration registers: once per connection
+            answers += await self._read_all(plan, plan.static_reads)
         now_ms = int(self._clock() * 1000)
         readings = []
         for req, registers in answers:
@@ -226,6 +239,8 @@ class GatewayPoller:
         if now < self._next_connect:
             return False
         if await self.client.connect():
+            for plan in self.plans:
+                plan.identified = False  # a new connection may be a replaced meter: ask again
             if self._connect_failures:
                 log.info("gateway %s reachable again", self.gateway.id)
             self._connect_failures = 0

@@ -39,6 +39,8 @@ class ProfileField(BaseModel):
     scale: float = 1.0
     offset: float = 0.0
     transformer: Transformer = Transformer.NONE
+    static: bool = False
+    """Configuration, not measurement (CT/PT ratios): read once per connection, not every poll."""
 
     @model_validator(mode="after")
     def _known_quantity(self) -> ProfileField:
