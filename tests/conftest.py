@@ -56,10 +56,22 @@ class Broker:
     host: str
     port: int
     proc: subprocess.Popen[bytes]
+    command: list[str]
 
     @property
     def url(self) -> str:
         return f"mqtt://{self.host}:{self.port}"
+
+    def stop(self) -> None:
+        """Stop as an operator would (SIGTERM: Mosquitto saves its persistence file)."""
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            self.command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        wait_for_port(self.port, self.proc)
 
 
 @pytest.fixture
@@ -71,18 +83,18 @@ def mosquitto(tmp_path: Path) -> Iterator[Broker]:
     conf.write_text(
         f"listener {port} 127.0.0.1\n"
         "allow_anonymous true\n"
-        "persistence true\n"
+        # as root Mosquitto drops to user `mosquitto`, which cannot write our temp dir
+        + ("user root\n" if os.geteuid() == 0 else "")
+        + "persistence true\n"
         f"persistence_location {tmp_path}/\n"
         "max_queued_messages 100000\n"
         "max_inflight_messages 100\n"
         "log_dest none\n"
     )
-    proc = subprocess.Popen(
-        [binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    broker = Broker("127.0.0.1", port, None, [binary, "-c", str(conf)])  # type: ignore[arg-type]
+    broker.start()
     try:
-        wait_for_port(port, proc)
-        yield Broker("127.0.0.1", port, proc)
+        yield broker
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        if broker.proc.poll() is None:
+            broker.stop()
