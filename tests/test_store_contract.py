@@ -6,6 +6,7 @@ float sums aside. Calendar tests also run InfluxDB without `tz()` (fixed offsets
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -382,3 +383,122 @@ def test_series_keys_are_sorted(store: TimeSeriesStore) -> None:
 def test_series_is_the_store_result_type(store: TimeSeriesStore) -> None:
     store.write(ReadingBatch.for_series("m1", "p", [T0], [1.0]))
     assert isinstance(store.read_raw("m1", "p", 0, 2**53), Series)
+
+
+# -- consumption from counters -------------------------------------------------------
+
+
+def test_consumption_worked_example(store: TimeSeriesStore) -> None:
+    at = {  # a kWh register read at odd times: a reset to 2 in hour 3, nothing in hour 4
+        utc(2026, 3, 1, 0, 30): 100.0,
+        utc(2026, 3, 1, 1, 30): 103.0,
+        utc(2026, 3, 1, 2, 30): 106.0,
+        utc(2026, 3, 1, 3, 10): 2.0,
+        utc(2026, 3, 1, 3, 50): 4.0,
+        utc(2026, 3, 1, 5, 20): 10.0,
+    }
+    store.write(ReadingBatch.for_series("m1", "energy_import", list(at), list(at.values())))
+    hourly = Every.parse("1h")
+
+    got = store.consumption("m1", "energy_import", utc(2026, 3, 1, 1), utc(2026, 3, 1, 6), hourly)
+
+    # 01:00 and 02:00 rise by 3 from the hour before (the window starts at 00:00); 03:00 is
+    # a reset and counts the new value, 4; 05:00 takes the increase over the silent hour 04.
+    assert got.ts_ms.tolist() == [utc(2026, 3, 1, h) for h in (1, 2, 3, 5)]
+    assert got.value.tolist() == [3.0, 3.0, 4.0, 6.0]
+    # A start inside a bucket takes the whole bucket.
+    late = store.consumption(
+        "m1", "energy_import", utc(2026, 3, 1, 2, 45), utc(2026, 3, 1, 6), hourly
+    )
+    assert late.ts_ms.tolist() == [utc(2026, 3, 1, h) for h in (2, 3, 5)]
+    assert late.value.tolist() == [3.0, 4.0, 6.0]
+    # No reading in the bucket before the first: nothing to subtract from.
+    assert (
+        len(store.consumption("m1", "energy_import", utc(2026, 3, 1, 5), T0 + 9 * HOUR, hourly))
+        == 0
+    )
+    # The end is exclusive, and an unknown or empty range is empty.
+    short = store.consumption("m1", "energy_import", utc(2026, 3, 1, 1), utc(2026, 3, 1, 3), hourly)
+    assert short.value.tolist() == [3.0, 3.0]
+    assert len(store.consumption("nope", "energy_import", 0, 2**53, hourly)) == 0
+    assert len(store.consumption("m1", "energy_import", T0, T0, hourly)) == 0
+
+
+def oracle_consumption(
+    ts: np.ndarray,
+    value: np.ndarray,
+    start: int,
+    end: int,
+    bucket_of: object,
+) -> tuple[list[int], list[float]]:
+    """The rule of `storage.base`, the slow way: every bucket's last value from the bucket
+    before the first on, then differences, a decrease counting the new value."""
+    assert callable(bucket_of)
+    first = bucket_of(start)
+    window = bucket_of(first - 1)
+    lasts: dict[int, float] = {}
+    for t, v in sorted(zip(ts.tolist(), value.tolist(), strict=True)):
+        if window <= t < end:
+            lasts[bucket_of(t)] = v
+    buckets = sorted(lasts)
+    out_ts, out = [], []
+    for before, bucket in itertools.pairwise(buckets):
+        if bucket >= first:
+            step = lasts[bucket] - lasts[before]
+            out_ts.append(bucket)
+            out.append(lasts[bucket] if step < 0 else step)
+    return out_ts, out
+
+
+@pytest.mark.parametrize(
+    ("width", "tz", "start"),
+    [
+        ("15m", "UTC", T0),
+        ("1h", "UTC", T0 + 7 * 60_000),  # starts inside a bucket
+        ("1d", "Asia/Shanghai", utc(2026, 3, 3, 16)),
+        ("1d", "Europe/Berlin", utc(2026, 3, 25)),  # across the spring change
+        ("2d", "Europe/Berlin", utc(2026, 3, 20, 5)),
+        ("1mo", "Asia/Shanghai", utc(2026, 1, 10)),
+    ],
+)
+@pytest.mark.parametrize("store", CALENDAR_BACKENDS, indirect=True)
+def test_consumption_matches_the_rule(
+    store: TimeSeriesStore, width: str, tz: str, start: int
+) -> None:
+    rng = np.random.default_rng(5)
+    every = Every.parse(width)
+    span = {"m": 3, "h": 3, "d": 80, "mo": 400}[every.unit] * 24 * HOUR
+    ts = np.unique(start - span // 4 + rng.integers(0, span, 1500))
+    ts = ts[(ts < start + span // 8) | (ts > start + span // 6)]  # a gap in the readings
+    steps = rng.exponential(0.8, len(ts))
+    value = 5_000.0 + np.cumsum(steps)
+    value[len(ts) // 2 :] -= value[len(ts) // 2] - 1.5  # a meter swap: the register restarts
+    store.write(ReadingBatch.for_series("m1", "energy_import", ts, value))
+    end = start + span // 2 + 12_345
+    zone = ZoneInfo(tz)
+    if every.unit == "mo":
+
+        def bucket_of(t: int) -> int:
+            return local_month_start(t, zone)
+    elif every.unit == "d":
+
+        def bucket_of(t: int) -> int:
+            return local_day_start(t, zone, every.count)
+    else:
+
+        def bucket_of(t: int) -> int:
+            return t // every.approx_ms * every.approx_ms
+
+    want_ts, want = oracle_consumption(ts, value, start, end, bucket_of)
+
+    got = store.consumption("m1", "energy_import", start, end, every, tz)
+
+    assert len(want) > 3
+    assert got.ts_ms.tolist() == want_ts
+    np.testing.assert_allclose(got.value, want, rtol=RTOL)
+    assert (got.value >= 0).all()
+
+
+def test_consumption_refuses_an_unknown_time_zone(store: TimeSeriesStore) -> None:
+    with pytest.raises(ValueError, match="Mars/Olympus"):
+        store.consumption("m1", "e", 0, 2**53, Every.parse("1d"), "Mars/Olympus")

@@ -256,33 +256,41 @@ class InfluxStore:
         if every.is_calendar and not (every.unit == "d" and every.count == 1 and self._tz()):
             days, parts = self._day_partials(meter_id, quantity, window, end_ms, tz, ("last",))
             return increase_per_bucket(_combine(days, parts, Agg.LAST, every, tz), first)
-        group_by = f"time({q.duration(every)})"
+        # InfluxDB 1.x and 2.x look one bucket before the WHERE range for the first
+        # difference by themselves, and 3.x may not; so the first bucket's difference is
+        # taken here from the last value of the bucket before it, asked for explicitly.
         increase = f"non_negative_difference(last({q.ident(FIELD)})) AS {q.ident('increase')}"
-        statement = q.grouped(
-            [increase, q.call("last", alias="last")],
-            meter_id,
-            quantity,
-            window,
-            end_ms,
-            group_by,
-            tz if every.is_calendar else None,
+        per_bucket, before = self._tables(
+            q.grouped(
+                [increase, q.call("last", alias="last")],
+                meter_id,
+                quantity,
+                first,
+                end_ms,
+                f"time({q.duration(every)})",
+                tz if every.is_calendar else None,
+            ),
+            f"SELECT last({q.ident(FIELD)}) FROM {q.ident(quantity)} "
+            f"WHERE {q.where(meter_id, window, first)}",
         )
-        (tables,) = self._tables(statement)
+        previous = before[0].values[0][1] if before and before[0].values else None
         ts: list[int] = []
         value: list[float] = []
-        for table in tables:
+        for table in per_bucket:
             rows = zip(
                 table.column("time"), table.column("increase"), table.column("last"), strict=True
             )
             for index, (t, increase, last) in enumerate(rows):
-                if t < first or last is None:
+                if last is None or t < first:
                     continue
-                if increase is not None:
-                    ts.append(int(t))
-                    value.append(float(increase))
-                elif index > 0:  # a decrease: a reset or roll-over, counted from zero
-                    ts.append(int(t))
-                    value.append(float(last))
+                if index == 0:
+                    if previous is None:
+                        continue
+                    increase = last - previous if last >= previous else None
+                if increase is None:  # a decrease: a reset or a roll-over, counted from zero
+                    increase = last
+                ts.append(int(t))
+                value.append(float(increase))
         return Series(np.asarray(ts, dtype=np.int64), np.asarray(value, dtype=np.float64))
 
     def _tz(self) -> bool:
