@@ -259,10 +259,10 @@ class InfluxStore:
         # InfluxDB 1.x and 2.x look one bucket before the WHERE range for the first
         # difference by themselves, and 3.x may not; so the first bucket's difference is
         # taken here from the last value of the bucket before it, asked for explicitly.
-        increase = f"non_negative_difference(last({q.ident(FIELD)})) AS {q.ident('increase')}"
+        nnd = f"non_negative_difference(last({q.ident(FIELD)})) AS {q.ident('increase')}"
         per_bucket, before = self._tables(
             q.grouped(
-                [increase, q.call("last", alias="last")],
+                [nnd, q.call("last", alias="last")],
                 meter_id,
                 quantity,
                 first,
