@@ -113,6 +113,7 @@ class InfluxServer:
     directory: Path
     port: int
     rpc_port: int
+    auth: bool = False
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -138,6 +139,7 @@ class InfluxServer:
             "[http]\n"
             f'  bind-address = "127.0.0.1:{self.port}"\n'
             "  log-enabled = false\n"
+            f"  auth-enabled = {'true' if self.auth else 'false'}\n"
         )
         with (self.directory / "influxd.log").open("ab") as log:
             self.proc = subprocess.Popen(
@@ -160,9 +162,10 @@ class InfluxServer:
         return result
 
 
-def start_influxd(directory: Path) -> InfluxServer:
+def start_influxd(directory: Path, *, auth: bool = False) -> InfluxServer:
     binary = require("influxd", "influxdb")
-    server = InfluxServer(binary, directory, free_port(), free_port())
+    directory.mkdir(parents=True, exist_ok=True)
+    server = InfluxServer(binary, directory, free_port(), free_port(), auth)
     server.start()
     return server
 
