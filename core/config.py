@@ -131,8 +131,11 @@ SECRET_ENV = ("EPCMON_INFLUX_TOKEN", "EPCMON_INFLUX_PASSWORD")
 
 
 class InfluxConfig(_Model):
-    """InfluxDB, when `backend = "influx"`: `[storage.influx]`. Secrets come from the
-    environment only: `EPCMON_INFLUX_TOKEN` (2.x, 3.x), `EPCMON_INFLUX_PASSWORD` (1.x)."""
+    """InfluxDB, for `backend = "influx"`: `[storage.influx]`; secrets only from the environment.
+
+    The token (2.x, 3.x) is `EPCMON_INFLUX_TOKEN`, the password (1.x) `EPCMON_INFLUX_PASSWORD`;
+    a `token` or `password` key in the file is refused.
+    """
 
     # A secret put in the file by mistake must not be echoed by a validation error.
     model_config = ConfigDict(hide_input_in_errors=True)

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.conftest import require
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -22,3 +24,19 @@ def test_store_benchmark_quick_run(tmp_path: Path) -> None:
     assert "store ingest, median batch" in done.stdout
     assert "hourly mean, one meter-year" in done.stdout
     assert list(tmp_path.iterdir()) == []  # the work directory is cleaned up
+
+
+def test_influx_benchmark_quick_run(tmp_path: Path) -> None:
+    require("influxd", "influxdb")
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.influx", "--quick", "--dir", str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "InfluxStore.write" in done.stdout
+    assert "same answer: yes" in done.stdout
+    assert list(tmp_path.iterdir()) == []
