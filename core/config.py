@@ -188,6 +188,33 @@ class InfluxConfig(_Model):
         return data
 
 
+INFLUX_ENV_PREFIX = "EPCMON_INFLUX_"
+"""`EPCMON_INFLUX_<KEY>` (e.g. `EPCMON_INFLUX_URL`) overrides `[storage.influx]` `<key>`."""
+
+
+def influx_from_environment(influx: InfluxConfig, environ: Mapping[str, str]) -> InfluxConfig:
+    """`influx` with every `EPCMON_INFLUX_<KEY>` of `environ` applied, validated; a bad
+    value is a `ConfigError` naming the variable."""
+    overrides = {
+        name: environ[INFLUX_ENV_PREFIX + name.upper()]
+        for name in InfluxConfig.model_fields
+        if INFLUX_ENV_PREFIX + name.upper() in environ
+    }
+    if not overrides:
+        return influx
+    try:
+        return InfluxConfig.model_validate({**influx.model_dump(), **overrides})
+    except ValidationError as err:
+        error = err.errors(include_url=False)[0]
+        name = str(error["loc"][0]) if error["loc"] else ""
+        raise ConfigError(
+            error["msg"],
+            file="environment",
+            entity=INFLUX_ENV_PREFIX + name.upper(),
+            key=f"storage.influx.{name}",
+        ) from None
+
+
 class SpoolConfig(_Model):
     """The durable spool for writes the store cannot take now: `[storage.spool]`."""
 
@@ -631,6 +658,18 @@ def parse_site(
     _check_references(cfg, source, known_profiles)
     cfg._source = source
     return cfg
+
+
+def with_environment(site: SiteConfig, environ: Mapping[str, str]) -> SiteConfig:
+    """`site` with the settings the environment overrides (`EPCMON_INFLUX_<KEY>`)."""
+    influx = influx_from_environment(site.storage.influx, environ)
+    if influx is site.storage.influx:
+        return site
+    updated = site.model_copy(
+        update={"storage": site.storage.model_copy(update={"influx": influx})}
+    )
+    updated._source = site.source
+    return updated
 
 
 def load_site(path: str | Path, *, known_profiles: Collection[str] | None = None) -> SiteConfig:

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
-from core.config import SiteConfig, StorageConfig
+from core.config import SiteConfig, StorageConfig, influx_from_environment
 from core.errors import ConfigError
 from core.readings import to_ms
 from storage import open_store
@@ -29,7 +30,12 @@ def storage_config(spec: str, site: SiteConfig | None, args: argparse.Namespace)
     if kind == "duckdb" and where:
         return StorageConfig(backend="duckdb", path=where)
     if kind == "influx" and where:
-        base = site.storage.influx if site is not None else StorageConfig().influx
+        # the site file (with the environment's overrides, applied by `load`), then flags
+        base = (
+            site.storage.influx
+            if site is not None
+            else influx_from_environment(StorageConfig().influx, os.environ)
+        )
         overrides: dict[str, Any] = {"url": where}
         for flag in _INFLUX_FLAGS:
             if getattr(args, flag, None) is not None:

@@ -12,6 +12,7 @@ import pytest
 from core.config import StorageConfig, parse_site
 from core.errors import ConfigError
 from core.readings import ReadingBatch
+from epcmon.sites import load
 from storage import open_store
 from storage.duckdb_store import DuckDBStore
 from storage.influx import InfluxStore
@@ -108,3 +109,22 @@ def test_influx_store_with_spool_and_secrets_from_the_environment(
     assert isinstance(unspooled, InfluxStore)
     assert "EPCMON_INFLUX_PASSWORD is not set" in caplog.text
     unspooled.close()
+
+
+def test_the_environment_overrides_the_site_file(tmp_path: Path) -> None:
+    site_file = tmp_path / "site.toml"
+    site_file.write_text(
+        site_with('[storage]\nbackend = "influx"\n[storage.influx]\nurl = "http://a:8086"\n'),
+        encoding="utf-8",
+    )
+    site = load(
+        site_file, environ={"EPCMON_INFLUX_URL": "http://b:8086", "EPCMON_INFLUX_GZIP": "true"}
+    )
+    assert site.storage.influx.url == "http://b:8086"
+    assert site.storage.influx.gzip is True
+    assert site.source == str(site_file)
+    assert load(site_file, environ={}).storage.influx.url == "http://a:8086"
+    with pytest.raises(
+        ConfigError, match=r"environment: EPCMON_INFLUX_MODE: storage\.influx\.mode"
+    ):
+        load(site_file, environ={"EPCMON_INFLUX_MODE": "v9"})

@@ -202,6 +202,8 @@ def test_large_batches_are_split_into_requests(influxdb: InfluxServer, influx_db
         )
         total = store.aggregate("E-01", "power", 0, 2**53, Every.parse("1d"), Agg.COUNT)
         assert total.value.sum() == 25_000
+        # Read back in chunks of 10,000 rows, joined again.
+        assert store.read_raw("E-01", "power", 0, 2**53).value.tolist() == list(range(25_000))
 
 
 def test_a_missing_database_is_unavailable_not_lost(influxdb: InfluxServer) -> None:
@@ -309,7 +311,7 @@ def fake() -> Iterator[Fake]:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         yield state
@@ -366,27 +368,27 @@ def test_v1_write_request_is_exact(fake: Fake) -> None:
 
 @pytest.mark.parametrize(("mode", "scheme"), [("v2", "Token"), ("v3", "Bearer")])
 def test_read_requests_per_version(fake: Fake, mode: str, scheme: str) -> None:
-    fake.query_answer = json.dumps(
-        {
-            "results": [
-                {
-                    "statement_id": 0,
-                    "series": [
-                        {"name": "power", "columns": ["time", "value"], "values": [[T0, 2.5]]}
-                    ],
-                }
-            ]
-        }
+    def chunk(rows: list[list[float]], partial: bool) -> str:
+        series = {"name": "power", "columns": ["time", "value"], "values": rows}
+        if partial:
+            series["partial"] = True
+        return json.dumps({"results": [{"statement_id": 0, "series": [series]}]})
+
+    # A chunked answer: one series cut in two documents, one per line.
+    fake.query_answer = (
+        chunk([[T0, 2.5]], partial=True) + "\n" + chunk([[T0 + 500, 3.5]], partial=False) + "\n"
     ).encode()
     config = InfluxConfig.model_validate({"url": fake.url, "mode": mode, "database": "site"})
     with InfluxStore(config, token=SECRET) as store:
         got = store.read_raw("E-01", "power", T0, T0 + 1000)
-    assert got.value.tolist() == [2.5]
+    assert got.value.tolist() == [2.5, 3.5]
+    assert got.ts_ms.tolist() == [T0, T0 + 500]
     (request,) = fake.requests
     assert (request.method, request.path) == ("GET", "/query")
     assert request.headers["authorization"] == f"{scheme} {SECRET}"
     assert request.params["db"] == "site"
     assert request.params["epoch"] == "ms"
+    assert request.params["chunked"] == "true"
     assert request.params["q"] == (
         f'SELECT "value" FROM "power" WHERE "meter" = \'E-01\' '
         f"AND time >= {T0}ms AND time < {T0 + 1000}ms"

@@ -109,29 +109,41 @@ class Table:
         return [row[index] for row in self.values]
 
 
-def statement_tables(answer: Any, statements: int) -> list[list[Table]]:
-    """The tables of each statement of a `/query` answer; an error inside it is a
-    StoreError that quotes the server."""
-    if not isinstance(answer, dict):
-        raise StoreError(f"InfluxDB answered something that is not a query result: {answer!r:.200}")
-    if "error" in answer:
-        raise StoreError(f"InfluxDB refused the query: {answer['error']}")
-    results = answer.get("results", [])
+def statement_tables(answers: list[Any], statements: int) -> list[list[Table]]:
+    """The tables of each statement of a `/query` answer (the JSON documents of a chunked
+    answer, a series cut into chunks joined again); an error inside it is a StoreError that
+    quotes the server."""
     out: list[list[Table]] = [[] for _ in range(statements)]
-    for result in results:
-        index = int(result.get("statement_id", 0))
-        if "error" in result:
-            raise StoreError(f"InfluxDB refused the query: {result['error']}")
-        if index < statements:
-            out[index] = [
-                Table(
+    for answer in answers:
+        if not isinstance(answer, dict):
+            raise StoreError(
+                f"InfluxDB answered something that is not a query result: {answer!r:.200}"
+            )
+        if "error" in answer:
+            raise StoreError(f"InfluxDB refused the query: {answer['error']}")
+        for result in answer.get("results", []):
+            index = int(result.get("statement_id", 0))
+            if "error" in result:
+                raise StoreError(f"InfluxDB refused the query: {result['error']}")
+            if index >= statements:
+                continue
+            tables = out[index]
+            for s in result.get("series") or []:
+                table = Table(
                     name=str(s.get("name", "")),
                     tags=dict(s.get("tags") or {}),
                     columns=list(s.get("columns", [])),
                     values=list(s.get("values") or []),
                 )
-                for s in result.get("series") or []
-            ]
+                last = tables[-1] if tables else None
+                if last is not None and (last.name, last.tags, last.columns) == (
+                    table.name,
+                    table.tags,
+                    table.columns,
+                ):
+                    last.values.extend(table.values)  # the next chunk of the same series
+                else:
+                    tables.append(table)
     return out
 
 

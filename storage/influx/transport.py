@@ -29,6 +29,9 @@ from core.errors import StoreError, StoreUnavailable
 
 Mode = Literal["v1", "v2", "v3"]
 
+CHUNK_ROWS = 10_000
+"""Rows per chunk of a query answer."""
+
 
 class Retryable(Exception):
     """A write that may succeed if tried again later."""
@@ -192,10 +195,14 @@ class QueryClient:
             base_url=url.rstrip("/"), timeout=timeout_s, auth=auth, headers=headers
         )
 
-    def query(self, statements: str) -> Any:
-        """The parsed JSON answer to `statements` (one or several, `;`-separated)."""
+    def query(self, statements: str) -> list[Any]:
+        """The parsed JSON documents answering `statements` (one or several, `;`-separated).
+
+        Asked for in chunks of `CHUNK_ROWS` rows: a server with a `max-row-limit` would
+        otherwise cut a long answer short (marking it only as `partial`)."""
+        params = {**self._params, "chunked": "true", "chunk_size": str(CHUNK_ROWS), "q": statements}
         try:
-            answer = self._client.get("/query", params={**self._params, "q": statements})
+            answer = self._client.get("/query", params=params)
         except httpx.TransportError as exc:
             raise StoreUnavailable(f"{self._where}: {type(exc).__name__}: {exc}") from exc
         if answer.status_code in (401, 403):
@@ -208,13 +215,15 @@ class QueryClient:
                 f"{self._where}: HTTP {answer.status_code}: {_server_says(answer.content)}"
             )
         try:
-            parsed = answer.json()
+            parsed = [json.loads(line) for line in answer.text.splitlines() if line.strip()]
         except ValueError as exc:
             raise StoreError(
                 f"{self._where}: HTTP {answer.status_code} and no JSON: {answer.text[:200]!r}"
             ) from exc
-        if answer.status_code >= 300 and not (isinstance(parsed, dict) and "error" in parsed):
-            raise StoreError(f"{self._where}: HTTP {answer.status_code}: {parsed!r:.200}")
+        if answer.status_code >= 300 and not any(
+            isinstance(doc, dict) and "error" in doc for doc in parsed
+        ):
+            raise StoreError(f"{self._where}: HTTP {answer.status_code}: {answer.text[:200]!r}")
         return parsed
 
     def close(self) -> None:
