@@ -253,7 +253,9 @@ class InfluxStore:
             return Series.empty()
         first = every.floor(start_ms, tz)
         window = every.previous(first, tz)
-        if every.is_calendar and not (every.unit == "d" and every.count == 1 and self._tz()):
+        if every.is_calendar and not (
+            every.unit == "d" and every.count == 1 and self.config.tz_clause
+        ):
             days, parts = self._day_partials(meter_id, quantity, window, end_ms, tz, ("last",))
             return increase_per_bucket(_combine(days, parts, Agg.LAST, every, tz), first)
         # InfluxDB 1.x and 2.x look one bucket before the WHERE range for the first
@@ -293,9 +295,6 @@ class InfluxStore:
                 value.append(float(increase))
         return Series(np.asarray(ts, dtype=np.int64), np.asarray(value, dtype=np.float64))
 
-    def _tz(self) -> bool:
-        return self.config.tz_clause
-
     def _day_partials(
         self,
         meter_id: str,
@@ -307,7 +306,7 @@ class InfluxStore:
     ) -> tuple[list[int], dict[str, list[float]]]:
         """Per local day (its midnight, UTC ms, in time order): the partial aggregates
         `parts` of the points in [start, end)."""
-        if self._tz():
+        if self.config.tz_clause:
             selections = [q.call(part, alias=part) for part in parts]
             statement = q.grouped(
                 selections,
