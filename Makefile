@@ -32,6 +32,7 @@ check: lint typecheck test
 bench: $(STAMP)
 	$(BIN)/python -m bench.store
 	$(BIN)/python -m bench.ingest_mqtt
+	$(BIN)/python -m bench.influx
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build *.egg-info

@@ -8,7 +8,8 @@
     │   └── BadResponse      an answer we cannot use (exception code, short frame)
     ├── PayloadError         an MQTT payload we cannot parse (goes to the dead letters)
     ├── StoreError           the time-series store
-    │   └── StoreUnavailable cannot be reached now: spool and retry
+    │   ├── StoreUnavailable cannot be reached now: spool and retry
+    │   └── SpoolFull        cannot be reached and the spool is at its bound: an alarm
     ├── InsufficientData     not enough data for the question asked
     └── NotFound             no such meter, contract, ...
 
@@ -60,6 +61,11 @@ class StoreError(EpcmonError):
 
 class StoreUnavailable(StoreError):
     """The store cannot be reached now; the reading must be spooled."""
+
+
+class SpoolFull(StoreError):
+    """The store is unavailable and the spool holds as much as it may: nothing more is
+    taken (the caller keeps the readings, e.g. the broker keeps unacknowledged messages)."""
 
 
 class InsufficientData(EpcmonError):

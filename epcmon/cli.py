@@ -52,6 +52,12 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _store_copy(args: argparse.Namespace) -> int:
+    from epcmon.store_copy import run_copy
+
+    return run_copy(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="epcmon", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
@@ -99,6 +105,40 @@ def build_parser() -> argparse.ArgumentParser:
         help="which parts this process runs (default all)",
     )
     p.set_defaults(func=_run)
+
+    p = sub.add_parser("store", help="operate on time-series stores")
+    store_sub = p.add_subparsers(dest="store_command", required=True, metavar="STORE_COMMAND")
+    c = store_sub.add_parser(
+        "copy",
+        help="copy history from one store to another (e.g. DuckDB to InfluxDB), resumably",
+        description="Copy every series of one store into another, month by month in batches, "
+        "with a progress bar. Interrupted, it resumes where it stopped (--state). Secrets come "
+        "from EPCMON_INFLUX_TOKEN / EPCMON_INFLUX_PASSWORD.",
+    )
+    c.add_argument("--from", dest="source", required=True, help="duckdb:PATH or influx:URL")
+    c.add_argument("--to", dest="destination", required=True, help="influx:URL or duckdb:PATH")
+    c.add_argument(
+        "--site",
+        default=None,
+        help="site file: meter tags for InfluxDB and the defaults of [storage.influx]",
+    )
+    c.add_argument("--mode", choices=["v1", "v2", "v3"], help="InfluxDB API (default: site file)")
+    c.add_argument("--database", help="InfluxDB database (v1 writes, all reads)")
+    c.add_argument("--retention-policy", help="InfluxDB retention policy")
+    c.add_argument("--org", help="InfluxDB 2.x organisation")
+    c.add_argument("--bucket", help="InfluxDB 2.x/3.x bucket")
+    c.add_argument("--username", help="InfluxDB 1.x user (password: EPCMON_INFLUX_PASSWORD)")
+    c.add_argument("--precision", choices=["ms", "s"], help="timestamp precision written")
+    c.add_argument("--start", help="copy from this UTC time (ISO 8601; default: all history)")
+    c.add_argument("--end", help="copy until this UTC time, exclusive (default: all history)")
+    c.add_argument("--batch", type=int, default=50_000, help="points per write (default 50000)")
+    c.add_argument(
+        "--state",
+        default="epcmon-store-copy.json",
+        help="where progress is kept, to resume (default ./epcmon-store-copy.json)",
+    )
+    c.add_argument("--no-progress", action="store_true", help="no progress bar")
+    c.set_defaults(func=_store_copy)
     return parser
 
 

@@ -63,6 +63,8 @@ def _default(field: FieldInfo) -> str:
     value = field.get_default(call_default_factory=True)
     if value in ((), {}, None):
         return "–"
+    if isinstance(value, BaseModel):
+        return "(table below)"
     if isinstance(value, enum.Enum):
         value = value.value
     return f"`{value!r}`" if isinstance(value, str) else f"`{value}`"

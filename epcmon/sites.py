@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import os
 from collections import Counter
+from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
 
 from collectors.profiles import load_profiles
-from core.config import SiteConfig, load_site
+from core.config import SiteConfig, load_site, with_environment
 from core.errors import ConfigError
 
 
-def load(path: str | Path) -> SiteConfig:
-    """Load and validate a site file against the profiles epcmon ships."""
+def load(path: str | Path, environ: Mapping[str, str] | None = None) -> SiteConfig:
+    """Load and validate a site file against the profiles epcmon ships, with the settings
+    the environment overrides (`EPCMON_INFLUX_<KEY>`; default: this process's)."""
     profiles = load_profiles()
-    site = load_site(path, known_profiles=set(profiles))
+    site = with_environment(
+        load_site(path, known_profiles=set(profiles)), os.environ if environ is None else environ
+    )
     for meter in site.meters:
         src = meter.modbus
         if src is None:

@@ -1,5 +1,49 @@
 """The time-series store: one interface, several backends (DuckDB embedded, InfluxDB)."""
 
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+
+from core.config import SiteConfig, StorageConfig
 from storage.base import Agg, Every, Series, TimeSeriesStore
 
-__all__ = ["Agg", "Every", "Series", "TimeSeriesStore"]
+__all__ = ["Agg", "Every", "Series", "TimeSeriesStore", "open_store"]
+
+log = logging.getLogger(__name__)
+
+
+def open_store(
+    config: StorageConfig,
+    site: SiteConfig | None = None,
+    *,
+    spool: bool = True,
+    environ: Mapping[str, str] | None = None,
+) -> TimeSeriesStore:
+    """The store `config` describes. InfluxDB gets its secrets from the environment
+    (`EPCMON_INFLUX_TOKEN`, `EPCMON_INFLUX_PASSWORD`), the site's meter tags from `site`, and
+    the durable spool in front of it unless `spool=False` (e.g. for `epcmon store copy`,
+    which should stop, and resume later, rather than spool)."""
+    from storage.duckdb_store import DuckDBStore
+    from storage.influx import InfluxStore
+    from storage.spool import Spool, SpoolingStore
+
+    if config.backend == "duckdb":
+        return DuckDBStore(config.path)
+    env = os.environ if environ is None else environ
+    influx = config.influx
+    token = env.get("EPCMON_INFLUX_TOKEN") or None
+    password = env.get("EPCMON_INFLUX_PASSWORD") or None
+    if influx.mode != "v1" and token is None:
+        log.warning("EPCMON_INFLUX_TOKEN is not set: writes to %s are unauthenticated", influx.url)
+    if influx.mode == "v1" and influx.username and password is None:
+        log.warning("EPCMON_INFLUX_PASSWORD is not set for InfluxDB user %r", influx.username)
+    store = InfluxStore(influx, token=token, password=password, site=site)
+    if not spool:
+        return store
+    return SpoolingStore(
+        store,
+        Spool(config.spool.path, config.spool.max_bytes),
+        replay_interval_s=config.spool.replay_interval_s,
+    )

@@ -40,7 +40,8 @@ import pyarrow as pa
 
 from core.errors import StoreError, StoreUnavailable
 from core.readings import Reading, ReadingBatch
-from storage.base import Agg, Every, Series
+from storage.base import Agg, Every, Series, increase_per_bucket
+from storage.columns import factorize_pairs, series_time_order
 
 _SCHEMA = (
     """
@@ -213,7 +214,7 @@ class DuckDBStore:
             return 0
         with self._write_lock:
             cursor = self._cursor()
-            pairs, pair_keys = _factorize_pairs(batch.meter_id, batch.quantity)
+            pairs, pair_keys = factorize_pairs(batch.meter_id, batch.quantity)
             # Only writers change the maps, and this writer holds _write_lock: read freely.
             pair_sid = np.empty(len(pair_keys), dtype=np.int64)
             pair_max = np.empty(len(pair_keys), dtype=np.int64)
@@ -228,7 +229,7 @@ class DuckDBStore:
                 pair_sid[i] = known
                 pair_max[i] = self._max_ts.get(known, np.iinfo(np.int64).min)
 
-            order = _series_time_order(pairs, batch.ts_ms)
+            order = series_time_order(pairs, batch.ts_ms)
             pairs = pairs[order]
             sid = pair_sid[pairs]
             ts = np.asarray(batch.ts_ms, dtype=np.int64)[order]
@@ -388,6 +389,25 @@ class DuckDBStore:
             np.asarray(result["v"], dtype=np.float64),
         )
 
+    def consumption(
+        self,
+        meter_id: str,
+        quantity: str,
+        start_ms: int,
+        end_ms: int,
+        every: Every,
+        tz: str = "UTC",
+    ) -> Series:
+        """A counter's increase per bucket (see `storage.base`): the last value of every
+        bucket from the one before `start`'s, then their differences."""
+        if end_ms <= start_ms:
+            return Series.empty()
+        first = every.floor(start_ms, tz)
+        lasts = self.aggregate(
+            meter_id, quantity, every.previous(first, tz), end_ms, every, Agg.LAST, tz
+        )
+        return increase_per_bucket(lasts, first)
+
     def _check_time_zone(self, cursor: duckdb.DuckDBPyConnection, tz: str) -> None:
         zones = self._time_zones
         if zones is None:
@@ -456,64 +476,3 @@ def _arrow_ts_ms(column: Any) -> npt.NDArray[np.int64]:
     """Epoch ms from an Arrow timestamp[us] column (zero-copy when it is one chunk)."""
     micros = np.asarray(column.to_numpy()).view(np.int64)
     return micros // 1000
-
-
-def _codes(column: npt.NDArray[np.object_]) -> tuple[npt.NDArray[np.int64], list[str]]:
-    """Integer codes of a string column and the distinct strings they index.
-
-    Hash-based through Arrow: np.unique sorts Python strings, ~75 ms per 100k rows here,
-    against ~10 ms for Arrow's conversion and dictionary encoding.
-    """
-    first = column[0]
-    # One value throughout (a quantity column, a one-meter batch) needs no hashing; the
-    # cheap look at the last element spares the full comparison of a mixed column.
-    if isinstance(first, str) and column[-1] == first and bool((column == first).all()):
-        return np.zeros(len(column), dtype=np.int64), [first]
-    try:
-        encoded = pa.array(column, type=pa.string()).dictionary_encode()
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-        raise ValueError(f"meter ids and quantities must be strings: {exc}") from exc
-    if encoded.null_count:
-        raise ValueError("meter ids and quantities must be strings, not None")
-    indices = np.asarray(encoded.indices.to_numpy(), dtype=np.int64)
-    return indices, [str(s) for s in encoded.dictionary.to_pylist()]
-
-
-def _factorize_pairs(
-    meter_id: npt.NDArray[np.object_], quantity: npt.NDArray[np.object_]
-) -> tuple[npt.NDArray[np.int64], list[tuple[str, str]]]:
-    """Codes of the (meter, quantity) pair of each row, and the pairs they index."""
-    meter_codes, meters = _codes(meter_id)
-    quantity_codes, quantities = _codes(quantity)
-    combined = meter_codes * len(quantities) + quantity_codes
-    present = np.flatnonzero(np.bincount(combined, minlength=len(meters) * len(quantities)))
-    lookup = np.full(len(meters) * len(quantities), -1, dtype=np.int64)
-    lookup[present] = np.arange(len(present))
-    pairs = [
-        (meters[p // len(quantities)], quantities[p % len(quantities)]) for p in present.tolist()
-    ]
-    return lookup[combined], pairs
-
-
-def _series_time_order(
-    pairs: npt.NDArray[np.int64], ts: npt.NDArray[np.int64]
-) -> npt.NDArray[np.intp]:
-    """Row order that groups rows by series and orders each series by time.
-
-    Of rows with the same (series, ts), only the one that came last in the batch is kept.
-    """
-    # Fast path, the usual batch: a stable (radix) sort on the small series codes, then a
-    # check that time already increases strictly within every series.
-    codes = pairs.astype(np.uint16) if int(pairs.max()) < (1 << 16) else pairs
-    order = np.argsort(codes, kind="stable")
-    grouped_pairs, grouped_ts = pairs[order], ts[order]
-    same_series = grouped_pairs[1:] == grouped_pairs[:-1]
-    if ((grouped_ts[1:] > grouped_ts[:-1]) | ~same_series).all():
-        return order
-    # Out of order or repeated keys: sort on both (lexsort is stable, so the last of equal
-    # keys stays last) and drop every row followed by one with the same key.
-    order = np.asarray(np.lexsort((ts, pairs)), dtype=np.intp)
-    grouped_pairs, grouped_ts = pairs[order], ts[order]
-    repeated = (grouped_pairs[1:] == grouped_pairs[:-1]) & (grouped_ts[1:] == grouped_ts[:-1])
-    kept: npt.NDArray[np.intp] = order[np.append(~repeated, True)]
-    return kept

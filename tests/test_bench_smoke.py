@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.conftest import require
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -25,8 +27,6 @@ def test_store_benchmark_quick_run(tmp_path: Path) -> None:
 
 
 def test_mqtt_ingest_benchmark_quick_run() -> None:
-    from tests.conftest import require
-
     require("mosquitto", "mosquitto")
     done = subprocess.run(
         [sys.executable, "-m", "bench.ingest_mqtt", "--quick"],
@@ -39,3 +39,19 @@ def test_mqtt_ingest_benchmark_quick_run() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert "collector-1" in done.stdout
     assert "lost 0" in done.stdout
+
+
+def test_influx_benchmark_quick_run(tmp_path: Path) -> None:
+    require("influxd", "influxdb")
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.influx", "--quick", "--dir", str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "InfluxStore.write" in done.stdout
+    assert "same answer: yes" in done.stdout
+    assert list(tmp_path.iterdir()) == []
