@@ -22,3 +22,10 @@ class StoreWriter:
         async with self._lock:
             written = await asyncio.to_thread(self._store.write, batch)
         self._availability.count("readings_stored", written)
+
+    @property
+    def spool_depth(self) -> int:
+        """Batches waiting in the spool (0 for a store without one)."""
+        spool = getattr(self._store, "spool", None)
+        depth = getattr(spool, "depth", 0)
+        return int(depth)

@@ -17,6 +17,7 @@ from typing import Literal
 
 import uvicorn
 
+import storage
 from api.app import create_app
 from collectors.availability import Availability
 from collectors.deadletters import DeadLetters
@@ -26,7 +27,6 @@ from collectors.writer import StoreWriter
 from core.config import Gateway, SiteConfig
 from core.errors import ConfigError
 from storage.base import TimeSeriesStore
-from storage.duckdb_store import DuckDBStore
 
 log = logging.getLogger("epcmon.run")
 
@@ -152,9 +152,10 @@ class ApiServer(uvicorn.Server):
 
 
 def open_store(site: SiteConfig) -> TimeSeriesStore:
-    path = Path(site.storage.path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return DuckDBStore(path)
+    """The site's store; a network store gets the durable spool in front of it."""
+    cfg = site.storage
+    Path(cfg.path if cfg.backend == "duckdb" else cfg.spool.path).parent.mkdir(parents=True, exist_ok=True)
+    return storage.open_store(cfg, site)
 
 
 def stop_on_signals(stop: asyncio.Event) -> None:
@@ -174,7 +175,8 @@ async def run_service(site: SiteConfig, *, role: Role, shard: Shard, data_dir: P
     stop = asyncio.Event()
     stop_on_signals(stop)
     store = open_store(site)
-    say(f"store: {site.storage.backend} {site.storage.path}")
+    where = site.storage.path if site.storage.backend == "duckdb" else site.storage.influx.url
+    say(f"store: {site.storage.backend} {where}")
     tasks: list[asyncio.Task[None]] = []
     server: ApiServer | None = None
     try:

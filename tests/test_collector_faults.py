@@ -155,30 +155,43 @@ async def test_a_broker_restart_during_10000_messages_loses_and_doubles_nothing(
     store.close()
 
 
-def _run_service(site_file: Path, data_dir: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "epcmon.cli",
-            "run",
-            "--site",
-            str(site_file),
-            "--data-dir",
-            str(data_dir),
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+class Service:
+    """`epcmon run` in a subprocess, its output in a file (a pipe nobody reads would fill
+    and block the service's logging)."""
 
+    def __init__(self, site_file: Path, data_dir: Path) -> None:
+        self.log = data_dir / f"service-{uuid.uuid4().hex[:6]}.log"
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "epcmon.cli",
+                    "run",
+                    "--site",
+                    str(site_file),
+                    "--data-dir",
+                    str(data_dir),
+                ],
+                cwd=ROOT,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
 
-def _wait_for(proc: subprocess.Popen[bytes], text: bytes) -> None:
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if text in line:
-            return
-    raise AssertionError(f"the service exited ({proc.wait()}) before printing {text!r}")
+    @property
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_for(self, text: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.output:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"no {text!r} from the service:\n{self.output}")
+            time.sleep(0.05)  # poll the log file for the line
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=30)
 
 
 def _stored_via_api(port: int) -> int:
@@ -218,23 +231,21 @@ def test_c_a_collector_killed_with_sigkill_loses_nothing_it_acknowledged(mosquit
     ]
     site_file.write_text("\n".join(lines))
 
-    first = _run_service(site_file, tmp_path)
-    _wait_for(first, b"running")  # connected: its persistent session exists
+    first = Service(site_file, tmp_path)
+    first.wait_for("running")  # connected: its persistent session exists
     pub = Publisher(mosquitto.port, prefix, 10_000)
     thread = threading.Thread(target=pub.run)
     thread.start()
     pub.halfway.wait(60)
-    os.kill(first.pid, signal.SIGKILL)  # mid-stream, no chance to clean up
-    first.wait(10)
-    assert first.stdout is not None
-    first.stdout.close()
+    os.kill(first.proc.pid, signal.SIGKILL)  # mid-stream, no chance to clean up
+    first.proc.wait(10)
     thread.join(120)
     assert pub.acked() == 10_000
     pub.close()
 
-    second = _run_service(site_file, tmp_path)  # same client id: the broker resumes the session
+    second = Service(site_file, tmp_path)  # same client id: the broker resumes the session
     try:
-        _wait_for(second, b"running")
+        second.wait_for("running")
         deadline = time.monotonic() + 60
         stored = 0
         while time.monotonic() < deadline and stored < 10_000:
@@ -242,9 +253,8 @@ def test_c_a_collector_killed_with_sigkill_loses_nothing_it_acknowledged(mosquit
             time.sleep(0.2)  # the collector drains what the broker kept for it
         assert stored == 10_000
     finally:
-        second.send_signal(signal.SIGTERM)
-        out, _ = second.communicate(timeout=30)
-    assert second.returncode == 0, out.decode()
+        code = second.stop()
+    assert code == 0, second.output
 
 
 async def test_e_malformed_payloads_are_dead_lettered_and_the_collector_lives(mosquitto, tmp_path):
@@ -293,3 +303,98 @@ async def test_e_malformed_payloads_are_dead_lettered_and_the_collector_lives(mo
     assert len(store.read_raw("M01", "energy_import", 0, END)) == 100
     assert len(store.read_raw("M00", "energy_import", 0, END)) == 0
     store.close()
+
+
+async def test_b_the_store_down_for_30s_loses_nothing(mosquitto, tmp_path):
+    """InfluxDB stopped for 30 s under `epcmon run`: MQTT messages and Modbus polls of the
+    outage are spooled on disk and replayed when it returns; every one stored exactly once."""
+    from collectors.profiles import get_profile
+    from simulators.modbus_server import SimulatedGateway, SimulatedUnit
+    from storage.spool import Spool
+    from tests.conftest import start_influxd
+
+    influx = start_influxd(tmp_path / "influxd")
+    gateway = SimulatedGateway(
+        [
+            SimulatedUnit(
+                1,
+                get_profile("eastron-sdm630"),
+                lambda now: {"power": 5.0, "energy_import": now / 1e6},
+            )
+        ],
+        clock=lambda: int(time.time() * 1000),
+    )
+    modbus_port = await gateway.start()
+    prefix = f"b-{uuid.uuid4().hex[:6]}"
+    spool_path = tmp_path / "spool.sqlite3"
+    site_file = tmp_path / "site.toml"
+    lines = [
+        '[site]\nid = "faults"\nname = "F"\nlatitude = 31\nlongitude = 116\n',
+        '[storage]\nbackend = "influx"\n',
+        f'[storage.influx]\nurl = "{influx.url}"\nmode = "v1"\ndatabase = "outage"\nretries = 1\n'
+        "retry_backoff_s = 0.1\ntimeout_s = 2\n",
+        f'[storage.spool]\npath = "{spool_path}"\nreplay_interval_s = 1\n',
+        f"[api]\nport = {free_port()}\n",
+        f'[mqtt]\nurl = "{mosquitto.url}"\nclient_id = "collector-{prefix}"\n',
+        '[[buildings]]\nid = "b"\nname = "B"\nfloor_area_m2 = 100\n',
+        f'[[gateways]]\nid = "gw"\nhost = "127.0.0.1"\nport = {modbus_port}\n',
+        '[payload_formats.flat]\ntimestamp = "/ts"\ntimestamp_format = "epoch_ms"\n'
+        'fields = [{ pointer = "/e", quantity = "energy_import", unit = "kWh" }]\n',
+        '[[meters]]\nid = "E-MB"\nkind = "electricity"\nbuilding = "b"\npoll_interval_s = 1\n'
+        '[meters.modbus]\ngateway = "gw"\nunit = 1\nprofile = "eastron-sdm630"\nquantities = ["power"]\n',
+    ]
+    lines += [
+        f'[[meters]]\nid = "M{i:02d}"\nkind = "electricity"\nbuilding = "b"\n'
+        f'[meters.mqtt]\ntopic = "{prefix}/m{i:02d}"\nformat = "flat"\n'
+        for i in range(METERS)
+    ]
+    site_file.write_text("\n".join(lines))
+    influx.query('CREATE DATABASE "outage"')
+
+    def count(measurement: str, where: str = "") -> int:
+        answer = influx.query(f'SELECT count("value") FROM "{measurement}" {where}', "outage")
+        series = answer["results"][0].get("series")  # type: ignore[index]
+        return int(series[0]["values"][0][1]) if series else 0
+
+    service = Service(site_file, tmp_path)
+    pub = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    pub.connect(mosquitto.host, mosquitto.port)
+    pub.loop_start()
+    sent = 0
+
+    async def publish(n: int, seconds: float) -> None:
+        nonlocal sent
+        for _ in range(n):
+            payload = json.dumps({"ts": T0 + sent * 1000, "e": float(sent)})
+            pub.publish(f"{prefix}/m{sent % METERS:02d}", payload, qos=1).wait_for_publish(5)
+            sent += 1
+            await asyncio.sleep(seconds / n)  # a steady stream, as meters publish
+
+    try:
+        await asyncio.to_thread(service.wait_for, "running")
+        await publish(200, 2)
+        outage_start = time.time()
+        await asyncio.to_thread(influx.stop)
+        await publish(1_500, 30)  # the 30 s outage
+        outage_end = time.time()
+        await asyncio.to_thread(influx.start)
+        await publish(200, 2)
+
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and count("energy_import") < sent:
+            await asyncio.sleep(0.5)  # the spool replays at its own pace
+        assert count("energy_import") == sent == 1_900
+        polled = count(
+            "power",
+            f"WHERE time >= {int(outage_start * 1e9)} AND time < {int(outage_end * 1e9)}",
+        )
+        assert polled >= int(outage_end - outage_start) - 2  # polls of the outage, one a second
+    finally:
+        pub.disconnect()
+        pub.loop_stop()
+        code = await asyncio.to_thread(service.stop)
+        await gateway.stop()
+        influx.stop()
+    assert code == 0, service.output
+    with Spool(spool_path) as spool:
+        assert spool.depth == 0  # everything replayed

@@ -33,7 +33,14 @@ from collectors.modbus.decode import decode, decode_string
 from collectors.modbus.plan import ReadRequest, plan_reads, split_request
 from collectors.profiles import Profile, get_profile
 from core.config import Gateway, Meter
-from core.errors import BadResponse, ConfigError, DeviceBusy, DeviceError, DeviceTimeout
+from core.errors import (
+    BadResponse,
+    ConfigError,
+    DeviceBusy,
+    DeviceError,
+    DeviceTimeout,
+    StoreError,
+)
 from core.quantities import QUANTITIES
 from core.readings import Reading, ReadingBatch
 
@@ -288,7 +295,13 @@ class GatewayPoller:
             self._availability.ok(plan.meter_id, int(self._clock() * 1000))
         batch = ReadingBatch.from_readings(out)
         if len(batch):
-            await self._sink(batch)
+            try:
+                await self._sink(batch)
+            except StoreError as exc:
+                # Neither the store nor its spool took the batch (the spool is full): loud, and
+                # counted. The counters are the truth, so the energy is in the next readings.
+                self._availability.count("readings_not_stored", len(batch))
+                log.error("gateway %s: %d readings NOT STORED: %s", self.gateway.id, len(batch), exc)
         return batch
 
     async def run(self, stop: asyncio.Event) -> None:
