@@ -2,27 +2,81 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from pathlib import Path
 
+from fastapi import FastAPI, Response
+from fastapi.middleware.cors import CORSMiddleware
+
+from api.deps import Reader, SiteDep, StoreDep
 from api.errors import install_error_handler
-from api.routes import meters
+from api.keys import KeyStore
+from api.metrics import install_metrics, metrics_response
+from api.ratelimit import RateLimiter
+from api.routes import consumption, meters, operations
+from api.routes import site as site_routes
+from api.routes.meters import ERRORS
+from api.schemas import HealthOut
+from api.status import CollectorStatus, OpsContext
 from core.config import SiteConfig
+from core.errors import StoreError
 from storage.base import TimeSeriesStore
 
+DESCRIPTION = """
+Energy monitoring and energy-performance-contract (合同能源管理) savings for one site.
 
-def create_app(site: SiteConfig, store: TimeSeriesStore) -> FastAPI:
-    app = FastAPI(
-        title="epcmon",
-        summary="Energy monitoring and energy-performance-contract savings",
-        version="0.1.0",
-    )
+Every `/api/v1` route needs an API key (`Authorization: Bearer <key>`, created with
+`epcmon keys create`). Roles: `admin`, `engineer`, `viewer` (read-only, for Grafana) see the
+building; `vendor` keys see only their own contracts. Times are ISO-8601 UTC; values floats.
+"""
+
+
+def create_app(
+    site: SiteConfig,
+    store: TimeSeriesStore,
+    *,
+    keys: KeyStore | None = None,
+    status: CollectorStatus | None = None,
+    data_dir: Path | None = None,
+) -> FastAPI:
+    app = FastAPI(title="epcmon", description=DESCRIPTION, version="0.1.0")
     app.state.site = site
     app.state.store = store
+    app.state.keys = keys or KeyStore(site.api.keys_path)
+    app.state.limiter = RateLimiter(site.api.rate_limit_per_s, site.api.rate_burst)
+    spool = getattr(store, "spool", None)
+    app.state.ops = OpsContext(
+        status=status,
+        dead_letters_path=str((data_dir or Path("data")) / "dead-letters.jsonl"),
+        spool_depth=(lambda: spool.depth) if spool is not None else None,
+    )
+    if site.api.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(site.api.cors_origins),
+            allow_methods=["GET"],
+            allow_headers=["Authorization", "X-API-Key"],
+        )
     install_error_handler(app)
-    app.include_router(meters.router)
+    registry = install_metrics(app, app.state.ops)
+    for router in (site_routes.router, meters.router, consumption.router, operations.router):
+        app.include_router(router)
 
-    @app.get("/healthz", tags=["operations"])
-    def healthz() -> dict[str, str]:
-        return {"status": "ok", "site": site.site.id}
+    @app.get("/healthz", response_model=HealthOut, tags=["operations"])
+    def healthz(site: SiteDep, store: StoreDep, response: Response) -> HealthOut:
+        """Liveness and the store's reachability; no key needed, nothing confidential."""
+        try:
+            store.series_keys()
+            state = "ok"
+        except StoreError as exc:
+            state = f"unavailable: {type(exc).__name__}"
+            response.status_code = 503
+        return HealthOut(
+            status="ok" if state == "ok" else "degraded", site=site.site.id, store=state
+        )
+
+    @app.get("/metrics", tags=["operations"], responses=ERRORS)
+    def metrics(_who: Reader) -> Response:
+        """Prometheus text format (scrape with a viewer key as bearer token)."""
+        return metrics_response(registry)
 
     return app

@@ -12,6 +12,7 @@ class MeterOut(BaseModel):
     kind: str
     building: str
     tenant: str | None
+    parent: str | None
     end_use: str
     protocol: str
     poll_interval_s: int
@@ -36,3 +37,88 @@ class SeriesOut(BaseModel):
 
 class ErrorOut(BaseModel):
     detail: str
+
+
+class LatestOut(BaseModel):
+    meter: str
+    quantity: str
+    unit: str
+    time: str
+    value: float
+
+
+class SiteOut(BaseModel):
+    id: str
+    name: str
+    name_en: str
+    timezone: str
+    latitude: float
+    longitude: float
+    floor_area_m2: float
+    buildings: int
+    tenants: int
+    meters: int
+
+
+class BuildingOut(BaseModel):
+    id: str
+    name: str
+    name_en: str
+    floor_area_m2: float
+    floors: int
+
+
+class TenantOut(BaseModel):
+    id: str
+    name: str
+    name_en: str
+    building: str
+    floor_area_m2: float
+    staff: int
+    kind: str
+    meters: list[str]
+
+
+class ConsumptionRow(BaseModel):
+    time: str = Field(examples=["2026-11-01T16:00:00Z"])
+    value: float
+    unit: str
+
+
+class ConsumptionOut(BaseModel):
+    level: str = Field(description="meter, tenant or building")
+    id: str
+    quantity: str
+    unit: str
+    every: str
+    meters: list[str] = Field(description="the meters summed")
+    total: float
+    rows: list[ConsumptionRow]
+
+
+class MeterStatusOut(BaseModel):
+    meter: str
+    kind: str
+    protocol: str
+    last_seen: str | None
+    age_s: float | None
+    expected_interval_s: int
+    stale: bool
+
+
+class DeadLetterOut(BaseModel):
+    time: str
+    source: str
+    reason: str
+    payload: str | None
+
+
+class SpoolOut(BaseModel):
+    backend: str
+    spooled_batches: int
+
+
+class HealthOut(BaseModel):
+    status: str
+    site: str
+    store: str

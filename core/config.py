@@ -343,6 +343,16 @@ class ApiConfig(_Model):
     """Listen port (0: any free port)."""
     max_points: int = Field(default=50_000, ge=100)
     """Most points one series response may carry; more is a 400 that says how to ask."""
+    max_range_days: int = Field(default=3_660, ge=1)
+    """Longest time range one request may ask for."""
+    keys_path: str = "data/api-keys.sqlite3"
+    """SQLite file of API keys (stored hashed), managed with `epcmon keys`."""
+    rate_limit_per_s: float = Field(default=50.0, gt=0)
+    """Requests per second one key may make, sustained."""
+    rate_burst: int = Field(default=200, ge=1)
+    """Requests one key may make at once before the rate limit applies."""
+    cors_origins: tuple[str, ...] = ()
+    """Origins allowed to call the API from a browser; none by default (CORS closed)."""
 
 
 class Building(_Model):

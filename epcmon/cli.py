@@ -58,6 +58,39 @@ def _store_copy(args: argparse.Namespace) -> int:
     return run_copy(args)
 
 
+def _keys(args: argparse.Namespace) -> int:
+    from api.keys import KeyStore, Role
+    from epcmon.sites import load
+
+    site = load(args.site)
+    keys = KeyStore(site.api.keys_path)
+    try:
+        if args.keys_command == "create":
+            contracts = tuple(args.contract or ())
+            known = {c.id for c in site.contracts}
+            for c in contracts:
+                if c not in known:
+                    raise ConfigError(f"no contract {c!r} in {site.source}")
+            key_id, key = keys.create(Role(args.role), contracts=contracts, name=args.name)
+            print(
+                f"key id {key_id} ({args.role}{', contracts ' + ', '.join(contracts) if contracts else ''})"
+            )
+            print(key)
+            print("This is the only time the key is shown: store it now.", file=sys.stderr)
+        elif args.keys_command == "revoke":
+            keys.revoke(args.key_id)
+            print(f"revoked {args.key_id}")
+        else:
+            for k in keys.list():
+                state = "revoked" if k.revoked_ms else "active"
+                print(
+                    f"{k.key_id}  {k.role.value:8s}  {state:7s}  {','.join(k.contracts) or '-':20s}  {k.name}"
+                )
+    finally:
+        keys.close()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="epcmon", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
@@ -139,6 +172,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     c.add_argument("--no-progress", action="store_true", help="no progress bar")
     c.set_defaults(func=_store_copy)
+
+    p = sub.add_parser("keys", help="create, revoke and list API keys")
+    p.add_argument(
+        "--site",
+        default=DEFAULT_SITE,
+        help=f"site file (default {DEFAULT_SITE}): where the keys live",
+    )
+    keys_sub = p.add_subparsers(dest="keys_command", required=True, metavar="KEYS_COMMAND")
+    k = keys_sub.add_parser("create", help="create a key and print it once")
+    k.add_argument("--role", required=True, choices=["admin", "engineer", "viewer", "vendor"])
+    k.add_argument(
+        "--contract", action="append", help="a contract a vendor key may see (repeatable)"
+    )
+    k.add_argument("--name", default="", help="who or what the key is for")
+    k.set_defaults(func=_keys)
+    k = keys_sub.add_parser("revoke", help="revoke a key by its id")
+    k.add_argument("key_id")
+    k.set_defaults(func=_keys)
+    k = keys_sub.add_parser("list", help="list keys (ids, roles, contracts; never the keys)")
+    k.set_defaults(func=_keys)
     return parser
 
 

@@ -22,6 +22,7 @@ import uvicorn
 from amqtt.broker import Broker
 
 from api.app import create_app
+from api.keys import KeyStore, Role
 from collectors.availability import Availability
 from collectors.deadletters import DeadLetters
 from collectors.modbus.poller import GatewayPoller
@@ -189,7 +190,9 @@ async def run_demo(site: SiteConfig, opts: DemoOptions) -> None:
         )
         tasks.append(asyncio.create_task(publisher.run(stop)))
 
-    app = create_app(dsite, store)
+    keys = KeyStore(opts.data_dir / "demo-api-keys.sqlite3")
+    demo_key_id, demo_key = keys.create(Role.ADMIN, name="epcmon demo")
+    app = create_app(dsite, store, keys=keys, status=availability, data_dir=opts.data_dir)
     server = _ApiServer(
         uvicorn.Config(
             app, host=dsite.api.host, port=dsite.api.port, log_level="warning", lifespan="off"
@@ -202,7 +205,11 @@ async def run_demo(site: SiteConfig, opts: DemoOptions) -> None:
         stop.set()
         await api_task  # raises why it could not start
     bound = server.servers[0].sockets[0].getsockname()[1] if server.servers else dsite.api.port
-    say(f"API on http://{dsite.api.host}:{bound}  (try /api/v1/meters, /docs)")
+    say(f"API on http://{dsite.api.host}:{bound}  (docs: /docs)")
+    say(f"demo API key (admin, this run only): {demo_key}")
+    say(
+        f'try: curl -H "Authorization: Bearer {demo_key}" http://{dsite.api.host}:{bound}/api/v1/meters'
+    )
     say("running; Ctrl-C stops" if opts.duration_s is None else f"running for {opts.duration_s:g}s")
 
     try:
@@ -220,5 +227,7 @@ async def run_demo(site: SiteConfig, opts: DemoOptions) -> None:
         if broker is not None:
             await broker.shutdown()
         store.close()
+        keys.revoke(demo_key_id)  # the printed key dies with the demo
+        keys.close()
         counts = dict(sorted(availability.counters.items()))
         say(f"stopped cleanly; counters: {counts}")

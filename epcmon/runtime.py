@@ -19,6 +19,7 @@ import uvicorn
 
 import storage
 from api.app import create_app
+from api.keys import KeyStore
 from collectors.availability import Availability
 from collectors.deadletters import DeadLetters
 from collectors.modbus.poller import GatewayPoller
@@ -154,7 +155,9 @@ class ApiServer(uvicorn.Server):
 def open_store(site: SiteConfig) -> TimeSeriesStore:
     """The site's store; a network store gets the durable spool in front of it."""
     cfg = site.storage
-    Path(cfg.path if cfg.backend == "duckdb" else cfg.spool.path).parent.mkdir(parents=True, exist_ok=True)
+    Path(cfg.path if cfg.backend == "duckdb" else cfg.spool.path).parent.mkdir(
+        parents=True, exist_ok=True
+    )
     return storage.open_store(cfg, site)
 
 
@@ -180,13 +183,20 @@ async def run_service(site: SiteConfig, *, role: Role, shard: Shard, data_dir: P
     tasks: list[asyncio.Task[None]] = []
     server: ApiServer | None = None
     try:
+        collectors: Collectors | None = None
         if role in ("all", "collector"):
             collectors = Collectors(site, store, data_dir, shard=shard)
             for line in collectors.describe():
                 say(line)
             tasks.append(asyncio.create_task(collectors.run(stop)))
         if role in ("all", "api"):
-            app = create_app(site, store)
+            app = create_app(
+                site,
+                store,
+                keys=KeyStore(site.api.keys_path),
+                status=collectors.availability if collectors else None,
+                data_dir=data_dir,
+            )
             server = ApiServer(
                 uvicorn.Config(
                     app, host=site.api.host, port=site.api.port, log_level="warning", lifespan="off"

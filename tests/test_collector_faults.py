@@ -18,6 +18,7 @@ import httpx
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from api.keys import KeyStore, Role
 from collectors.availability import Availability
 from collectors.deadletters import DeadLetters
 from collectors.mqtt.subscriber import MqttSubscriber
@@ -194,7 +195,7 @@ class Service:
         return self.proc.wait(timeout=30)
 
 
-def _stored_via_api(port: int) -> int:
+def _stored_via_api(port: int, key: str) -> int:
     total = 0
     for i in range(METERS):
         r = httpx.get(
@@ -205,6 +206,7 @@ def _stored_via_api(port: int) -> int:
                 "end": "2026-01-02T00:00:00Z",
             },
             timeout=5,
+            headers={"Authorization": f"Bearer {key}"},
         )
         r.raise_for_status()
         total += len(r.json()["points"])
@@ -218,7 +220,7 @@ def test_c_a_collector_killed_with_sigkill_loses_nothing_it_acknowledged(mosquit
     lines = [
         '[site]\nid = "faults"\nname = "F"\nlatitude = 31\nlongitude = 116\n',
         f'[storage]\npath = "{tmp_path / "c.duckdb"}"\n',
-        f"[api]\nport = {api_port}\n",
+        f'[api]\nport = {api_port}\nkeys_path = "{tmp_path / "keys.sqlite3"}"\n',
         f'[mqtt]\nurl = "{mosquitto.url}"\nclient_id = "collector-{prefix}"\n',
         '[[buildings]]\nid = "b"\nname = "B"\nfloor_area_m2 = 100\n',
         '[payload_formats.flat]\ntimestamp = "/ts"\ntimestamp_format = "epoch_ms"\n'
@@ -231,6 +233,9 @@ def test_c_a_collector_killed_with_sigkill_loses_nothing_it_acknowledged(mosquit
     ]
     site_file.write_text("\n".join(lines))
 
+    keys = KeyStore(tmp_path / "keys.sqlite3")
+    _key_id, key = keys.create(Role.VIEWER)
+    keys.close()
     first = Service(site_file, tmp_path)
     first.wait_for("running")  # connected: its persistent session exists
     pub = Publisher(mosquitto.port, prefix, 10_000)
@@ -249,7 +254,7 @@ def test_c_a_collector_killed_with_sigkill_loses_nothing_it_acknowledged(mosquit
         deadline = time.monotonic() + 60
         stored = 0
         while time.monotonic() < deadline and stored < 10_000:
-            stored = _stored_via_api(api_port)
+            stored = _stored_via_api(api_port, key)
             time.sleep(0.2)  # the collector drains what the broker kept for it
         assert stored == 10_000
     finally:
@@ -334,7 +339,7 @@ async def test_b_the_store_down_for_30s_loses_nothing(mosquitto, tmp_path):
         f'[storage.influx]\nurl = "{influx.url}"\nmode = "v1"\ndatabase = "outage"\nretries = 1\n'
         "retry_backoff_s = 0.1\ntimeout_s = 2\n",
         f'[storage.spool]\npath = "{spool_path}"\nreplay_interval_s = 1\n',
-        f"[api]\nport = {free_port()}\n",
+        f'[api]\nport = {free_port()}\nkeys_path = "{tmp_path / "keys.sqlite3"}"\n',
         f'[mqtt]\nurl = "{mosquitto.url}"\nclient_id = "collector-{prefix}"\n',
         '[[buildings]]\nid = "b"\nname = "B"\nfloor_area_m2 = 100\n',
         f'[[gateways]]\nid = "gw"\nhost = "127.0.0.1"\nport = {modbus_port}\n',

@@ -82,8 +82,14 @@ def test_demo_runs_end_to_end(tmp_path):
             lines, r"API on (http://127\.0\.0\.1:\d+)", time.monotonic() + 60, seen
         )
         base = match.group(1)
+        key = _wait_for_line(
+            lines, r"demo API key \(admin, this run only\): (epc_\S+)", time.monotonic() + 10, seen
+        ).group(1)
         modbus_meter, mqtt_meter = "E-D01", "WX-ROOF"
-        with httpx.Client(base_url=base, timeout=5) as client:
+        assert httpx.get(f"{base}/api/v1/meters", timeout=5).status_code == 401  # no key, no data
+        with httpx.Client(
+            base_url=base, timeout=5, headers={"Authorization": f"Bearer {key}"}
+        ) as client:
             meters = {m["id"]: m for m in client.get("/api/v1/meters").json()}
             assert meters[modbus_meter]["protocol"] == "modbus"
             assert meters[mqtt_meter]["protocol"] == "mqtt"

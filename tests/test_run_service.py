@@ -19,6 +19,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from api.keys import KeyStore, Role
 from collectors.profiles import get_profile
 from simulators.modbus_server import SimulatedGateway, SimulatedUnit
 from tests.conftest import free_port
@@ -41,6 +42,7 @@ path = "{tmp_path / "store.duckdb"}"
 
 [api]
 port = {api_port}
+keys_path = "{tmp_path / "keys.sqlite3"}"
 
 [mqtt]
 url = "mqtt://127.0.0.1:{mqtt_port}"
@@ -99,6 +101,9 @@ async def test_run_collects_both_protocols_and_serves_them(tmp_path, mosquitto):
     port = await gateway.start()
     api_port = free_port()
     site = _site_file(tmp_path, port, mosquitto.port, api_port)
+    keys = KeyStore(tmp_path / "keys.sqlite3")
+    _key_id, key = keys.create(Role.VIEWER, name="test")
+    keys.close()
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -113,7 +118,11 @@ async def test_run_collects_both_protocols_and_serves_them(tmp_path, mosquitto):
         stderr=subprocess.STDOUT,
     )
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{api_port}", timeout=5) as client:
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{api_port}",
+            timeout=5,
+            headers={"Authorization": f"Bearer {key}"},
+        ) as client:
             pub = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
             pub.connect("127.0.0.1", mosquitto.port)
             pub.loop_start()

@@ -1,99 +1,116 @@
-"""Meters: the list, and one meter's series."""
+"""Meters: list, detail, latest values, series."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated
 
-import numpy as np
-import numpy.typing as npt
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
+from fastapi.responses import Response
 
-from api.deps import SiteDep, StoreDep
+from api.common import Format, csv_response, iso, iso_times, time_range
+from api.deps import Reader, SiteDep, StoreDep
 from api.errors import BadRequest
-from api.schemas import ErrorOut, MeterOut, Point, SeriesOut
+from api.schemas import ErrorOut, LatestOut, MeterOut, Point, SeriesOut
+from core.config import Meter
 from core.errors import NotFound
 from core.quantities import QUANTITIES
-from core.readings import to_ms
 from storage.base import Agg, Every
 
 router = APIRouter(prefix="/api/v1/meters", tags=["meters"])
 
-
-def iso_times(ts_ms: npt.NDArray[np.int64]) -> list[str]:
-    stamps: npt.NDArray[np.datetime64] = ts_ms.astype("datetime64[ms]")
-    text = np.datetime_as_string(stamps, unit="s" if not np.any(ts_ms % 1000) else "ms")
-    return [str(t) + "Z" for t in text]
-
-
-def iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+ERRORS: dict[int | str, dict[str, object]] = {
+    400: {"model": ErrorOut},
+    401: {"model": ErrorOut},
+    403: {"model": ErrorOut},
+    404: {"model": ErrorOut},
+}
 
 
-@router.get("", response_model=list[MeterOut])
-def list_meters(site: SiteDep, store: StoreDep) -> list[MeterOut]:
+def meter_out(m: Meter, quantities: list[str]) -> MeterOut:
+    return MeterOut(
+        id=m.id,
+        name=m.name,
+        kind=m.kind.value,
+        building=m.building,
+        tenant=m.tenant,
+        parent=m.parent,
+        end_use=m.end_use.value,
+        protocol=m.protocol,
+        poll_interval_s=m.poll_interval_s,
+        quantities=sorted(quantities),
+    )
+
+
+@router.get("", response_model=list[MeterOut], responses=ERRORS)
+def list_meters(_who: Reader, site: SiteDep, store: StoreDep) -> list[MeterOut]:
     held: dict[str, list[str]] = {}
     for meter_id, quantity in store.series_keys():
         held.setdefault(meter_id, []).append(quantity)
+    return [meter_out(m, held.get(m.id, [])) for m in site.meters]
+
+
+@router.get("/{meter_id}", response_model=MeterOut, responses=ERRORS)
+def meter_detail(_who: Reader, site: SiteDep, store: StoreDep, meter_id: str) -> MeterOut:
+    meter = site.meter(meter_id)
+    return meter_out(meter, [q for m, q in store.series_keys() if m == meter.id])
+
+
+@router.get("/{meter_id}/latest", response_model=list[LatestOut], responses=ERRORS)
+def meter_latest(_who: Reader, site: SiteDep, store: StoreDep, meter_id: str) -> list[LatestOut]:
+    meter = site.meter(meter_id)
+    readings = sorted(store.latest([meter.id]), key=lambda r: r.quantity)
     return [
-        MeterOut(
-            id=m.id,
-            name=m.name,
-            kind=m.kind.value,
-            building=m.building,
-            tenant=m.tenant,
-            end_use=m.end_use.value,
-            protocol=m.protocol,
-            poll_interval_s=m.poll_interval_s,
-            quantities=sorted(held.get(m.id, [])),
+        LatestOut(
+            meter=r.meter_id,
+            quantity=r.quantity,
+            unit=QUANTITIES[r.quantity].unit.value if r.quantity in QUANTITIES else "",
+            time=iso(r.time),
+            value=r.value,
         )
-        for m in site.meters
+        for r in readings
     ]
 
 
-def _aware(value: datetime | None, default: datetime) -> datetime:
-    if value is None:
-        return default
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-@router.get(
-    "/{meter_id}/series",
-    response_model=SeriesOut,
-    responses={400: {"model": ErrorOut}, 404: {"model": ErrorOut}},
-)
+@router.get("/{meter_id}/series", response_model=SeriesOut, responses=ERRORS)
 def meter_series(
-    request: Request,
+    _who: Reader,
     site: SiteDep,
     store: StoreDep,
     meter_id: str,
-    quantity: Annotated[str, Query(description="e.g. power, energy_import, outdoor_temperature")],
+    quantity: Annotated[
+        str, Query(description="e.g. power, energy_import, outdoor_temperature", examples=["power"])
+    ],
     start: Annotated[datetime | None, Query(description="ISO-8601; default: end - 24 h")] = None,
     end: Annotated[datetime | None, Query(description="ISO-8601; default: now")] = None,
     every: Annotated[
         str | None,
-        Query(pattern=r"^\d+(s|m|h|d|mo)$", description="bucket width; omit for raw points"),
+        Query(
+            pattern=r"^\d{1,6}(s|m|h|d|mo)$",
+            description="bucket width; omit for raw points",
+            examples=["1h"],
+        ),
     ] = None,
     agg: Annotated[Agg, Query()] = Agg.MEAN,
-) -> SeriesOut:
+    format: Annotated[Format, Query(description="json, or csv for a file")] = "json",
+) -> SeriesOut | Response:
     meter = site.meter(meter_id)
     if quantity not in QUANTITIES:
         raise NotFound(f"no quantity {quantity!r}")
-    end_dt = _aware(end, datetime.now(UTC))
-    start_dt = _aware(start, end_dt - timedelta(hours=24))
-    if start_dt >= end_dt:
-        raise BadRequest("start must be before end")
-    start_ms, end_ms = to_ms(start_dt), to_ms(end_dt)
-    max_points: int = site.api.max_points
+    start_dt, end_dt, start_ms, end_ms = time_range(site, start, end, timedelta(hours=24))
+    max_points = site.api.max_points
     if every is None:
         series = store.read_raw(meter.id, quantity, start_ms, end_ms)
         if len(series) > max_points:
             raise BadRequest(
                 f"{len(series)} raw points exceed the limit of {max_points}: ask for buckets "
-                f"with every= (e.g. every=1h&agg=mean) or a shorter range"
+                "with every= (e.g. every=1h&agg=mean) or a shorter range"
             )
     else:
-        width = Every.parse(every)
+        try:
+            width = Every.parse(every)
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from None
         buckets = (end_ms - start_ms) // width.approx_ms
         if buckets > max_points:
             raise BadRequest(
@@ -104,15 +121,21 @@ def meter_series(
             meter.id, quantity, start_ms, end_ms, width, agg, site.site.timezone
         )
     times = iso_times(series.ts_ms)
+    values = series.value.tolist()
+    unit = QUANTITIES[quantity].unit.value
+    if format == "csv":
+        return csv_response(
+            ["time", "meter", "quantity", "value", "unit"],
+            ((t, meter.id, quantity, v, unit) for t, v in zip(times, values, strict=True)),
+            f"{meter.id}-{quantity}.csv",
+        )
     return SeriesOut(
         meter=meter.id,
         quantity=quantity,
-        unit=QUANTITIES[quantity].unit.value,
+        unit=unit,
         start=iso(start_dt),
         end=iso(end_dt),
         every=every,
         agg=agg.value if every else None,
-        points=[
-            Point(time=t, value=float(v)) for t, v in zip(times, series.value.tolist(), strict=True)
-        ],
+        points=[Point(time=t, value=float(v)) for t, v in zip(times, values, strict=True)],
     )

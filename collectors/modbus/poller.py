@@ -301,7 +301,9 @@ class GatewayPoller:
                 # Neither the store nor its spool took the batch (the spool is full): loud, and
                 # counted. The counters are the truth, so the energy is in the next readings.
                 self._availability.count("readings_not_stored", len(batch))
-                log.error("gateway %s: %d readings NOT STORED: %s", self.gateway.id, len(batch), exc)
+                log.error(
+                    "gateway %s: %d readings NOT STORED: %s", self.gateway.id, len(batch), exc
+                )
         return batch
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -1,0 +1,130 @@
+"""API keys: created once, shown once, stored hashed.
+
+A key is `epc_<id>_<secret>`: the id (8 hex characters) finds the row, the secret (32 random
+bytes) proves possession. Only SHA-256 of the whole key is stored; because the secret is
+256 random bits, a fast hash is enough (slow password hashes exist for guessable secrets).
+Comparison is constant-time. Roles: `admin`, `engineer`, `viewer` (read-only, for Grafana)
+and `vendor`, which is bound to its contracts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from core.errors import ConfigError, NotFound
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    ENGINEER = "engineer"
+    VIEWER = "viewer"
+    VENDOR = "vendor"
+
+
+@dataclass(frozen=True)
+class Principal:
+    key_id: str
+    role: Role
+    contracts: frozenset[str]
+    name: str
+
+    def may_see_contract(self, contract_id: str) -> bool:
+        return self.role is not Role.VENDOR or contract_id in self.contracts
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    key_id: str
+    role: Role
+    contracts: tuple[str, ...]
+    name: str
+    created_ms: int
+    revoked_ms: int | None
+
+
+def _digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+class KeyStore:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS api_keys (key_id TEXT PRIMARY KEY, digest TEXT NOT NULL,"
+            " role TEXT NOT NULL, contracts TEXT NOT NULL, name TEXT NOT NULL,"
+            " created_ms INTEGER NOT NULL, revoked_ms INTEGER)"
+        )
+
+    def close(self) -> None:
+        self._db.close()
+
+    def create(
+        self, role: Role, *, contracts: tuple[str, ...] = (), name: str = ""
+    ) -> tuple[str, str]:
+        """A new key: (key_id, the key). The key is not stored and cannot be shown again."""
+        if role is Role.VENDOR and not contracts:
+            raise ConfigError("a vendor key needs --contract (the contracts it may see)")
+        if role is not Role.VENDOR and contracts:
+            raise ConfigError("only vendor keys are bound to contracts")
+        key_id = secrets.token_hex(4)
+        key = f"epc_{key_id}_{secrets.token_urlsafe(32)}"
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO api_keys VALUES (?, ?, ?, ?, ?, ?, NULL)",
+                (
+                    key_id,
+                    _digest(key),
+                    role.value,
+                    ",".join(contracts),
+                    name,
+                    int(time.time() * 1000),
+                ),
+            )
+        return key_id, key
+
+    def revoke(self, key_id: str) -> None:
+        with self._lock:
+            cur = self._db.execute(
+                "UPDATE api_keys SET revoked_ms = ? WHERE key_id = ? AND revoked_ms IS NULL",
+                (int(time.time() * 1000), key_id),
+            )
+        if cur.rowcount == 0:
+            raise NotFound(f"no active key {key_id!r}")
+
+    def list(self) -> list[KeyInfo]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT key_id, role, contracts, name, created_ms, revoked_ms FROM api_keys ORDER BY created_ms"
+            ).fetchall()
+        return [
+            KeyInfo(r[0], Role(r[1]), tuple(c for c in r[2].split(",") if c), r[3], r[4], r[5])
+            for r in rows
+        ]
+
+    def authenticate(self, key: str) -> Principal | None:
+        parts = key.split("_")
+        if len(parts) < 3 or parts[0] != "epc":
+            return None
+        key_id = parts[1]
+        with self._lock:
+            row = self._db.execute(
+                "SELECT digest, role, contracts, name, revoked_ms FROM api_keys WHERE key_id = ?",
+                (key_id,),
+            ).fetchone()
+        if row is None or row[4] is not None:
+            return None
+        if not hmac.compare_digest(row[0], _digest(key)):
+            return None
+        return Principal(key_id, Role(row[1]), frozenset(c for c in row[2].split(",") if c), row[3])

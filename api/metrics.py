@@ -1,0 +1,78 @@
+"""`/metrics` in Prometheus' text format: request latencies, and the collectors' counters
+and meter states when they run in this process."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Iterator
+
+from fastapi import FastAPI, Request, Response
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from api.status import OpsContext
+
+
+class _CollectorsMetrics(Collector):
+    def __init__(self, ops: OpsContext) -> None:
+        self._ops = ops
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        status = self._ops.status
+        if status is not None:
+            counters = CounterMetricFamily(
+                "epcmon_collector_events", "collector counters", labels=["event"]
+            )
+            for name, value in sorted(status.counters.items()):
+                counters.add_metric([name], float(value))
+            yield counters
+            up = GaugeMetricFamily(
+                "epcmon_meter_up", "1 when the meter answered its last poll", labels=["meter"]
+            )
+            seen = GaugeMetricFamily(
+                "epcmon_meter_last_seen_seconds",
+                "time of the meter's last answer",
+                labels=["meter"],
+            )
+            for meter, state in sorted(status.snapshot().items()):
+                up.add_metric([meter], 1.0 if state.up else 0.0)
+                seen.add_metric([meter], state.last_seen_ms / 1000)
+            yield up
+            yield seen
+        depth = self._ops.spool_depth
+        if callable(depth):
+            yield GaugeMetricFamily(
+                "epcmon_spool_batches", "batches waiting in the spool", value=float(depth())
+            )
+
+
+def install_metrics(app: FastAPI, ops: OpsContext) -> CollectorRegistry:
+    registry = CollectorRegistry()
+    latency = Histogram(
+        "epcmon_http_request_seconds",
+        "API request latency",
+        ["route", "status"],
+        registry=registry,
+        buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+    )
+    registry.register(_CollectorsMetrics(ops))
+
+    @app.middleware("http")
+    async def _time(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        start = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        latency.labels(path, str(response.status_code)).observe(time.perf_counter() - start)
+        return response
+
+    return registry
+
+
+def metrics_response(registry: CollectorRegistry) -> Response:
+    return Response(
+        generate_latest(registry), media_type="text/plain; version=0.0.4; charset=utf-8"
+    )

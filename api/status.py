@@ -1,0 +1,29 @@
+"""What the API knows of the collectors running beside it (same process), if any."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+class MeterState(Protocol):
+    up: bool
+    last_seen_ms: int
+
+
+class CollectorStatus(Protocol):
+    """Implemented by the collectors' availability tracker; the API only reads it."""
+
+    @property
+    def counters(self) -> Mapping[str, int]: ...
+
+    def snapshot(self) -> Mapping[str, MeterState]: ...
+
+
+@dataclass
+class OpsContext:
+    status: CollectorStatus | None = None
+    dead_letters_path: str = "data/dead-letters.jsonl"
+    spool_depth: object = field(default=None)
+    """A zero-argument callable giving the spool depth, when the store has a spool."""

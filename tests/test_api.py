@@ -1,0 +1,258 @@
+"""The API over a real store: resources, access control, limits, errors, metrics."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.keys import Role
+from tests.api_fixtures import DAYS, T0, app_for, make_world
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    w = make_world(tmp_path_factory.mktemp("api"))
+    yield w
+    w.store.close()
+    w.keys.close()
+
+
+@pytest.fixture(scope="module")
+def client(world):
+    with TestClient(app_for(world)) as c:
+        yield c
+
+
+def auth(world, role: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {world.tokens[role]}"}
+
+
+START, END = "2025-12-01T00:00:00Z", "2025-12-14T00:00:00Z"
+
+# (path, params) of every building-data route, with real ids
+READER_ROUTES = [
+    ("/api/v1/site", {}),
+    ("/api/v1/buildings", {}),
+    ("/api/v1/buildings/main", {}),
+    ("/api/v1/tenants", {}),
+    ("/api/v1/tenants/dept-01", {}),
+    ("/api/v1/meters", {}),
+    ("/api/v1/meters/E-D01", {}),
+    ("/api/v1/meters/E-D01/latest", {}),
+    (
+        "/api/v1/meters/E-D01/series",
+        {"quantity": "power", "start": START, "end": END, "every": "1h"},
+    ),
+    ("/api/v1/consumption/meters/E-D01", {"start": START, "end": END}),
+    ("/api/v1/consumption/tenants/dept-01", {"start": START, "end": END}),
+    ("/api/v1/consumption/buildings/main", {"start": START, "end": END, "every": "1mo"}),
+    ("/api/v1/operations/meters", {}),
+    ("/api/v1/operations/dead-letters", {}),
+    ("/api/v1/operations/spool", {}),
+    ("/metrics", {}),
+]
+
+
+def test_every_route_is_listed_in_the_security_matrix(client):
+    spec = client.get("/openapi.json").json()
+    paths = {
+        p
+        for p in spec["paths"]
+        if (p.startswith("/api/v1/") and "contracts" not in p) or p == "/metrics"
+    }
+    listed = {
+        re.sub(r"/(main|dept-01|E-D01)(?=/|$)", lambda m: "/{x}", p) for p, _ in READER_ROUTES
+    }
+    normalised = {re.sub(r"\{[^}]+\}", "{x}", p) for p in paths}
+    assert normalised <= listed, f"routes missing from the matrix: {normalised - listed}"
+
+
+@pytest.mark.parametrize(("path", "params"), READER_ROUTES, ids=[p for p, _ in READER_ROUTES])
+def test_security_matrix(world, client, path, params):
+    assert client.get(path, params=params).status_code == 401  # no key
+    assert (
+        client.get(
+            path, params=params, headers={"Authorization": "Bearer epc_00000000_forged"}
+        ).status_code
+        == 401
+    )
+    for role in ("admin", "engineer", "viewer"):
+        r = client.get(path, params=params, headers=auth(world, role))
+        assert r.status_code == 200, (role, r.text)
+    r = client.get(path, params=params, headers=auth(world, "vendor"))
+    assert r.status_code == 403  # no raw building data for the vendor
+    assert "vendor" in r.json()["detail"]
+
+
+def test_revoked_key_is_refused(world, client):
+    key_id, key = world.keys.create(Role.VIEWER)
+    h = {"Authorization": f"Bearer {key}"}
+    assert client.get("/api/v1/site", headers=h).status_code == 200
+    world.keys.revoke(key_id)
+    assert client.get("/api/v1/site", headers=h).status_code == 401
+
+
+def test_x_api_key_header_works_too(world, client):
+    assert (
+        client.get("/api/v1/site", headers={"X-API-Key": world.tokens["viewer"]}).status_code == 200
+    )
+
+
+def test_site_buildings_tenants(world, client):
+    h = auth(world, "viewer")
+    site = client.get("/api/v1/site", headers=h).json()
+    assert site["tenants"] == len(world.site.tenants)
+    assert site["floor_area_m2"] == pytest.approx(
+        sum(b.floor_area_m2 for b in world.site.buildings)
+    )
+    tenant = client.get("/api/v1/tenants/dept-01", headers=h).json()
+    assert "E-D01" in tenant["meters"]
+    assert client.get("/api/v1/tenants/nope", headers=h).status_code == 404
+
+
+def test_series_raw_bucketed_and_csv(world, client):
+    h = auth(world, "viewer")
+    raw = client.get(
+        "/api/v1/meters/E-D01/series",
+        headers=h,
+        params={"quantity": "power", "start": START, "end": "2025-12-02T00:00:00Z"},
+    ).json()
+    assert len(raw["points"]) == 96  # 15-minute data, one day
+    assert raw["points"][0]["time"] == "2025-12-01T00:00:00Z"
+    daily = client.get(
+        "/api/v1/meters/E-D01/series",
+        headers=h,
+        params={"quantity": "power", "start": START, "end": END, "every": "1d", "agg": "max"},
+    ).json()
+    assert daily["points"][0]["time"].endswith("T16:00:00Z")  # local midnight, Asia/Shanghai
+    csv = client.get(
+        "/api/v1/meters/E-D01/series",
+        headers=h,
+        params={
+            "quantity": "power",
+            "start": START,
+            "end": "2025-12-02T00:00:00Z",
+            "format": "csv",
+        },
+    )
+    assert csv.headers["content-type"].startswith("text/csv")
+    lines = csv.text.strip().splitlines()
+    assert lines[0] == "time,meter,quantity,value,unit"
+    assert len(lines) == 97
+
+
+def test_latest_values(world, client):
+    latest = client.get("/api/v1/meters/E-D01/latest", headers=auth(world, "viewer")).json()
+    assert {r["quantity"] for r in latest} == {"power", "energy_import"}
+    assert all(r["time"] == "2025-12-14T15:45:00Z" for r in latest)
+
+
+def test_consumption_levels_add_up(world, client):
+    h = auth(world, "engineer")
+    params = {"start": START, "end": END, "every": "1d"}
+    meter = client.get("/api/v1/consumption/meters/E-D01", headers=h, params=params).json()
+    tenant = client.get("/api/v1/consumption/tenants/dept-01", headers=h, params=params).json()
+    assert meter["total"] > 0
+    assert tenant["meters"] == ["E-D01"]  # the department's plug below its sub-meter is not added
+    assert tenant["total"] == pytest.approx(meter["total"])
+    building = client.get("/api/v1/consumption/buildings/main", headers=h, params=params).json()
+    assert building["total"] > tenant["total"]
+    assert not any(
+        m.startswith("E-TR") for m in building["meters"]
+    )  # incomers feed several buildings
+
+
+def test_limits_and_validation(world, client):
+    h = auth(world, "viewer")
+    too_many = client.get(
+        "/api/v1/meters/E-D01/series",
+        headers=h,
+        params={"quantity": "power", "start": "2020-01-01T00:00:00Z", "end": END, "every": "1m"},
+    )
+    assert too_many.status_code == 400
+    assert "every=" in too_many.json()["detail"]
+    too_long = client.get(
+        "/api/v1/meters/E-D01/series",
+        headers=h,
+        params={"quantity": "power", "start": "1990-01-01T00:00:00Z", "end": END, "every": "1d"},
+    )
+    assert too_long.status_code == 400
+    assert "days" in too_long.json()["detail"]
+    bad = client.get(
+        "/api/v1/meters/E-D01/series", headers=h, params={"quantity": "power", "every": "5x"}
+    )
+    assert bad.status_code == 422
+    assert bad.json()["detail"][0]["loc"] == ["query", "every"]
+    missing = client.get("/api/v1/meters/E-D01/series", headers=h)
+    assert missing.status_code == 422
+    assert missing.json()["detail"][0]["loc"] == ["query", "quantity"]
+    assert (
+        client.get(
+            "/api/v1/meters/E-D01/series", headers=h, params={"quantity": "speed"}
+        ).status_code
+        == 404
+    )
+
+
+def test_rate_limit_per_key(world):
+    site = world.site.model_copy(
+        update={"api": world.site.api.model_copy(update={"rate_limit_per_s": 0.5, "rate_burst": 3})}
+    )
+    from api.app import create_app
+
+    with TestClient(create_app(site, world.store, keys=world.keys)) as c:
+        codes = [c.get("/api/v1/site", headers=auth(world, "viewer")).status_code for _ in range(4)]
+        assert codes == [200, 200, 200, 429]
+        r = c.get("/api/v1/site", headers=auth(world, "viewer"))
+        assert int(r.headers["Retry-After"]) >= 1
+        assert c.get("/api/v1/site", headers=auth(world, "engineer")).status_code == 200  # per key
+
+
+def test_cors_is_closed_by_default(world, client):
+    r = client.options(
+        "/api/v1/site",
+        headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "GET"},
+    )
+    assert "access-control-allow-origin" not in r.headers
+
+
+def test_healthz_needs_no_key_and_reveals_nothing(client):
+    r = client.get("/healthz")
+    assert r.status_code == 200
+    assert r.json() == {"status": "ok", "site": "luan-admin-center", "store": "ok"}
+
+
+def test_metrics_in_prometheus_format(world, client):
+    client.get("/api/v1/site", headers=auth(world, "viewer"))
+    text = client.get("/metrics", headers=auth(world, "viewer")).text
+    assert 'epcmon_http_request_seconds_count{route="/api/v1/site",status="200"}' in text
+
+
+def test_keys_never_appear_in_logs_or_responses(world, client, caplog):
+    caplog.set_level(logging.DEBUG)
+    for role, key in world.tokens.items():
+        for path, params in READER_ROUTES[:6]:
+            r = client.get(path, params=params, headers={"Authorization": f"Bearer {key}"})
+            assert key not in r.text, role
+        assert key not in caplog.text
+        assert key.encode() not in world.keys.path.read_bytes()  # stored hashed
+    openapi = client.get("/openapi.json").text
+    assert not any(key in openapi for key in world.tokens.values())
+
+
+def test_openapi_documents_auth_and_examples(client):
+    spec = client.get("/openapi.json").json()
+    series = spec["paths"]["/api/v1/meters/{meter_id}/series"]["get"]
+    assert {"401", "403", "404"} <= set(series["responses"])
+    assert any(
+        (p["name"] == "quantity" and p["schema"].get("examples")) or p.get("examples")
+        for p in series["parameters"]
+    )
+
+
+def test_store_days_match_fixture():
+    assert DAYS == 14
+    assert T0 % 86_400_000 == 57_600_000  # 16:00 UTC
