@@ -10,6 +10,7 @@ from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
+import orjson
 from fastapi.responses import Response
 
 from api.errors import BadRequest
@@ -56,3 +57,9 @@ def csv_response(
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )
+
+
+def json_response(payload: object) -> Response:
+    """Serialise with orjson, skipping FastAPI's response-model pass: series of thousands of
+    points are the API's hot path, and their shape is already fixed by the route."""
+    return Response(orjson.dumps(payload), media_type="application/json")

@@ -1,5 +1,8 @@
 """Typed dependencies: the routes ask for what they need, `create_app` provides it.
 
+They are `async` because none of them blocks (the key lookup is one indexed SQLite row):
+FastAPI would otherwise hop to its thread pool for each one, on every request.
+
 Every route under /api/v1 asks for a principal: no key is a 401, a role that may not is a
 403, and the rate limit is a 429. Vendors see only their contracts (routes filter by
 `Principal.may_see_contract` and answer 404 for the others).
@@ -7,7 +10,7 @@ Every route under /api/v1 asks for a principal: no key is a 401, a role that may
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Header, HTTPException, Request
@@ -18,17 +21,17 @@ from core.config import SiteConfig
 from storage.base import TimeSeriesStore
 
 
-def get_site(request: Request) -> SiteConfig:
+async def get_site(request: Request) -> SiteConfig:
     site: SiteConfig = request.app.state.site
     return site
 
 
-def get_store(request: Request) -> TimeSeriesStore:
+async def get_store(request: Request) -> TimeSeriesStore:
     store: TimeSeriesStore = request.app.state.store
     return store
 
 
-def get_principal(
+async def get_principal(
     request: Request,
     authorization: Annotated[str | None, Header(description="`Bearer <API key>`")] = None,
     x_api_key: Annotated[str | None, Header(description="the API key (alternative)")] = None,
@@ -58,8 +61,8 @@ def get_principal(
     return principal
 
 
-def allow(*roles: Role) -> Callable[[Principal], Principal]:
-    def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+def allow(*roles: Role) -> Callable[[Principal], Awaitable[Principal]]:
+    async def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
         if principal.role not in roles:
             raise HTTPException(403, f"role {principal.role.value!r} may not use this resource")
         return principal

@@ -4,12 +4,13 @@ and meter states when they run in this process."""
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Response
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.status import OpsContext
 
@@ -47,6 +48,33 @@ class _CollectorsMetrics(Collector):
             )
 
 
+class _LatencyMiddleware:
+    """Pure ASGI (Starlette's BaseHTTPMiddleware costs a task and a stream per request)."""
+
+    def __init__(self, app: ASGIApp, histogram: Histogram) -> None:
+        self.app = app
+        self.histogram = histogram
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            self.histogram.labels(route, str(status)).observe(time.perf_counter() - start)
+
+
 def install_metrics(app: FastAPI, ops: OpsContext) -> CollectorRegistry:
     registry = CollectorRegistry()
     latency = Histogram(
@@ -58,17 +86,7 @@ def install_metrics(app: FastAPI, ops: OpsContext) -> CollectorRegistry:
     )
     registry.register(_CollectorsMetrics(ops))
 
-    @app.middleware("http")
-    async def _time(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        start = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        latency.labels(path, str(response.status_code)).observe(time.perf_counter() - start)
-        return response
-
+    app.add_middleware(_LatencyMiddleware, histogram=latency)
     return registry
 
 

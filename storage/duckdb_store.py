@@ -127,6 +127,8 @@ class DuckDBStore:
         self._sid_by_key: dict[tuple[str, str], int] = {}
         self._key_by_sid: dict[int, tuple[str, str]] = {}
         self._max_ts: dict[int, int] = {}
+        self._last_value: dict[int, float] = {}
+        """The value at `_max_ts` of each series: `latest()` answers from memory."""
         self._load_state()
 
     # -- opening and closing -------------------------------------------------------------
@@ -154,9 +156,10 @@ class DuckDBStore:
             self._sid_by_key[(meter_id, quantity)] = sid
             self._key_by_sid[sid] = (meter_id, quantity)
         newest = self._con.execute(
-            "SELECT series_id, epoch_ms(max(ts)) FROM readings GROUP BY series_id"
+            "SELECT series_id, epoch_ms(max(ts)), arg_max(value, ts) FROM readings GROUP BY series_id"
         ).fetchall()
-        self._max_ts = {sid: ts_ms for sid, ts_ms in newest}
+        self._max_ts = {sid: ts_ms for sid, ts_ms, _v in newest}
+        self._last_value = {sid: value for sid, _t, value in newest}
 
     def _release_file(self) -> None:
         if self._file_key is not None:
@@ -275,9 +278,12 @@ class DuckDBStore:
                 for s, meter_id, quantity in new_series:
                     self._sid_by_key[(meter_id, quantity)] = s
                     self._key_by_sid[s] = (meter_id, quantity)
-                for s, t in zip(sid[last].tolist(), ts[last].tolist(), strict=True):
-                    if s not in self._max_ts or t > self._max_ts[s]:
+                for s, t, v in zip(
+                    sid[last].tolist(), ts[last].tolist(), value[last].tolist(), strict=True
+                ):
+                    if s not in self._max_ts or t >= self._max_ts[s]:
                         self._max_ts[s] = t
+                        self._last_value[s] = v
             return len(ts)
 
     @staticmethod
@@ -419,33 +425,18 @@ class DuckDBStore:
             )
 
     def latest(self, meter_ids: list[str] | None = None) -> list[Reading]:
-        """The newest point of every (meter, quantity), optionally for some meters only."""
-        cursor = self._cursor()
+        """The newest point of every (meter, quantity), optionally for some meters only.
+
+        Answered from memory: this store is the only writer of its file, so the newest
+        timestamp and value it saw written (or loaded at open) are the newest stored."""
+        self._check_open()
+        wanted = None if meter_ids is None else set(meter_ids)
         with self._meta_lock:
-            wanted = {
-                sid: key
+            readings = [
+                Reading(key[0], key[1], self._max_ts[sid], self._last_value[sid])
                 for sid, key in self._key_by_sid.items()
-                if meter_ids is None or key[0] in meter_ids
-            }
-            newest = [self._max_ts[sid] for sid in wanted if sid in self._max_ts]
-        if not wanted or not newest:
-            return []
-        # The remembered newest timestamps only grow, so none of the wanted points is older
-        # than their minimum: a lower bound that lets zone maps skip the history.
-        since = _sql_ts(min(newest))
-        in_series = "" if meter_ids is None else f"AND series_id IN ({', '.join(map(str, wanted))})"
-        rows = cursor.execute(
-            f"""
-            SELECT series_id, epoch_ms(max(ts)), arg_max(value, ts) FROM readings
-            WHERE ts >= {since} {in_series}
-            GROUP BY series_id
-            """
-        ).fetchall()
-        readings = [
-            Reading(wanted[sid][0], wanted[sid][1], ts_ms, value)
-            for sid, ts_ms, value in rows
-            if sid in wanted
-        ]
+                if (wanted is None or key[0] in wanted) and sid in self._max_ts
+            ]
         readings.sort(key=lambda r: (r.meter_id, r.quantity))
         return readings
 

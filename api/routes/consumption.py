@@ -15,11 +15,11 @@ import numpy as np
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from api.common import Format, csv_response, iso_times, time_range
+from api.common import Format, csv_response, iso_times, json_response, time_range
 from api.deps import Reader, SiteDep, StoreDep
 from api.errors import BadRequest
 from api.routes.meters import ERRORS
-from api.schemas import ConsumptionOut, ConsumptionRow
+from api.schemas import ConsumptionOut
 from core.config import EndUse, Meter, MeterKind, SiteConfig
 from core.errors import NotFound
 from storage.base import Every, TimeSeriesStore
@@ -80,18 +80,20 @@ def _answer(
             zip(times, values.tolist(), [unit] * len(times), strict=True),
             f"{level}-{ident}-{kind.value}.csv",
         )
-    return ConsumptionOut(
-        level=level,
-        id=ident,
-        quantity=COUNTER[kind],
-        unit=unit,
-        every=every,
-        meters=[m.id for m in meters],
-        total=float(values.sum()),
-        rows=[
-            ConsumptionRow(time=t, value=float(v), unit=unit)
-            for t, v in zip(times, values.tolist(), strict=True)
-        ],
+    return json_response(
+        {
+            "level": level,
+            "id": ident,
+            "quantity": COUNTER[kind],
+            "unit": unit,
+            "every": every,
+            "meters": [m.id for m in meters],
+            "total": float(values.sum()),
+            "rows": [
+                {"time": t, "value": v, "unit": unit}
+                for t, v in zip(times, values.tolist(), strict=True)
+            ],
+        }
     )
 
 

@@ -8,10 +8,10 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from api.common import Format, csv_response, iso, iso_times, time_range
+from api.common import Format, csv_response, iso, iso_times, json_response, time_range
 from api.deps import Reader, SiteDep, StoreDep
 from api.errors import BadRequest
-from api.schemas import ErrorOut, LatestOut, MeterOut, Point, SeriesOut
+from api.schemas import ErrorOut, LatestOut, MeterOut, SeriesOut
 from core.config import Meter
 from core.errors import NotFound
 from core.quantities import QUANTITIES
@@ -129,13 +129,15 @@ def meter_series(
             ((t, meter.id, quantity, v, unit) for t, v in zip(times, values, strict=True)),
             f"{meter.id}-{quantity}.csv",
         )
-    return SeriesOut(
-        meter=meter.id,
-        quantity=quantity,
-        unit=unit,
-        start=iso(start_dt),
-        end=iso(end_dt),
-        every=every,
-        agg=agg.value if every else None,
-        points=[Point(time=t, value=float(v)) for t, v in zip(times, values, strict=True)],
+    return json_response(
+        {
+            "meter": meter.id,
+            "quantity": quantity,
+            "unit": unit,
+            "start": iso(start_dt),
+            "end": iso(end_dt),
+            "every": every,
+            "agg": agg.value if every else None,
+            "points": [{"time": t, "value": v} for t, v in zip(times, values, strict=True)],
+        }
     )
