@@ -19,6 +19,7 @@ from core.calendar import DayType
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
 DayArray = npt.NDArray[np.datetime64]
 
 DAY_TYPES: tuple[DayType, ...] = (

@@ -12,6 +12,7 @@ the truth the savings tests check against.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 from datetime import UTC, date, datetime
 
 import numpy as np
@@ -228,3 +229,36 @@ __all__ = [
 def utc(day: date) -> int:
     """UTC midnight of a date, epoch ms."""
     return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()) * 1000
+
+
+def write_boundary(
+    store: Any,
+    meters: tuple[str, ...],
+    weather_station: str,
+    synthetic: Synthetic,
+    *,
+    every_s: int = 900,
+    shares: tuple[float, ...] | None = None,
+) -> dict[str, FloatArray]:
+    """Write a synthetic hourly building into a store as the boundary meters' kWh registers
+    (split by `shares`) and the station's outdoor temperature; returns each meter's true
+    hourly savings."""
+    from core.readings import ReadingBatch
+
+    data = synthetic.data
+    assert isinstance(data, HourlyData)
+    split = shares or tuple(1.0 / len(meters) for _ in meters)
+    truth: dict[str, FloatArray] = {}
+    batches = []
+    for i, (meter, share) in enumerate(zip(meters, split, strict=True)):
+        part = HourlyData(
+            data.ts_ms, data.hour_of_week, data.day, data.day_type, data.temperature, data.energy * share
+        )
+        ts, values = counter_samples(part, start_value=10_000.0 * (i + 1), every_s=every_s, seed=i)
+        batches.append(ReadingBatch.for_series(meter, "energy_import", ts, values))
+        truth[meter] = synthetic.true_savings * share
+    batches.append(
+        ReadingBatch.for_series(weather_station, "outdoor_temperature", data.ts_ms + HOUR_MS // 2, data.temperature)
+    )
+    store.write(ReadingBatch.concat(batches))
+    return truth

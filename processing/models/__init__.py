@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from typing import Any
 
-# from processing.models.billing import BillingModel
+from processing.models.billing import BillingModel
 from processing.models.daily import DailyChangePointModel, DailySettings
 from processing.models.hourly import HourlySettings, HourlyTOWTModel
 
-BaselineModel = DailyChangePointModel | HourlyTOWTModel
+BaselineModel = DailyChangePointModel | HourlyTOWTModel | BillingModel
 
 __all__ = [
     "BaselineModel",
