@@ -62,6 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     p.add_argument("--mqtt-url", default=None, help="use this broker instead of an embedded one")
     p.set_defaults(func=_demo)
+
+    from epcmon.savings_cli import add_commands
+
+    add_commands(sub)
     return parser
 
 
@@ -71,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    for noisy in ("amqtt", "pymodbus", "transitions"):
+    for noisy in ("amqtt", "pymodbus", "transitions", "matplotlib", "PIL"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         code: int = args.func(args)
