@@ -737,7 +737,11 @@ def _check_references(cfg: SiteConfig, path: str, known_profiles: Collection[str
         for i, adj in enumerate(c.adjustments):
             if adj.utility == "water" and not c.water_meters:
                 raise fail(entity, f"adjustments.{i}.utility", "the contract has no water boundary")
-        if c.tariff is not None and c.tariff.kind == "flat" and c.tariff.flat_price_cny_per_kwh == 0:
+        if (
+            c.tariff is not None
+            and c.tariff.kind == "flat"
+            and c.tariff.flat_price_cny_per_kwh == 0
+        ):
             raise fail(entity, "tariff.flat_price_cny_per_kwh", "a flat tariff needs a price")
     # a cycle in parent links would make hierarchy queries loop
     for m in cfg.meters:

@@ -20,11 +20,18 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     f.add_argument("--contract", required=True, help="contract id")
     f.add_argument("--site", default=DEFAULT_SITE, help=f"site file (default {DEFAULT_SITE})")
     f.add_argument("--utility", choices=("electricity", "water"), default="electricity")
-    f.add_argument("--model", choices=("daily", "hourly"), default=None, help="override the contract's model")
     f.add_argument(
-        "--day-types", choices=("calendar", "weekday", "none"), default=None, help="override the day types"
+        "--model", choices=("daily", "hourly"), default=None, help="override the contract's model"
     )
-    f.add_argument("--json", metavar="FILE", default=None, help="also write the fitted model's JSON here")
+    f.add_argument(
+        "--day-types",
+        choices=("calendar", "weekday", "none"),
+        default=None,
+        help="override the day types",
+    )
+    f.add_argument(
+        "--json", metavar="FILE", default=None, help="also write the fitted model's JSON here"
+    )
     f.set_defaults(func=_baseline_fit)
 
     p = sub.add_parser("savings", help="monthly savings statements of a contract")
@@ -35,8 +42,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     r.add_argument("--site", default=DEFAULT_SITE, help=f"site file (default {DEFAULT_SITE})")
     r.add_argument("--utility", choices=("electricity", "water"), default="electricity")
     r.add_argument("--csv", metavar="FILE", default=None, help="also write the figures as CSV")
-    r.add_argument("--plot", metavar="FILE.png", default=None, help="also draw baseline vs actual (PNG)")
-    r.add_argument("--refit", action="store_true", help="refit the baseline instead of the stored one")
+    r.add_argument(
+        "--plot", metavar="FILE.png", default=None, help="also draw baseline vs actual (PNG)"
+    )
+    r.add_argument(
+        "--refit", action="store_true", help="refit the baseline instead of the stored one"
+    )
     r.set_defaults(func=_savings_report)
 
 
@@ -57,7 +68,12 @@ def _baseline_fit(args: argparse.Namespace) -> int:
     store, statements = _open(site)
     try:
         baseline = fit_baseline(
-            site, args.contract, store, utility=args.utility, model=args.model, day_types=args.day_types
+            site,
+            args.contract,
+            store,
+            utility=args.utility,
+            model=args.model,
+            day_types=args.day_types,
         )
         row = statements.save_baseline(baseline)
     finally:
@@ -102,7 +118,9 @@ def _savings_report(args: argparse.Namespace) -> int:
         if baseline is None:
             baseline = fit_baseline(site, args.contract, store, utility=args.utility)
             statements.save_baseline(baseline)
-        stmt = statement(site, args.contract, store, args.month, baseline=baseline, utility=args.utility)
+        stmt = statement(
+            site, args.contract, store, args.month, baseline=baseline, utility=args.utility
+        )
         row = statements.save_statement(stmt)
     finally:
         store.close()
@@ -221,7 +239,11 @@ def print_statement(site: SiteConfig, stmt, out: TextIO) -> None:  # type: ignor
             f"{p.label:<26}{f'{p.days_used}/{p.days}':>8}{p.baseline:>13,.0f}{p.adjustments:>10,.0f}"
             f"{p.actual:>13,.0f}{p.avoided:>12,.0f}{p.u68.u:>10,.0f}{p.u90.u:>10,.0f}"
             f"{p.u90.fsu:>7.1%}"
-            + (f"{money.total_cny:>12,.0f}{money.vendor_cny:>12,.0f}" if money else f"{'–':>12}{'–':>12}")
+            + (
+                f"{money.total_cny:>12,.0f}{money.vendor_cny:>12,.0f}"
+                if money
+                else f"{'–':>12}{'–':>12}"
+            )
             + f"{stmt.carbon_t.get(key, 0.0):>9,.1f}",
             file=out,
         )
@@ -253,7 +275,9 @@ def print_statement(site: SiteConfig, stmt, out: TextIO) -> None:  # type: ignor
             file=out,
         )
     if stmt.normalised is not None:
-        print(f"normalised savings over a typical year: {stmt.normalised:,.0f} {stmt.unit}", file=out)
+        print(
+            f"normalised savings over a typical year: {stmt.normalised:,.0f} {stmt.unit}", file=out
+        )
     if stmt.findings:
         print("\nfindings:", file=out)
         for finding in stmt.findings:

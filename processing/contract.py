@@ -119,7 +119,12 @@ def _meters(contract: Contract, utility: Utility) -> tuple[str, ...]:
 
 
 def _load(
-    site: SiteConfig, contract: Contract, store: TimeSeriesStore, utility: Utility, start: date, end: date
+    site: SiteConfig,
+    contract: Contract,
+    store: TimeSeriesStore,
+    utility: Utility,
+    start: date,
+    end: date,
 ) -> Usage:
     return load_usage(
         store,
@@ -151,7 +156,7 @@ def fit_baseline_from_usage(
     daily = usage.daily.between(start, end)
     in_period = (usage.daily.day >= np.datetime64(start)) & (usage.daily.day < np.datetime64(end))
     d_est = usage.daily_estimated[in_period]
-    findings = sufficiency.baseline_data(daily, start=start, end=end, estimated=d_est)
+    findings = sufficiency.baseline_data(daily, start=start, end=end, estimated=d_est.tolist())
     findings += sufficiency.counter_events(usage.events)
     findings += sufficiency.calendar_coverage(uncovered_years)
     fit_daily = daily.with_energy(np.where(d_est, np.nan, daily.energy))
@@ -166,7 +171,9 @@ def fit_baseline_from_usage(
     else:
         hourly = usage.hourly.between(start, end)
         h_sel = (usage.hourly.day >= np.datetime64(start)) & (usage.hourly.day < np.datetime64(end))
-        fit_hourly = hourly.with_energy(np.where(usage.hourly_estimated[h_sel], np.nan, hourly.energy))
+        fit_hourly = hourly.with_energy(
+            np.where(usage.hourly_estimated[h_sel], np.nan, hourly.energy)
+        )
         fitted = HourlyTOWTModel(
             HourlySettings(
                 day_types="weekday" if modes == "weekday" else "calendar",
@@ -277,7 +284,7 @@ def savings_from_usage(
     hourly = usage.hourly.between(start, end)
     adjustments = [a for a in contract.adjustments if a.utility == utility]
     ds = daily_savings(model, daily, hourly, usage.daily_estimated[sel], adjustments)
-    gran = model.GRANULARITY  # type: ignore[union-attr]
+    gran = model.GRANULARITY
     months = tuple(
         summarise(ds, model.stats, gran, label=label, start=a, end=b)
         for label, a, b in months_between(start, end)
@@ -288,7 +295,14 @@ def savings_from_usage(
     while y_start < end:
         _, ys, ye = contract_year_of(contract.reporting_start, y_start)
         years.append(
-            summarise(ds, model.stats, gran, label=f"contract year {n}", start=max(ys, start), end=min(ye, end))
+            summarise(
+                ds,
+                model.stats,
+                gran,
+                label=f"contract year {n}",
+                start=max(ys, start),
+                end=min(ye, end),
+            )
         )
         y_start, n = ye, n + 1
     total = summarise(ds, model.stats, gran, label="total", start=start, end=end)
@@ -333,7 +347,12 @@ def compute_savings(
         raise InsufficientData(f"no reporting days between {first} and {last}")
     usage = _load(site, contract, store, utility, first, last)
     return savings_from_usage(
-        contract, baseline, usage, start=first, end=last, uncovered_years=_uncovered(site, first, last)
+        contract,
+        baseline,
+        usage,
+        start=first,
+        end=last,
+        uncovered_years=_uncovered(site, first, last),
     )
 
 
@@ -483,7 +502,11 @@ class Statement:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Statement:
         nums = data["numbers"]
-        money = {k: economics.Money.from_dict(nums[k]["money"]) for k in nums if isinstance(nums[k], dict) and "money" in nums[k]}
+        money = {
+            k: economics.Money.from_dict(nums[k]["money"])
+            for k in nums
+            if isinstance(nums[k], dict) and "money" in nums[k]
+        }
         return cls(
             contract_id=data["contract_id"],
             utility=data["utility"],
@@ -537,14 +560,18 @@ def evaluate(
     start = contract.reporting_start
     adjustments = [a for a in contract.adjustments if a.utility == utility]
     ds = daily_savings(model, inputs.daily, inputs.hourly, inputs.estimated, adjustments)
-    gran = model.GRANULARITY  # type: ignore[union-attr]
+    gran = model.GRANULARITY
     n, ys, _ = contract_year_of(start, max(first, start))
     periods = {
-        "month": summarise(ds, model.stats, gran, label=month, start=max(first, start), end=month_end),
+        "month": summarise(
+            ds, model.stats, gran, label=month, start=max(first, start), end=month_end
+        ),
         "year_to_date": summarise(
             ds, model.stats, gran, label=f"contract year {n} to date", start=ys, end=month_end
         ),
-        "cumulative": summarise(ds, model.stats, gran, label="cumulative", start=start, end=month_end),
+        "cumulative": summarise(
+            ds, model.stats, gran, label="cumulative", start=start, end=month_end
+        ),
     }
     money: dict[str, economics.Money] = {}
     carbon: dict[str, float] = {}
@@ -556,7 +583,9 @@ def evaluate(
                 prices = economics.period_prices(ds.day, contract.tariff)
                 money[key] = economics.value(avoided, inputs.shares, prices, contract.vendor_share)
             else:
-                money[key] = economics.water_value(p.avoided, contract.tariff, contract.vendor_share)
+                money[key] = economics.water_value(
+                    p.avoided, contract.tariff, contract.vendor_share
+                )
         carbon[key] = economics.carbon_t(p.avoided, contract) if utility == "electricity" else 0.0
     guarantee = None
     if utility == "electricity" and contract.guarantee is not None:
@@ -578,29 +607,49 @@ def evaluate(
         and isinstance(model, DailyChangePointModel)
     ):
         normalised = _normalised(model, inputs, month_end)
-    return {"periods": periods, "money": money, "carbon": carbon, "guarantee": guarantee, "normalised": normalised}
+    return {
+        "periods": periods,
+        "money": money,
+        "carbon": carbon,
+        "guarantee": guarantee,
+        "normalised": normalised,
+    }
 
 
-def _normalised(model: DailyChangePointModel, inputs: StatementInputs, through: date) -> float | None:
+def _normalised(
+    model: DailyChangePointModel, inputs: StatementInputs, through: date
+) -> float | None:
     """Normalised savings over a typical year: a reporting model fitted on the last 365
     reporting days up to `through`, both models driven by the typical year."""
     daily = inputs.daily.between(through - timedelta(days=365), through)
-    valid = daily.valid & ~inputs.estimated[
-        (inputs.daily.day >= np.datetime64(through - timedelta(days=365)))
-        & (inputs.daily.day < np.datetime64(through))
-    ]
+    valid = (
+        daily.valid
+        & ~inputs.estimated[
+            (inputs.daily.day >= np.datetime64(through - timedelta(days=365)))
+            & (inputs.daily.day < np.datetime64(through))
+        ]
+    )
     if valid.sum() < 300:
         return None
-    reporting_model = DailyChangePointModel(model.settings).fit(daily.with_energy(np.where(valid, daily.energy, np.nan)))
+    reporting_model = DailyChangePointModel(model.settings).fit(
+        daily.with_energy(np.where(valid, daily.energy, np.nan))
+    )
     assert inputs.typical_temperature is not None
     year = through.year
     # The typical year uses the day types the statement stored for its own days where it can.
-    days = np.arange(np.datetime64(f"{year}-01-01"), np.datetime64(f"{year + 1}-01-01"), dtype="datetime64[D]")
+    days = np.arange(
+        np.datetime64(f"{year}-01-01"), np.datetime64(f"{year + 1}-01-01"), dtype="datetime64[D]"
+    )
     doy = np.minimum((days - days.astype("datetime64[Y]")).astype(np.int64), 364)
-    known = {d: c for d, c in zip(inputs.daily.day.tolist(), inputs.daily.day_type.tolist(), strict=True)}
+    known = {
+        d: c for d, c in zip(inputs.daily.day.tolist(), inputs.daily.day_type.tolist(), strict=True)
+    }
     weekday = (days.astype(np.int64) + 3) % 7
     codes = np.array(
-        [known.get(d, 1 if w >= 5 else 0) for d, w in zip(days.tolist(), weekday.tolist(), strict=True)],
+        [
+            known.get(d, 1 if w >= 5 else 0)
+            for d, w in zip(days.tolist(), weekday.tolist(), strict=True)
+        ],
         dtype=np.int64,
     )
     typical = DailyData(days, inputs.typical_temperature[doy], codes, np.full(len(days), np.nan))
@@ -621,7 +670,9 @@ def statement_from_usage(
     utility = baseline.utility
     first = parse_month(month)
     if next_month(first) <= contract.reporting_start:
-        raise InsufficientData(f"{month} is before the reporting period ({contract.reporting_start})")
+        raise InsufficientData(
+            f"{month} is before the reporting period ({contract.reporting_start})"
+        )
     month_end = next_month(first)
     if contract.reporting_end is not None:
         month_end = min(month_end, contract.reporting_end)
@@ -647,9 +698,13 @@ def statement_from_usage(
     figures = evaluate(contract, baseline.model, inputs, month, utility)
     periods: dict[str, PeriodSavings] = figures["periods"]
     found = list(baseline.findings) + list(findings)
-    found += sufficiency.temperature_range(*baseline.temperature_range, daily.between(first, month_end))
+    found += sufficiency.temperature_range(
+        *baseline.temperature_range, daily.between(first, month_end)
+    )
     for key in ("month", "cumulative"):
-        found += sufficiency.savings_uncertainty(periods[key].u68, periods[key].u90, periods[key].label)
+        found += sufficiency.savings_uncertainty(
+            periods[key].u68, periods[key].u90, periods[key].label
+        )
     missing = periods["month"].days - periods["month"].days_used
     if missing:
         found.append(
@@ -710,7 +765,9 @@ def statement(
     extra = sufficiency.counter_events(usage.events) + sufficiency.calendar_coverage(
         _uncovered(site, start, month_end)
     )
-    return statement_from_usage(contract, baseline, usage, month, history=history, findings=tuple(extra))
+    return statement_from_usage(
+        contract, baseline, usage, month, history=history, findings=tuple(extra)
+    )
 
 
 def recompute(stored: dict[str, Any]) -> Statement:

@@ -108,7 +108,9 @@ def clean_counter(
         bad = np.flatnonzero(spike | dip) + 1
         for i in bad.tolist():
             events.append(
-                CounterEvent(EventKind.GLITCH, int(ts[i - 1]), int(ts[i + 1]), float(v[i]), float(v[i]), 0.0)
+                CounterEvent(
+                    EventKind.GLITCH, int(ts[i - 1]), int(ts[i + 1]), float(v[i]), float(v[i]), 0.0
+                )
             )
         if len(bad):
             mask = np.ones(len(v), dtype=bool)

@@ -101,7 +101,13 @@ def value(
 
 def water_value(avoided_m3: float, tariff: Tariff, vendor_share: float) -> Money:
     total = avoided_m3 * tariff.water_price_cny_per_m3
-    return Money({"water": avoided_m3}, {"water": total}, total, total * vendor_share, total * (1 - vendor_share))
+    return Money(
+        {"water": avoided_m3},
+        {"water": total},
+        total,
+        total * vendor_share,
+        total * (1 - vendor_share),
+    )
 
 
 def carbon_t(avoided_kwh: float, contract: Contract) -> float:

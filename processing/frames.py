@@ -165,9 +165,7 @@ def hourly_frame(
     zone = ZoneInfo(tz)
     if len(ts) == 0:
         empty = np.empty(0, dtype=np.int64)
-        return HourlyData(
-            ts, empty, np.empty(0, "datetime64[D]"), empty, np.empty(0), np.empty(0)
-        )
+        return HourlyData(ts, empty, np.empty(0, "datetime64[D]"), empty, np.empty(0), np.empty(0))
     # Local offsets change a few times a year at most: compute them per distinct UTC day.
     utc_day = ts // 86_400_000
     first, inverse = np.unique(utc_day, return_inverse=True)

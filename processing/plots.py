@@ -37,7 +37,9 @@ def plot_statement(stmt: Statement, path: str | Path) -> Path:
     ds = daily_savings(model, inputs.daily, inputs.hourly, inputs.estimated, adjustments)
     days = ds.day.astype("datetime64[ms]").astype(object)
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 7), sharex=True)
-    top.plot(days, ds.adjusted_baseline, color="tab:blue", lw=1.2, label="adjusted baseline (model)")
+    top.plot(
+        days, ds.adjusted_baseline, color="tab:blue", lw=1.2, label="adjusted baseline (model)"
+    )
     top.plot(days, ds.actual, color="tab:orange", lw=1.0, label="actual")
     month = stmt.month_savings
     top.axvspan(
@@ -54,14 +56,16 @@ def plot_statement(stmt: Statement, path: str | Path) -> Path:
     top.legend(loc="upper left")
     cum = np.cumsum(np.where(ds.used, ds.avoided, 0.0))
     bottom.plot(days, cum, color="tab:green", label="cumulative avoided")
-    gran = model.GRANULARITY  # type: ignore[union-attr]
+    gran = model.GRANULARITY
     ends, values, errors = [], [], []
     for _, _, last in months_between(contract.reporting_start, month.end):
         p = summarise(ds, model.stats, gran, label="", start=contract.reporting_start, end=last)
         ends.append(np.datetime64(last, "ms").astype(object))
         values.append(p.avoided)
         errors.append(p.u90.u)
-    bottom.errorbar(ends, values, yerr=errors, fmt="o", color="tab:green", capsize=3, label="90 % uncertainty")
+    bottom.errorbar(
+        ends, values, yerr=errors, fmt="o", color="tab:green", capsize=3, label="90 % uncertainty"
+    )
     bottom.set_ylabel(f"cumulative {stmt.unit}")
     bottom.legend(loc="upper left")
     fig.autofmt_xdate()

@@ -140,9 +140,13 @@ def daily_savings(
         predicted = model.predict(hourly)
         idx = np.searchsorted(daily.day, hourly.day)
         inside = (idx < len(daily)) & (daily.day[np.clip(idx, 0, len(daily) - 1)] == hourly.day)
-        baseline = np.bincount(idx[inside], weights=np.nan_to_num(predicted[inside]), minlength=len(daily))
+        baseline: FloatArray = np.bincount(
+            idx[inside], weights=np.nan_to_num(predicted[inside]), minlength=len(daily)
+        ).astype(np.float64)
         bad = np.bincount(
-            idx[inside], weights=(~np.isfinite(predicted[inside])).astype(float), minlength=len(daily)
+            idx[inside],
+            weights=(~np.isfinite(predicted[inside])).astype(float),
+            minlength=len(daily),
         )
         baseline = np.where(bad == 0, baseline, np.nan)
         points = np.bincount(idx[inside], minlength=len(daily)).astype(np.int64)
@@ -150,7 +154,9 @@ def daily_savings(
         baseline = model.predict(daily)
         points = np.ones(len(daily), dtype=np.int64)
     else:
-        raise TypeError(f"{type(model).__name__} does not make daily predictions; see billing_savings()")
+        raise TypeError(
+            f"{type(model).__name__} does not make daily predictions; see billing_savings()"
+        )
     adjustment = adjustment_per_day(adjustments, daily.day, daily.day_type, baseline)
     return DailySavings(
         daily.day, baseline, adjustment, daily.energy, np.asarray(estimated, dtype=bool), points
@@ -243,7 +249,9 @@ def typical_year(history: DailyData, year: int, day_type: Any) -> DailyData:
     the history, and its own calendar day type."""
     doy_hist = (history.day - history.day.astype("datetime64[Y]")).astype(np.int64)
     ok = np.isfinite(history.temperature)
-    sums = np.bincount(np.minimum(doy_hist[ok], 364), weights=history.temperature[ok], minlength=365)
+    sums = np.bincount(
+        np.minimum(doy_hist[ok], 364), weights=history.temperature[ok], minlength=365
+    )
     counts = np.bincount(np.minimum(doy_hist[ok], 364), minlength=365)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = sums / counts

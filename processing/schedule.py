@@ -21,8 +21,8 @@ from zoneinfo import ZoneInfo
 
 from core.config import SiteConfig
 from core.errors import EpcmonError
-from processing.contract import Utility, fit_baseline, parse_month, statement
-from processing.savings import months_between, next_month
+from processing.contract import Utility, fit_baseline, statement
+from processing.savings import months_between
 from processing.statements import StatementStore
 from storage.base import TimeSeriesStore
 
@@ -42,7 +42,9 @@ class Action:
 class Recompute:
     """Keeps baselines and monthly statements current for every contract of a site."""
 
-    def __init__(self, site: SiteConfig, store: TimeSeriesStore, statements: StatementStore) -> None:
+    def __init__(
+        self, site: SiteConfig, store: TimeSeriesStore, statements: StatementStore
+    ) -> None:
         self.site = site
         self.store = store
         self.statements = statements
@@ -65,7 +67,9 @@ class Recompute:
         today = today or self._today()
         actions: list[Action] = []
         for contract in self.site.contracts:
-            utilities: list[Utility] = ["electricity"] + (["water"] if contract.water_meters else [])
+            utilities: list[Utility] = ["electricity"]
+            if contract.water_meters:
+                utilities.append("water")
             for utility in utilities:
                 actions += self._contract(contract.id, utility, today)
         return actions
@@ -86,9 +90,13 @@ class Recompute:
             actions.append(Action(contract_id, utility, "", "baseline"))
         for month in self.due_months(contract_id, today):
             try:
-                fresh = statement(self.site, contract_id, self.store, month, baseline=baseline, utility=utility)
+                fresh = statement(
+                    self.site, contract_id, self.store, month, baseline=baseline, utility=utility
+                )
             except EpcmonError as exc:
-                log.warning("contract %s %s (%s): no statement: %s", contract_id, month, utility, exc)
+                log.warning(
+                    "contract %s %s (%s): no statement: %s", contract_id, month, utility, exc
+                )
                 actions.append(Action(contract_id, utility, month, f"failed: {exc}"))
                 continue
             stored = self.statements.latest_statement_json(contract_id, month, utility)
@@ -99,7 +107,12 @@ class Recompute:
             what = "new" if stored is None else "updated"
             log.info(
                 "contract %s %s (%s): statement %s, avoided %.0f %s",
-                contract_id, month, utility, what, fresh.month_savings.avoided, fresh.unit,
+                contract_id,
+                month,
+                utility,
+                what,
+                fresh.month_savings.avoided,
+                fresh.unit,
             )
             actions.append(Action(contract_id, utility, month, what))
         return actions

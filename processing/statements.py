@@ -65,7 +65,10 @@ class StatementStore:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.close()
 
@@ -75,7 +78,13 @@ class StatementStore:
             cur = self._con.execute(
                 "INSERT INTO baselines (contract_id, utility, fitted_at, inputs_digest, body) "
                 "VALUES (?, ?, ?, ?, ?)",
-                (baseline.contract_id, baseline.utility, baseline.fitted_at, baseline.inputs_digest, body),
+                (
+                    baseline.contract_id,
+                    baseline.utility,
+                    baseline.fitted_at,
+                    baseline.inputs_digest,
+                    body,
+                ),
             )
             return int(cur.lastrowid or 0)
 
@@ -117,11 +126,15 @@ class StatementStore:
             ).fetchone()
         return None if row is None else dict(json.loads(row[0]))
 
-    def latest_statement(self, contract_id: str, month: str, utility: str = "electricity") -> Statement | None:
+    def latest_statement(
+        self, contract_id: str, month: str, utility: str = "electricity"
+    ) -> Statement | None:
         data = self.latest_statement_json(contract_id, month, utility)
         return None if data is None else Statement.from_dict(data)
 
-    def history(self, contract_id: str, utility: str = "electricity") -> list[tuple[str, str, str, float]]:
+    def history(
+        self, contract_id: str, utility: str = "electricity"
+    ) -> list[tuple[str, str, str, float]]:
         """(month, created_at, inputs digest, avoided) of every stored statement, oldest first."""
         with self._lock:
             rows = self._con.execute(

@@ -49,7 +49,11 @@ class Finding:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Finding:
         return cls(
-            data["code"], Severity(data["severity"]), data["clause"], data["message"], dict(data["values"])
+            data["code"],
+            Severity(data["severity"]),
+            data["clause"],
+            data["message"],
+            dict(data["values"]),
         )
 
     def __str__(self) -> str:
@@ -186,7 +190,7 @@ def outliers(
             f"{len(idx)} day(s) more than {threshold:g} robust standard deviations from the model: "
             + ", ".join(listed)
             + (" ..." if len(idx) > 20 else ""),
-            {"count": int(len(idx)), "threshold": threshold, "days": listed},
+            {"count": len(idx), "threshold": threshold, "days": listed},
         )
     ]
 
@@ -289,7 +293,8 @@ def calendar_coverage(uncovered_years: Sequence[int]) -> list[Finding]:
             "calendar_coverage",
             Severity.WARNING,
             "DESIGN: Chinese statutory holidays and make-up workdays decide day types",
-            "no statutory holiday data for " + ", ".join(map(str, uncovered_years))
+            "no statutory holiday data for "
+            + ", ".join(map(str, uncovered_years))
             + ": Monday-Friday taken as workdays; add [[calendar.overrides]] or upgrade chinesecalendar",
             {"years": list(uncovered_years)},
         )

@@ -12,10 +12,11 @@ the truth the savings tests check against.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 from datetime import UTC, date, datetime
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from core.calendar import DayType, WorkCalendar
 from processing.frames import (
@@ -71,13 +72,11 @@ def _ar1(n: int, rho: float, sd: float, rng: np.random.Generator) -> FloatArray:
     return out
 
 
-def _working(codes: IntArray) -> np.ndarray:
-    return (codes == WORKDAY) | (codes == MAKEUP)
+def _working(codes: IntArray) -> npt.NDArray[np.bool_]:
+    return np.asarray((codes == WORKDAY) | (codes == MAKEUP), dtype=bool)
 
 
-def daily_load(
-    building: Building, temperature: FloatArray, codes: IntArray
-) -> FloatArray:
+def daily_load(building: Building, temperature: FloatArray, codes: IntArray) -> FloatArray:
     """The noiseless daily load."""
     base = np.asarray(building.base)[codes]
     work = _working(codes)
@@ -137,7 +136,32 @@ def synthetic_daily(
 
 # Share of the daily base by local hour on working days and days off (each sums to 1).
 _WORK_PROFILE = np.array(
-    [0.6, 0.6, 0.6, 0.6, 0.6, 0.7, 0.9, 1.4, 2.0, 2.2, 2.2, 2.1, 1.6, 1.5, 1.9, 2.1, 2.1, 2.0, 1.5, 1.1, 0.9, 0.8, 0.7, 0.6]
+    [
+        0.6,
+        0.6,
+        0.6,
+        0.6,
+        0.6,
+        0.7,
+        0.9,
+        1.4,
+        2.0,
+        2.2,
+        2.2,
+        2.1,
+        1.6,
+        1.5,
+        1.9,
+        2.1,
+        2.1,
+        2.0,
+        1.5,
+        1.1,
+        0.9,
+        0.8,
+        0.7,
+        0.6,
+    ]
 )
 _WORK_PROFILE = _WORK_PROFILE / _WORK_PROFILE.sum()
 _OFF_PROFILE = np.full(24, 1 / 24)
@@ -184,7 +208,8 @@ def synthetic_hourly(
     hs = np.where(work, b.heat_slope[0], b.heat_slope[1])
     cs = np.where(work, b.cool_slope[0], b.cool_slope[1])
     clean = base_day * profile + hvac * (
-        hs * np.maximum(b.heat_cp - temperature, 0.0) + cs * np.maximum(temperature - b.cool_cp, 0.0)
+        hs * np.maximum(b.heat_cp - temperature, 0.0)
+        + cs * np.maximum(temperature - b.cool_cp, 0.0)
     )
     noise = _ar1(len(ts), b.noise_rho, b.noise_cv * b.base[0] / 24 * 2.0, rng)
     counterfactual = np.maximum(clean + noise, 0.0)
@@ -252,13 +277,20 @@ def write_boundary(
     batches = []
     for i, (meter, share) in enumerate(zip(meters, split, strict=True)):
         part = HourlyData(
-            data.ts_ms, data.hour_of_week, data.day, data.day_type, data.temperature, data.energy * share
+            data.ts_ms,
+            data.hour_of_week,
+            data.day,
+            data.day_type,
+            data.temperature,
+            data.energy * share,
         )
         ts, values = counter_samples(part, start_value=10_000.0 * (i + 1), every_s=every_s, seed=i)
         batches.append(ReadingBatch.for_series(meter, "energy_import", ts, values))
         truth[meter] = synthetic.true_savings * share
     batches.append(
-        ReadingBatch.for_series(weather_station, "outdoor_temperature", data.ts_ms + HOUR_MS // 2, data.temperature)
+        ReadingBatch.for_series(
+            weather_station, "outdoor_temperature", data.ts_ms + HOUR_MS // 2, data.temperature
+        )
     )
     store.write(ReadingBatch.concat(batches))
     return truth

@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 import numpy as np
 
 from core.errors import InsufficientData
 from processing.frames import MAKEUP, WORKDAY, DailyData, DayArray, FloatArray, IntArray
 from processing.models import changepoint as cp
-from processing.stats import FitStats, fit_stats
+from processing.stats import FitStats, Granularity, fit_stats
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +69,7 @@ class BillingModel:
     """Use per day against degree days and the working-day share, by billing period."""
 
     KIND = "billing-degree-day"
-    GRANULARITY = "billing"
+    GRANULARITY: ClassVar[Granularity] = "billing"
 
     def __init__(self, settings: BillingSettings | None = None) -> None:
         self.settings = settings or BillingSettings()
@@ -96,7 +96,7 @@ class BillingModel:
         return res
 
     def _base(self, data: BillingData) -> tuple[FloatArray, FloatArray, FloatArray]:
-        rows, period = data.period_index()
+        _rows, period = data.period_index()
         n = len(data)
         days = np.bincount(period, minlength=n).astype(np.float64)
         expected = (data.end - data.start).astype(np.int64).astype(np.float64)
@@ -111,7 +111,9 @@ class BillingModel:
         days, w, complete = self._base(data)
         ok = complete & np.isfinite(data.energy) & (days > 0)
         if ok.sum() < 6:
-            raise InsufficientData(f"a billing model needs at least 6 complete periods, got {int(ok.sum())}")
+            raise InsufficientData(
+                f"a billing model needs at least 6 complete periods, got {int(ok.sum())}"
+            )
         t = data.daily.temperature
         finite = np.isfinite(t)
         lo, hi = np.percentile(t[finite], [10, 90])
@@ -138,7 +140,9 @@ class BillingModel:
                 ("4P", i, i, 3),
                 ("5P", hi_, ci_, 4),
             ):
-                if (heat_i is not None and len(heat_i) == 0) or (cool_i is not None and len(cool_i) == 0):
+                if (heat_i is not None and len(heat_i) == 0) or (
+                    cool_i is not None and len(cool_i) == 0
+                ):
                     continue
                 c = cp.solve(b, heat_i, cool_i)
                 if c is None:
@@ -157,12 +161,17 @@ class BillingModel:
             raise InsufficientData("no billing model could be fitted")
         _, self.form, self.use_w, coef, self.heat_cp, self.cool_cp = best
         names = ["b0"] + (["bw"] if self.use_w else [])
-        names += (["bh"] if self.heat_cp is not None else []) + (["bc"] if self.cool_cp is not None else [])
+        names += (["bh"] if self.heat_cp is not None else []) + (
+            ["bc"] if self.cool_cp is not None else []
+        )
         self.coef = {nm: float(v) for nm, v in zip(names, coef, strict=True)}
         predicted = self.predict(data)
         n_cp = (self.heat_cp is not None) + (self.cool_cp is not None)
         self.stats = fit_stats(
-            np.where(ok, data.energy, np.nan), predicted, len(self.coef) + n_cp, cap_n_eff=s.cap_n_eff
+            np.where(ok, data.energy, np.nan),
+            predicted,
+            len(self.coef) + n_cp,
+            cap_n_eff=s.cap_n_eff,
         )
         return self
 
@@ -174,9 +183,15 @@ class BillingModel:
         if self.use_w:
             upd = upd + self.coef["bw"] * w
         if self.heat_cp is not None:
-            upd = upd + self.coef["bh"] * self._period_means(data, np.maximum(self.heat_cp - t, 0.0))[0]
+            upd = (
+                upd
+                + self.coef["bh"] * self._period_means(data, np.maximum(self.heat_cp - t, 0.0))[0]
+            )
         if self.cool_cp is not None:
-            upd = upd + self.coef["bc"] * self._period_means(data, np.maximum(t - self.cool_cp, 0.0))[0]
+            upd = (
+                upd
+                + self.coef["bc"] * self._period_means(data, np.maximum(t - self.cool_cp, 0.0))[0]
+            )
         return np.where(complete, upd * days, np.nan)
 
     def to_dict(self) -> dict[str, Any]:
@@ -225,9 +240,13 @@ def monthly_periods(daily: DailyData) -> BillingData:
     first, inverse = np.unique(months, return_inverse=True)
     start = first.astype("datetime64[D]")
     end = (first + 1).astype("datetime64[D]")
-    energy = np.bincount(inverse, weights=np.nan_to_num(daily.energy, nan=0.0), minlength=len(first))
-    missing = np.bincount(inverse, weights=(~np.isfinite(daily.energy)).astype(float), minlength=len(first))
+    summed = np.bincount(
+        inverse, weights=np.nan_to_num(daily.energy, nan=0.0), minlength=len(first)
+    )
+    missing = np.bincount(
+        inverse, weights=(~np.isfinite(daily.energy)).astype(float), minlength=len(first)
+    )
     count = np.bincount(inverse, minlength=len(first))
     full = (end - start).astype(np.int64)
-    energy = np.where((missing == 0) & (count == full), energy, np.nan)
+    energy = np.where((missing == 0) & (count == full), summed, np.nan).astype(np.float64)
     return BillingData(start, end, energy, daily)

@@ -90,14 +90,18 @@ def solve(b: Blocks, heat: IntArray | None, cool: IntArray | None) -> Candidate 
     rhs[:, :k] = b.dty
     col = k
     if heat is not None:
-        assert b.dth is not None and b.hh is not None and b.hy is not None
+        assert b.dth is not None
+        assert b.hh is not None
+        assert b.hy is not None
         gram[:, :k, col] = b.dth[:, heat].T
         gram[:, col, :k] = b.dth[:, heat].T
         gram[:, col, col] = b.hh[heat]
         rhs[:, col] = b.hy[heat]
         col += 1
     if cool is not None:
-        assert b.dtc is not None and b.cc is not None and b.cy is not None
+        assert b.dtc is not None
+        assert b.cc is not None
+        assert b.cy is not None
         gram[:, :k, col] = b.dtc[:, cool].T
         gram[:, col, :k] = b.dtc[:, cool].T
         gram[:, col, col] = b.cc[cool]
@@ -107,7 +111,7 @@ def solve(b: Blocks, heat: IntArray | None, cool: IntArray | None) -> Candidate 
             gram[:, col - 1, col] = b.hc[heat, cool]
             gram[:, col, col - 1] = b.hc[heat, cool]
     coef = _batched_solve(gram, rhs)
-    sse = b.yy - np.einsum("ij,ij->i", coef, rhs)
+    sse: FloatArray = b.yy - np.einsum("ij,ij->i", coef, rhs)
     ok = np.all(np.isfinite(coef), axis=1)
     if heat is not None or cool is not None:
         ok &= np.all(coef[:, k:] > 0, axis=1)  # physically signed slopes
@@ -125,11 +129,11 @@ def solve(b: Blocks, heat: IntArray | None, cool: IntArray | None) -> Candidate 
 
 def _batched_solve(gram: FloatArray, rhs: FloatArray) -> FloatArray:
     try:
-        out: FloatArray = np.linalg.solve(gram, rhs[..., None])[..., 0]
-        return out
+        solved = np.asarray(np.linalg.solve(gram, rhs[..., None])[..., 0], dtype=np.float64)
+        return solved
     except np.linalg.LinAlgError:
         # A singular candidate (a hinge with no point beyond it): solve one by one, NaN for it.
-        out = np.full(rhs.shape, np.nan)
+        out = np.full(rhs.shape, np.nan, dtype=np.float64)
         for i in range(len(gram)):
             try:
                 out[i] = np.linalg.solve(gram[i], rhs[i])
@@ -146,10 +150,10 @@ def coarse_grid(lo: float, hi: float, step: float) -> FloatArray:
     grid = np.arange(first, hi + 1e-9, step)
     if len(grid) == 0:
         grid = np.array([(lo + hi) / 2.0])
-    return np.round(grid, 6)
+    return np.asarray(np.round(grid, 6), dtype=np.float64)
 
 
 def fine_grid(centre: float, half_width: float, step: float, lo: float, hi: float) -> FloatArray:
     """Change points around `centre` every `step` within [lo, hi]."""
-    grid = np.round(centre + np.arange(-half_width, half_width + 1e-9, step), 6)
-    return grid[(grid >= lo - 1e-9) & (grid <= hi + 1e-9)]
+    grid = np.asarray(np.round(centre + np.arange(-half_width, half_width + 1e-9, step), 6))
+    return np.asarray(grid[(grid >= lo - 1e-9) & (grid <= hi + 1e-9)], dtype=np.float64)

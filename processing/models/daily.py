@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, Self
+from typing import Any, ClassVar, Literal, Self
 
 import numpy as np
 
@@ -46,7 +46,7 @@ from processing.frames import (
     weekday,
 )
 from processing.models import changepoint as cp
-from processing.stats import FitStats, fit_stats
+from processing.stats import FitStats, Granularity, fit_stats
 
 Form = Literal["1P", "2P", "3PC", "3PH", "4P", "5P"]
 FORMS: tuple[Form, ...] = ("1P", "2P", "3PC", "3PH", "4P", "5P")
@@ -136,7 +136,7 @@ class DailyChangePointModel:
     """Daily change-point model by day type; see the module docstring."""
 
     KIND = "daily-changepoint"
-    GRANULARITY = "daily"
+    GRANULARITY: ClassVar[Granularity] = "daily"
 
     def __init__(self, settings: DailySettings | None = None) -> None:
         self.settings = settings or DailySettings()
@@ -166,9 +166,7 @@ class DailyChangePointModel:
         t = data.temperature[ok]
         y = data.energy[ok]
         codes = self.codes(data)[ok]
-        groups = [
-            (name, types) for name, types in _SEGMENTS if np.isin(codes, types).sum() > 0
-        ]
+        groups = [(name, types) for name, types in _SEGMENTS if np.isin(codes, types).sum() > 0]
         sizes = [int(np.isin(codes, types).sum()) for _, types in groups]
         if len(groups) > 1 and min(sizes) < s.min_segment_days:
             groups = [("all", tuple(c for _, types in groups for c in types))]
@@ -179,9 +177,7 @@ class DailyChangePointModel:
         ]
         self.segment_of = {}
         for code in range(4):
-            home = next(
-                (i for i, seg in enumerate(self.segments) if code in seg.day_types), None
-            )
+            home = next((i for i, seg in enumerate(self.segments) if code in seg.day_types), None)
             if home is None:  # a kind of day the fit never saw: its calendar segment's kin
                 kin = next(types for _, types in _SEGMENTS if code in types)
                 home = next(
@@ -293,7 +289,8 @@ class DailyChangePointModel:
             if form == "3PC":
                 assert gc is not None
                 return cp.solve(b, None, np.arange(len(gc)))
-            assert gh is not None and gc is not None
+            assert gh is not None
+            assert gc is not None
             if form == "4P":
                 i = np.arange(len(gh))
                 return cp.solve(b, i, i)

@@ -26,13 +26,13 @@ Frisch-Waugh-Lovell theorem), so it costs a few passes over the rows rather than
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Literal, Self
+from typing import Any, ClassVar, Literal, Self
 
 import numpy as np
 
 from core.errors import InsufficientData
 from processing.frames import HOLIDAY, MAKEUP, WEEKEND, WORKDAY, FloatArray, HourlyData, IntArray
-from processing.stats import FitStats, fit_stats
+from processing.stats import FitStats, Granularity, fit_stats
 
 N_CATEGORIES = 9  # Monday..Sunday, holiday, make-up workday
 N_SLOTS = N_CATEGORIES * 24
@@ -79,14 +79,14 @@ class HourlyTOWTModel:
     """Time-of-week-and-temperature model with holidays as their own day type."""
 
     KIND = "hourly-towt"
-    GRANULARITY = "hourly"
+    GRANULARITY: ClassVar[Granularity] = "hourly"
 
     def __init__(self, settings: HourlySettings | None = None) -> None:
         self.settings = settings or HourlySettings()
         self.knots: tuple[float, ...] = ()
         self.alpha = np.full(N_SLOTS, np.nan)
         self.occupied = np.zeros(N_SLOTS, dtype=bool)
-        self.beta_occupied = np.zeros(0)
+        self.beta_occupied: FloatArray = np.zeros(0)
         self.beta_unoccupied = 0.0
         self.category_map = list(range(N_CATEGORIES))
         self.stats: FitStats | None = None
@@ -160,8 +160,8 @@ class HourlyTOWTModel:
         fd = features - f_mean[slot]
         yd = y - y_mean[slot]
         beta, *_ = np.linalg.lstsq(fd, yd, rcond=None)
-        alpha = np.where(count > 0, y_mean - f_mean @ beta, np.nan)
-        self.beta_occupied = beta[:-1]
+        alpha = np.where(count > 0, y_mean - f_mean @ beta, np.nan).astype(np.float64)
+        self.beta_occupied = np.asarray(beta[:-1], dtype=np.float64)
         self.beta_unoccupied = float(beta[-1])
         self.alpha = _fill_missing_slots(alpha)
 
