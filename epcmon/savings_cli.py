@@ -38,7 +38,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     ssub = p.add_subparsers(dest="savings_command", required=True, metavar="SUBCOMMAND")
     r = ssub.add_parser("report", help="compute, store and print a month's statement")
     r.add_argument("--contract", required=True, help="contract id")
-    r.add_argument("--month", required=True, help="the month, YYYY-MM")
+    r.add_argument("--month", required=True, type=_month, help="the month, YYYY-MM")
     r.add_argument("--site", default=DEFAULT_SITE, help=f"site file (default {DEFAULT_SITE})")
     r.add_argument("--utility", choices=("electricity", "water"), default="electricity")
     r.add_argument("--csv", metavar="FILE", default=None, help="also write the figures as CSV")
@@ -49,6 +49,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
         "--refit", action="store_true", help="refit the baseline instead of the stored one"
     )
     r.set_defaults(func=_savings_report)
+
+
+def _month(text: str) -> str:
+    from datetime import datetime
+
+    try:
+        return datetime.strptime(text, "%Y-%m").strftime("%Y-%m")
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected YYYY-MM, e.g. 2026-01") from None
 
 
 def _open(site: SiteConfig):  # type: ignore[no-untyped-def]
