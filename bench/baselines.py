@@ -165,7 +165,7 @@ def _il_ours(work: Path) -> dict[str, float]:
         model.stats,
         "daily",
         label="",
-        start=str(rep.day[0]) and date.fromisoformat(str(rep.day[0])),
+        start=date.fromisoformat(str(rep.day[0])),
         end=date.fromisoformat(str(rep.day[-1] + 1)),
     )
     return {

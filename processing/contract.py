@@ -619,40 +619,23 @@ def evaluate(
 def _normalised(
     model: DailyChangePointModel, inputs: StatementInputs, through: date
 ) -> float | None:
-    """Normalised savings over a typical year: a reporting model fitted on the last 365
-    reporting days up to `through`, both models driven by the typical year."""
-    daily = inputs.daily.between(through - timedelta(days=365), through)
-    valid = (
-        daily.valid
-        & ~inputs.estimated[
-            (inputs.daily.day >= np.datetime64(through - timedelta(days=365)))
-            & (inputs.daily.day < np.datetime64(through))
-        ]
-    )
-    if valid.sum() < 300:
+    """Normalised savings over a typical year: a reporting-period model fitted on the last
+    365 reporting days before `through`; both models driven by those days' calendar with the
+    typical temperature of each day of the year."""
+    first = through - timedelta(days=365)
+    sel = (inputs.daily.day >= np.datetime64(first)) & (inputs.daily.day < np.datetime64(through))
+    daily = inputs.daily.take(sel)
+    valid = daily.valid & ~inputs.estimated[sel]
+    if len(daily) < 365 or valid.sum() < 300:
         return None
     reporting_model = DailyChangePointModel(model.settings).fit(
         daily.with_energy(np.where(valid, daily.energy, np.nan))
     )
     assert inputs.typical_temperature is not None
-    year = through.year
-    # The typical year uses the day types the statement stored for its own days where it can.
-    days = np.arange(
-        np.datetime64(f"{year}-01-01"), np.datetime64(f"{year + 1}-01-01"), dtype="datetime64[D]"
+    doy = np.minimum((daily.day - daily.day.astype("datetime64[Y]")).astype(np.int64), 364)
+    typical = DailyData(
+        daily.day, inputs.typical_temperature[doy], daily.day_type, np.full(len(daily), np.nan)
     )
-    doy = np.minimum((days - days.astype("datetime64[Y]")).astype(np.int64), 364)
-    known = {
-        d: c for d, c in zip(inputs.daily.day.tolist(), inputs.daily.day_type.tolist(), strict=True)
-    }
-    weekday = (days.astype(np.int64) + 3) % 7
-    codes = np.array(
-        [
-            known.get(d, 1 if w >= 5 else 0)
-            for d, w in zip(days.tolist(), weekday.tolist(), strict=True)
-        ],
-        dtype=np.int64,
-    )
-    typical = DailyData(days, inputs.typical_temperature[doy], codes, np.full(len(days), np.nan))
     return normalised_savings(model, reporting_model, typical)
 
 

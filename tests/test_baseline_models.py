@@ -56,7 +56,8 @@ def test_each_form_fits_and_has_signed_slopes(form: str) -> None:
     model = DailyChangePointModel(DailySettings(forms=(form,))).fit(data)  # type: ignore[arg-type]
     for seg in model.segments:
         assert seg.form == form
-        assert seg.heat_slope >= 0 and seg.cool_slope >= 0
+        assert seg.heat_slope >= 0
+        assert seg.cool_slope >= 0
         if seg.heat_cp is not None and seg.cool_cp is not None and form == "5P":
             assert seg.heat_cp < seg.cool_cp
 
@@ -73,7 +74,8 @@ def test_daily_model_ignores_missing_days_without_dropping_rows() -> None:
     energy[::9] = np.nan
     holed = data.with_energy(energy)
     model = DailyChangePointModel().fit(holed)
-    assert model.stats is not None and model.stats.n == int(np.isfinite(energy).sum())
+    assert model.stats is not None
+    assert model.stats.n == int(np.isfinite(energy).sum())
     assert np.isfinite(model.predict(holed)).all()  # predictions need only T and day type
     assert np.array_equal(holed.energy, energy, equal_nan=True)  # input untouched
 
@@ -103,7 +105,8 @@ def test_billing_model_survives_json_and_sees_the_working_days() -> None:
     bills = monthly_periods(daily)
     model = BillingModel().fit(bills)
     assert model.use_w  # the Spring Festival month needs the working-day share
-    assert model.stats is not None and model.stats.cvrmse < FIT_LIMITS["billing"][0]
+    assert model.stats is not None
+    assert model.stats.cvrmse < FIT_LIMITS["billing"][0]
     restored = model_from_dict(_json(model))
     assert np.array_equal(restored.predict(bills), model.predict(bills), equal_nan=True)  # type: ignore[arg-type]
 
@@ -133,7 +136,8 @@ def test_day_types_matter_hourly() -> None:
     train = synthetic_hourly(*BASELINE, seed=12).data
     cal = HourlyTOWTModel(HourlySettings(day_types="calendar")).fit(train)
     week = HourlyTOWTModel(HourlySettings(day_types="weekday")).fit(train)
-    assert cal.stats is not None and week.stats is not None
+    assert cal.stats is not None
+    assert week.stats is not None
     assert cal.stats.cvrmse < week.stats.cvrmse
     assert cal.stats.cvrmse < FIT_LIMITS["hourly"][0]
 
@@ -157,9 +161,11 @@ def test_no_intervention_daily() -> None:
         model = DailyChangePointModel().fit(train)
         assert model.stats is not None
         cv_max, nmbe_max, _ = FIT_LIMITS["daily"]
-        assert model.stats.cvrmse < cv_max and abs(model.stats.nmbe) < nmbe_max
+        assert model.stats.cvrmse < cv_max
+        assert abs(model.stats.nmbe) < nmbe_max
         oos = fit_stats(test.energy, model.predict(test), p=0)
-        assert oos.cvrmse < 0.10 and abs(oos.nmbe) < 0.02  # out of sample, the next year
+        assert oos.cvrmse < 0.10
+        assert abs(oos.nmbe) < 0.02
         ds = daily_savings(model, test, None, np.zeros(len(test), dtype=bool))
         total = summarise(ds, model.stats, "daily", label="", start=NEXT_YEAR[0], end=NEXT_YEAR[1])
         assert abs(total.avoided) < 2.5 * total.u90.u
@@ -187,7 +193,9 @@ def test_no_intervention_hourly() -> None:
 
 
 def test_a_retrofit_is_found_within_its_uncertainty() -> None:
-    syn = synthetic_daily(BASELINE[0], NEXT_YEAR[1], seed=300, retrofit=NEXT_YEAR[0], reduction=0.08)
+    syn = synthetic_daily(
+        BASELINE[0], NEXT_YEAR[1], seed=300, retrofit=NEXT_YEAR[0], reduction=0.08
+    )
     train, test = syn.data.between(*BASELINE), syn.data.between(*NEXT_YEAR)
     model = DailyChangePointModel().fit(train)
     assert model.stats is not None
@@ -198,3 +206,21 @@ def test_a_retrofit_is_found_within_its_uncertainty() -> None:
     assert abs(total.avoided - truth) < total.u90.u
     assert total.u68.u < total.u90.u
     assert total.u90.fsu < 0.5
+
+
+def test_normalised_savings_over_a_typical_year() -> None:
+    from processing.savings import normalised_savings, typical_year
+
+    syn = synthetic_daily(
+        BASELINE[0], NEXT_YEAR[1], seed=400, retrofit=NEXT_YEAR[0], reduction=0.10
+    )
+    before = DailyChangePointModel().fit(syn.data.between(*BASELINE))
+    after = DailyChangePointModel().fit(syn.data.between(*NEXT_YEAR))
+    from core.calendar import WorkCalendar
+
+    typical = typical_year(syn.data, 2025, WorkCalendar().day_type)
+    assert len(typical) == 365
+    assert np.isfinite(typical.temperature).all()
+    saved = normalised_savings(before, after, typical)
+    expected = 0.10 * float(before.predict(typical).sum())
+    assert saved == pytest.approx(expected, rel=0.05)

@@ -86,11 +86,14 @@ def test_savings_against_the_truth(site, contract, store, synthetic) -> None:  #
     within = sum(
         abs(m.avoided - _truth(synthetic, m.start, m.end)) < m.u90.u for m in result.months
     )
-    assert within >= 6, [(m.label, m.avoided, _truth(synthetic, m.start, m.end), m.u90.u) for m in result.months]
+    assert within >= 6, [
+        (m.label, m.avoided, _truth(synthetic, m.start, m.end), m.u90.u) for m in result.months
+    ]
     assert sum(m.avoided for m in result.months) == pytest.approx(result.total.avoided)
     assert result.years[0].label == "contract year 1"
     baseline = result.baseline
-    assert baseline.model.stats is not None and baseline.model.stats.cvrmse < 0.1
+    assert baseline.model.stats is not None
+    assert baseline.model.stats.cvrmse < 0.1
     assert {f.code for f in baseline.findings} >= {"missing_days", "fit_limits"}
     assert all(f.severity.value != "error" for f in baseline.findings)
 
@@ -98,7 +101,8 @@ def test_savings_against_the_truth(site, contract, store, synthetic) -> None:  #
 def test_statement_recomputes_from_its_json(site, contract, store) -> None:  # type: ignore[no-untyped-def]
     baseline = fit_baseline(site, contract.id, store)
     stmt = statement(site, contract.id, store, "2026-01", baseline=baseline)
-    assert stmt.month_savings.days == 31 and stmt.month_savings.days_used == 31
+    assert stmt.month_savings.days == 31
+    assert stmt.month_savings.days_used == 31
     assert stmt.year_to_date.start == contract.reporting_start
     with StatementStore(":memory:") as statements:
         statements.save_baseline(baseline)
@@ -118,7 +122,9 @@ def test_statement_recomputes_from_its_json(site, contract, store) -> None:  # t
     assert money.kwh["sharp"] == 0 or stmt.month in ("2026-01",)  # winter: a sharp peak
     assert stmt.carbon_t["month"] == pytest.approx(stmt.month_savings.avoided / 1000 * 0.5703)
     g = stmt.guarantee
-    assert g is not None and g.contract_year == 1 and not g.year_complete
+    assert g is not None
+    assert g.contract_year == 1
+    assert not g.year_complete
     assert g.pro_rata_kwh == pytest.approx(600_000 * 215 / 365)
 
 
@@ -168,7 +174,9 @@ def test_adjustments_add_to_the_baseline(site, contract, store) -> None:  # type
     )
     plain = statement_from_usage(contract, baseline, usage, "2025-12")
     with_adj = statement_from_usage(adjusted, baseline, usage, "2025-12")
-    ds = savings_from_usage(adjusted, baseline, usage, start=date(2025, 12, 1), end=date(2026, 1, 1)).daily
+    ds = savings_from_usage(
+        adjusted, baseline, usage, start=date(2025, 12, 1), end=date(2026, 1, 1)
+    ).daily
     expected = 10 * 500.0 - 0.01 * float(
         ds.baseline[usage.daily.between(date(2025, 12, 1), date(2026, 1, 1)).day_type == 0].sum()
     )
@@ -198,8 +206,10 @@ def test_gaps_and_resets_are_reported(site, contract, synthetic) -> None:  # typ
             stmt = statement(site, contract.id, s2, "2025-11", baseline=baseline)
     assert stmt.month_savings.days_estimated == 2  # the days on both sides of the gap's midnight
     events = [f for f in stmt.findings if f.code == "counter_events"]
-    assert events and events[0].values["meter"] == "E-TR1"
-    assert events[0].values["gap"] == 1 and events[0].values["reset"] == 1
+    assert events
+    assert events[0].values["meter"] == "E-TR1"
+    assert events[0].values["gap"] == 1
+    assert events[0].values["reset"] == 1
     assert stmt.month_savings.actual > 0
 
 
@@ -277,7 +287,9 @@ async def test_recompute_runs_until_stopped(site, contract, store) -> None:  # t
         task = asyncio.create_task(job.run(stop, every_s=3600))
         for _ in range(400):
             await asyncio.sleep(0.05)
-            if statements.latest_baseline(contract.id) is not None and statements.history(contract.id):
+            if statements.latest_baseline(contract.id) is not None and statements.history(
+                contract.id
+            ):
                 break
         stop.set()
         await asyncio.wait_for(task, 5)
@@ -300,7 +312,8 @@ def test_tariff_must_cover_every_month() -> None:
     raw["contracts"][0]["tariff"]["seasons"][0]["months"] = [7]
     with pytest.raises(ConfigError) as err:
         parse_site(raw, source="x.toml")
-    assert "contract 'epc-2025-01'" in str(err.value) and "tariff" in str(err.value)
+    assert "contract 'epc-2025-01'" in str(err.value)
+    assert "tariff" in str(err.value)
     assert "months 1-12" in str(err.value)
 
 
@@ -309,11 +322,20 @@ def test_adjustment_needs_one_amount_and_a_document() -> None:
 
     raw = tomllib.loads(SITE_FILE.read_text(encoding="utf-8"))
     raw["contracts"][0]["adjustments"] = [
-        {"id": "a", "start": date(2026, 1, 1), "amount_per_day": 1.0, "fraction": 0.1, "description": "x", "document": "y"}
+        {
+            "id": "a",
+            "start": date(2026, 1, 1),
+            "amount_per_day": 1.0,
+            "fraction": 0.1,
+            "description": "x",
+            "document": "y",
+        }
     ]
     with pytest.raises(ConfigError, match="exactly one of amount_per_day or fraction"):
         parse_site(raw, source="x.toml")
-    raw["contracts"][0]["adjustments"] = [{"id": "a", "start": date(2026, 1, 1), "amount_per_day": 1.0, "description": "x"}]
+    raw["contracts"][0]["adjustments"] = [
+        {"id": "a", "start": date(2026, 1, 1), "amount_per_day": 1.0, "description": "x"}
+    ]
     with pytest.raises(ConfigError, match="document"):
         parse_site(raw, source="x.toml")
 
@@ -329,9 +351,12 @@ def test_weather_station_must_be_a_weather_meter() -> None:
 
 def test_reference_contract_prices(contract: Contract) -> None:
     tariff = contract.tariff
-    assert tariff is not None and tariff.kind == "tou"
+    assert tariff is not None
+    assert tariff.kind == "tou"
     table = tariff.price_table()
-    assert table[7][20] > table[7][10] > table[7][14] > table[7][3]  # Aug: sharp > peak > flat > valley
+    assert (
+        table[7][20] > table[7][10] > table[7][14] > table[7][3]
+    )  # Aug: sharp > peak > flat > valley
     assert contract.vendor_share == 0.8
     assert contract.grid_emission_factor_t_per_mwh == 0.5703
     assert contract.guarantee is not None
@@ -348,9 +373,24 @@ def test_cli_fit_and_report(tmp_path: Path, contract: Contract, synthetic, capsy
     site_file.write_text(text, encoding="utf-8")
     with DuckDBStore(tmp_path / "site.duckdb") as s:
         write_boundary(s, contract.meters, "WX-ROOF", synthetic)
-    assert main(["baseline", "fit", "--contract", contract.id, "--site", str(site_file), "--json", str(tmp_path / "m.json")]) == 0
+    assert (
+        main(
+            [
+                "baseline",
+                "fit",
+                "--contract",
+                contract.id,
+                "--site",
+                str(site_file),
+                "--json",
+                str(tmp_path / "m.json"),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
-    assert "CV(RMSE)" in out and "stored as baseline #1" in out
+    assert "CV(RMSE)" in out
+    assert "stored as baseline #1" in out
     assert json.loads((tmp_path / "m.json").read_text())["model"] == "daily-changepoint"
     code = main(
         [
@@ -360,13 +400,40 @@ def test_cli_fit_and_report(tmp_path: Path, contract: Contract, synthetic, capsy
     )  # fmt: skip
     assert code == 0
     out = capsys.readouterr().out
-    assert "2025-12" in out and "contract year 1 to date" in out and "guarantee" in out
+    assert "2025-12" in out
+    assert "contract year 1 to date" in out
+    assert "guarantee" in out
     with (tmp_path / "s.csv").open(encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     assert [r["period"] for r in rows] == ["2025-12", "contract year 1 to date", "cumulative"]
     assert float(rows[0]["avoided"]) > 0
     assert (tmp_path / "s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert main(["savings", "report", "--contract", "nope", "--month", "2025-12", "--site", str(site_file)]) == 1
+    assert (
+        main(
+            [
+                "savings",
+                "report",
+                "--contract",
+                "nope",
+                "--month",
+                "2025-12",
+                "--site",
+                str(site_file),
+            ]
+        )
+        == 1
+    )
     with pytest.raises(SystemExit):
-        main(["savings", "report", "--contract", contract.id, "--month", "12/2025", "--site", str(site_file)])
+        main(
+            [
+                "savings",
+                "report",
+                "--contract",
+                contract.id,
+                "--month",
+                "12/2025",
+                "--site",
+                str(site_file),
+            ]
+        )
     assert "expected YYYY-MM" in capsys.readouterr().err

@@ -6,8 +6,9 @@ and one cooling feature (of a cooling change point). For every change point on a
 features are rows of `H` and `C`; the normal equations of all candidates are assembled from a
 handful of matrix products (X'X and X'y by blocks: D'D, D'H, D'C, H·H, C·C, H·C', ...) and
 solved in one batched `numpy.linalg.solve`, so a grid of hundreds of (heating, cooling) pairs
-costs about as much as one least-squares fit. SSE comes from the solution
-(SSE = y'Wy - b'X'Wy), the usual identity of least squares.
+costs about as much as one least-squares fit: the base columns are partialled out once and
+each candidate is a 1 x 1 or 2 x 2 system solved in closed form, vectorised over candidates.
+SSE comes from the solution (SSE = y'My - b'X'My), the usual identity of least squares.
 
 Physically signed slopes: a candidate whose heating or cooling coefficient is not positive
 (more energy further from the change point) is rejected, as in CalTRACK 3.4.3.
@@ -50,6 +51,10 @@ class Blocks:
     cy: FloatArray | None = None
     hc: FloatArray | None = None
 
+    @property
+    def dtd_inv(self) -> FloatArray:
+        return np.asarray(np.linalg.inv(self.dtd), dtype=np.float64)
+
 
 def blocks(
     d: FloatArray,
@@ -78,68 +83,77 @@ def blocks(
     return Blocks(d.T @ dw, d.T @ yw, float(y @ yw), dth, hh, hy, dtc, cc, cy, hc)
 
 
-def solve(b: Blocks, heat: IntArray | None, cool: IntArray | None) -> Candidate | None:
-    """Best physically signed solution over candidate pairs (heat[i], cool[i]) of grid
-    indices (None: the family has no such feature). None when no candidate qualifies."""
+def solve(
+    b: Blocks, heat: IntArray | None, cool: IntArray | None, *, signed: bool = True
+) -> Candidate | None:
+    """Best solution over candidate pairs (heat[i], cool[i]) of grid indices (None: the family
+    has no such feature), physically signed unless `signed` is False. None when none qualifies.
+
+    The base columns are partialled out once (Frisch-Waugh-Lovell: M = I - D (D'D)^-1 D'), which
+    leaves at most a 2 x 2 system per candidate, solved in closed form for all candidates at
+    once: no per-candidate LAPACK call.
+    """
+    dtd_inv = b.dtd_inv
+    beta_d = dtd_inv @ b.dty
+    ymy = b.yy - float(b.dty @ beta_d)
     k = b.dtd.shape[0]
-    n_cand = len(heat) if heat is not None else len(cool) if cool is not None else 1
-    q = k + (heat is not None) + (cool is not None)
-    gram = np.empty((n_cand, q, q))
-    rhs = np.empty((n_cand, q))
-    gram[:, :k, :k] = b.dtd
-    rhs[:, :k] = b.dty
-    col = k
+    if heat is None and cool is None:
+        return Candidate(max(ymy, 0.0), np.asarray(beta_d, dtype=np.float64), -1, -1)
+    feats: list[tuple[FloatArray, FloatArray, FloatArray]] = []  # (D'x, x'Mx, x'My) per family
     if heat is not None:
         assert b.dth is not None
         assert b.hh is not None
         assert b.hy is not None
-        gram[:, :k, col] = b.dth[:, heat].T
-        gram[:, col, :k] = b.dth[:, heat].T
-        gram[:, col, col] = b.hh[heat]
-        rhs[:, col] = b.hy[heat]
-        col += 1
+        dx = b.dth[:, heat]
+        feats.append(
+            (dx, b.hh[heat] - np.sum(dx * (dtd_inv @ dx), axis=0), b.hy[heat] - beta_d @ dx)
+        )
     if cool is not None:
         assert b.dtc is not None
         assert b.cc is not None
         assert b.cy is not None
-        gram[:, :k, col] = b.dtc[:, cool].T
-        gram[:, col, :k] = b.dtc[:, cool].T
-        gram[:, col, col] = b.cc[cool]
-        rhs[:, col] = b.cy[cool]
-        if heat is not None:
+        dx = b.dtc[:, cool]
+        feats.append(
+            (dx, b.cc[cool] - np.sum(dx * (dtd_inv @ dx), axis=0), b.cy[cool] - beta_d @ dx)
+        )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if len(feats) == 1:
+            _, xmx, xmy = feats[0]
+            ok = xmx > 1e-12 * max(float(np.max(np.abs(xmx))), 1e-300)
+            slope = np.where(ok, xmy / xmx, np.nan)
+            slopes = slope[None, :]
+            reduction = slope * xmy
+        else:
             assert b.hc is not None
-            gram[:, col - 1, col] = b.hc[heat, cool]
-            gram[:, col, col - 1] = b.hc[heat, cool]
-    coef = _batched_solve(gram, rhs)
-    sse: FloatArray = b.yy - np.einsum("ij,ij->i", coef, rhs)
-    ok = np.all(np.isfinite(coef), axis=1)
-    if heat is not None or cool is not None:
-        ok &= np.all(coef[:, k:] > 0, axis=1)  # physically signed slopes
+            assert heat is not None
+            assert cool is not None
+            (dh, hmh, hmy), (dc, cmc, cmy) = feats
+            hmc = b.hc[heat, cool] - np.sum(dh * (dtd_inv @ dc), axis=0)
+            det = hmh * cmc - hmc * hmc
+            ok = det > 1e-10 * np.maximum(hmh * cmc, 1e-300)
+            bh = np.where(ok, (cmc * hmy - hmc * cmy) / det, np.nan)
+            bc = np.where(ok, (hmh * cmy - hmc * hmy) / det, np.nan)
+            slopes = np.stack([bh, bc])
+            reduction = bh * hmy + bc * cmy
+    sse = ymy - reduction
+    ok = ok & np.all(np.isfinite(slopes), axis=0)
+    if signed:
+        ok &= np.all(slopes > 0, axis=0)  # physically signed slopes
     if not ok.any():
         return None
-    sse = np.where(ok, sse, np.inf)
-    best = int(np.argmin(sse))
+    best = int(np.argmin(np.where(ok, sse, np.inf)))
+    chosen = slopes[:, best]
+    # The base coefficients of the best candidate: (D'D)^-1 (D'y - D'x b).
+    shift = np.zeros(k)
+    for i, f in enumerate(feats):
+        shift += f[0][:, best] * chosen[i]
+    coef = np.concatenate([beta_d - dtd_inv @ shift, chosen])
     return Candidate(
         sse=max(float(sse[best]), 0.0),
-        coef=coef[best].copy(),
+        coef=np.asarray(coef, dtype=np.float64),
         heat_index=int(heat[best]) if heat is not None else -1,
         cool_index=int(cool[best]) if cool is not None else -1,
     )
-
-
-def _batched_solve(gram: FloatArray, rhs: FloatArray) -> FloatArray:
-    try:
-        solved = np.asarray(np.linalg.solve(gram, rhs[..., None])[..., 0], dtype=np.float64)
-        return solved
-    except np.linalg.LinAlgError:
-        # A singular candidate (a hinge with no point beyond it): solve one by one, NaN for it.
-        out = np.full(rhs.shape, np.nan, dtype=np.float64)
-        for i in range(len(gram)):
-            try:
-                out[i] = np.linalg.solve(gram[i], rhs[i])
-            except np.linalg.LinAlgError:
-                continue
-        return out
 
 
 def coarse_grid(lo: float, hi: float, step: float) -> FloatArray:

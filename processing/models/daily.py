@@ -225,21 +225,25 @@ class DailyChangePointModel:
             if c1 is not None:
                 fits["1P"] = (c1.sse, k, c1.coef, None, None)
         if "2P" in s.forms:
-            x = np.column_stack([d, t])
-            coef, *_ = np.linalg.lstsq(x, y, rcond=None)
-            sse = float(np.sum((y - x @ coef) ** 2))
-            fits["2P"] = (sse, k + 1, coef, None, None)
+            b2 = cp.blocks(d, y, None, t[None, :], None)
+            c2 = cp.solve(b2, np.zeros(1, dtype=np.int64), None, signed=False)
+            if c2 is not None:
+                fits["2P"] = (c2.sse, k + 1, c2.coef, None, None)
         if len(grid):
+            # One set of cross products over the coarse grid serves every form's coarse search.
+            h = np.maximum(grid[:, None] - t[None, :], 0.0)
+            c = np.maximum(t[None, :] - grid[:, None], 0.0)
+            coarse_blocks = cp.blocks(d, y, None, h, c)
             for form in ("3PC", "3PH", "4P", "5P"):
                 if form in s.forms:
-                    found = self._search(form, d, t, y, grid, lo, hi)
+                    found = self._search(form, d, t, y, grid, lo, hi, coarse_blocks)
                     if found is not None:
                         fits[form] = found
         if not fits:
             raise InsufficientData(f"segment {name!r}: no candidate model could be fitted")
         scores = {f: adj_r2(v[0], v[1]) for f, v in fits.items()}
         best: Form = max(fits, key=lambda f: (scores[f], -FORMS.index(f)))
-        sse, p, coef, heat_cp, cool_cp = fits[best]
+        _sse, p, coef, heat_cp, cool_cp = fits[best]
         intercepts = {c: float(coef[i]) for i, c in enumerate(own)}
         seg = Segment(
             name=name,
@@ -274,15 +278,19 @@ class DailyChangePointModel:
         grid: FloatArray,
         lo: float,
         hi: float,
+        coarse_blocks: cp.Blocks,
     ) -> tuple[float, int, FloatArray, float | None, float | None] | None:
         """Coarse then fine grid search of one change-point form."""
         s = self.settings
         k = d.shape[1]
 
-        def run(gh: FloatArray | None, gc: FloatArray | None) -> cp.Candidate | None:
-            h = np.maximum(gh[:, None] - t[None, :], 0.0) if gh is not None else None
-            c = np.maximum(t[None, :] - gc[:, None], 0.0) if gc is not None else None
-            b = cp.blocks(d, y, None, h, c)
+        def run(
+            gh: FloatArray | None, gc: FloatArray | None, b: cp.Blocks | None = None
+        ) -> cp.Candidate | None:
+            if b is None:
+                h = np.maximum(gh[:, None] - t[None, :], 0.0) if gh is not None else None
+                c = np.maximum(t[None, :] - gc[:, None], 0.0) if gc is not None else None
+                b = cp.blocks(d, y, None, h, c)
             if form == "3PH":
                 assert gh is not None
                 return cp.solve(b, np.arange(len(gh)), None)
@@ -301,7 +309,7 @@ class DailyChangePointModel:
 
         heat_grid = grid if form in ("3PH", "4P", "5P") else None
         cool_grid = grid if form in ("3PC", "4P", "5P") else None
-        coarse = run(heat_grid, cool_grid)
+        coarse = run(heat_grid, cool_grid, coarse_blocks)
         if coarse is None:
             return None
         width = s.coarse_step_c
