@@ -6,9 +6,14 @@ import argparse
 import csv
 import sys
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from core.config import SiteConfig
+
+if TYPE_CHECKING:  # the command imports the savings core only when it runs
+    from processing.contract import Baseline, Statement
+    from processing.statements import StatementStore
+    from storage.duckdb_store import DuckDBStore
 
 DEFAULT_SITE = "sites/luan-admin-center.toml"
 
@@ -60,7 +65,7 @@ def _month(text: str) -> str:
         raise argparse.ArgumentTypeError(f"{text!r}: expected YYYY-MM, e.g. 2026-01") from None
 
 
-def _open(site: SiteConfig):  # type: ignore[no-untyped-def]
+def _open(site: SiteConfig) -> tuple[DuckDBStore, StatementStore]:
     from processing.statements import StatementStore
     from storage.duckdb_store import DuckDBStore
 
@@ -96,8 +101,9 @@ def _baseline_fit(args: argparse.Namespace) -> int:
     return 0
 
 
-def print_baseline(baseline, out: TextIO) -> None:  # type: ignore[no-untyped-def]
+def print_baseline(baseline: Baseline, out: TextIO) -> None:
     stats = baseline.model.stats
+    assert stats is not None  # a Baseline holds a fitted model
     print(
         f"baseline of {baseline.contract_id} ({baseline.utility}), {baseline.start} to {baseline.end} "
         f"(exclusive): {baseline.model.KIND}",
@@ -185,7 +191,7 @@ _COLUMNS = (
 )
 
 
-def rows(stmt) -> list[dict[str, object]]:  # type: ignore[no-untyped-def]
+def rows(stmt: Statement) -> list[dict[str, object]]:
     out = []
     for key, p in stmt.periods:
         money = stmt.money.get(key)
@@ -217,13 +223,13 @@ def rows(stmt) -> list[dict[str, object]]:  # type: ignore[no-untyped-def]
     return out
 
 
-def write_csv(stmt, fh: TextIO) -> None:  # type: ignore[no-untyped-def]
+def write_csv(stmt: Statement, fh: TextIO) -> None:
     writer = csv.DictWriter(fh, fieldnames=_COLUMNS)
     writer.writeheader()
     writer.writerows(rows(stmt))
 
 
-def print_statement(site: SiteConfig, stmt, out: TextIO) -> None:  # type: ignore[no-untyped-def]
+def print_statement(site: SiteConfig, stmt: Statement, out: TextIO) -> None:
     contract = site.contract(stmt.contract_id)
     model = stmt.model
     stats = model["stats"]

@@ -34,8 +34,6 @@ from processing.frames import (
     DailyData,
     FloatArray,
     HourlyData,
-    IntArray,
-    to_date,
 )
 from processing.models import (
     BaselineModel,
@@ -782,13 +780,8 @@ def recompute(stored: dict[str, Any]) -> Statement:
     )
 
 
-def day_of(day: np.datetime64) -> date:
-    return to_date(day)
-
-
 __all__ = [
     "Baseline",
-    "IntArray",
     "SavingsResult",
     "Statement",
     "StatementInputs",

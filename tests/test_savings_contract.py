@@ -299,12 +299,6 @@ async def test_recompute_runs_until_stopped(site, contract, store) -> None:  # t
 # -- configuration -------------------------------------------------------------------------
 
 
-def _with_contract(site_data: dict, **changes: object) -> dict:
-    data = json.loads(json.dumps(site_data, default=str))
-    data["contracts"][0].update(changes)
-    return data
-
-
 def test_tariff_must_cover_every_month() -> None:
     import tomllib
 
