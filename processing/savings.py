@@ -10,6 +10,8 @@ E_base the model's baseline over the days counted (adjustments are documented fi
 carry none), m the number of model points (days, or hours for an hourly model) and M the
 length of the period in months (`stats.py`).
 
+Billing models (monthly bills only): `billing_savings` over the reporting bills.
+
 Normalised savings (optional): baseline-period model minus reporting-period model, both
 driven by one typical year (mean temperature by day of year over the weather history, the
 calendar of a chosen year).
@@ -37,7 +39,8 @@ from processing.frames import (
     day_type_codes,
     to_date,
 )
-from processing.models import BaselineModel, DailyChangePointModel, HourlyTOWTModel
+from processing.models import BaselineModel, BillingModel, DailyChangePointModel, HourlyTOWTModel
+from processing.models.billing import BillingData
 from processing.stats import FitStats, Granularity, Uncertainty, savings_uncertainty
 
 CONFIDENCE_LEVELS = (0.68, 0.90)
@@ -205,6 +208,47 @@ def summarise(
         adjusted_baseline=baseline + adjustments,
         actual=actual,
         avoided=avoided,
+        u68=u68,
+        u90=u90,
+    )
+
+
+def billing_savings(
+    model: BillingModel, reporting: BillingData, *, label: str = "total"
+) -> PeriodSavings:
+    """Avoided energy over billing periods (e.g. imported utility bills): the billing model's
+    prediction for each complete period minus its bill; m = periods, M = their months."""
+    assert model.stats is not None
+    predicted = model.predict(reporting)
+    used = np.isfinite(predicted) & np.isfinite(reporting.energy)
+    baseline = float(predicted[used].sum())
+    actual = float(reporting.energy[used].sum())
+    days = int((reporting.end - reporting.start).astype(np.int64)[used].sum())
+    u68, u90 = (
+        savings_uncertainty(
+            model.stats,
+            e_base=baseline,
+            e_save=baseline - actual,
+            m=int(used.sum()),
+            reporting_months=days / DAYS_PER_MONTH,
+            granularity="billing",
+            confidence=c,
+        )
+        for c in CONFIDENCE_LEVELS
+    )
+    first, last = to_date(reporting.start.min()), to_date(reporting.end.max())
+    return PeriodSavings(
+        label=label,
+        start=first,
+        end=last,
+        days=(last - first).days,
+        days_used=days,
+        days_estimated=0,
+        baseline=baseline,
+        adjustments=0.0,
+        adjusted_baseline=baseline,
+        actual=actual,
+        avoided=baseline - actual,
         u68=u68,
         u90=u90,
     )

@@ -19,7 +19,7 @@ from processing.models import (
     HourlyTOWTModel,
     model_from_dict,
 )
-from processing.models.billing import monthly_periods
+from processing.models.billing import BillingData, monthly_periods
 from processing.savings import daily_savings, summarise
 from processing.stats import fit_stats
 from processing.sufficiency import FIT_LIMITS
@@ -224,3 +224,25 @@ def test_normalised_savings_over_a_typical_year() -> None:
     saved = normalised_savings(before, after, typical)
     expected = 0.10 * float(before.predict(typical).sum())
     assert saved == pytest.approx(expected, rel=0.05)
+
+
+def test_savings_from_monthly_bills() -> None:
+    from processing.savings import billing_savings
+
+    syn = synthetic_daily(
+        date(2023, 7, 1), NEXT_YEAR[1], seed=500, retrofit=NEXT_YEAR[0], reduction=0.08
+    )
+    bills = monthly_periods(syn.data)
+    months = bills.start >= np.datetime64(NEXT_YEAR[0])
+    baseline_bills = BillingData(
+        bills.start[~months], bills.end[~months], bills.energy[~months], syn.data
+    )
+    reporting_bills = BillingData(
+        bills.start[months], bills.end[months], bills.energy[months], syn.data
+    )
+    model = BillingModel().fit(baseline_bills)
+    total = billing_savings(model, reporting_bills)
+    truth = float(syn.true_savings[syn.data.day >= np.datetime64(NEXT_YEAR[0])].sum())
+    assert total.u90.m == 12
+    assert abs(total.avoided - truth) < total.u90.u
+    assert total.u90.fsu < 0.5

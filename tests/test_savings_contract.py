@@ -431,3 +431,33 @@ def test_cli_fit_and_report(tmp_path: Path, contract: Contract, synthetic, capsy
             ]
         )
     assert "expected YYYY-MM" in capsys.readouterr().err
+
+
+def test_a_water_boundary(site, contract, synthetic) -> None:  # type: ignore[no-untyped-def]
+    import tomllib
+
+    from processing.testing import counter_samples
+
+    raw = tomllib.loads(SITE_FILE.read_text(encoding="utf-8"))
+    raw["contracts"][0]["water_meters"] = ["W-MAIN"]
+    wet = parse_site(raw, source="wet.toml")
+    water = synthetic.data.with_energy(synthetic.data.energy / 200.0)  # m³ per hour
+    ts, values = counter_samples(water, start_value=5_000.0, every_s=3600)
+    with DuckDBStore(":memory:") as s, StatementStore(":memory:") as statements:
+        write_boundary(s, contract.meters, "WX-ROOF", synthetic)
+        s.write(ReadingBatch.for_series("W-MAIN", "volume", ts, values))
+        stmt = statement(wet, contract.id, s, "2025-11", utility="water")
+        assert stmt.unit == "m3"
+        assert stmt.month_savings.avoided > 0
+        money = stmt.money["month"]
+        assert money.total_cny == pytest.approx(stmt.month_savings.avoided * 4.30)
+        assert stmt.carbon_t["month"] == 0.0
+        assert stmt.guarantee is None  # the guarantee is in kWh
+        assert recompute(stmt.to_dict()).numbers() == stmt.numbers()
+        actions = Recompute(wet, s, statements).run_once(date(2025, 8, 10))
+        assert {(a.utility, a.what) for a in actions} == {
+            ("electricity", "baseline"),
+            ("electricity", "new"),
+            ("water", "baseline"),
+            ("water", "new"),
+        }
