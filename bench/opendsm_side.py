@@ -64,9 +64,9 @@ def meters(work: Path, split: str, tz: str) -> dict:
                 baseline = em.HourlyBaselineData(train, is_electricity_data=True)
                 reporting = em.HourlyReportingData(test, is_electricity_data=True)
                 model = em.HourlyModel()
-            t0 = time.perf_counter()
+            t0 = time.process_time()  # CPU time, as on our side
             model.fit(baseline, ignore_disqualification=True)
-            fit_s = time.perf_counter() - t0
+            fit_s = time.process_time() - t0
             predicted = model.predict(reporting)
             result[freq] = {
                 "fit_s": fit_s,
@@ -98,9 +98,9 @@ def il_sample(work: Path) -> dict:
     reporting = em.DailyReportingData.from_series(
         reporting_meter, temperature, is_electricity_data=True
     )
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     model = em.DailyModel().fit(baseline, ignore_disqualification=True)
-    fit_s = time.perf_counter() - t0
+    fit_s = time.process_time() - t0
     predicted = model.predict(reporting)
     savings = float((predicted["predicted"] - predicted["observed"]).sum())
     # the same days for our side: daily mean °F and kWh, as opendsm prepared them

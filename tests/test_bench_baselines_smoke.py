@@ -19,7 +19,7 @@ def test_baselines_benchmark_quick_run(tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "daily model fit, per meter-year" in done.stdout
-    assert "hourly model fit, per meter-year" in done.stdout
+    assert "daily model fit, CPU time per meter-year" in done.stdout
+    assert "hourly model fit, CPU time per meter-year" in done.stdout
     assert "out-of-sample CV(RMSE)" in done.stdout
     assert list(tmp_path.iterdir()) == []  # the work directory is cleaned up
