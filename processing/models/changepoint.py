@@ -16,7 +16,7 @@ Physically signed slopes: a candidate whose heating or cooling coefficient is no
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -50,10 +50,7 @@ class Blocks:
     cc: FloatArray | None = None
     cy: FloatArray | None = None
     hc: FloatArray | None = None
-
-    @property
-    def dtd_inv(self) -> FloatArray:
-        return np.asarray(np.linalg.inv(self.dtd), dtype=np.float64)
+    dtd_inv: FloatArray = field(default_factory=lambda: np.empty((0, 0)))
 
 
 def blocks(
@@ -62,9 +59,11 @@ def blocks(
     w: FloatArray | None,
     h: FloatArray | None,
     c: FloatArray | None,
+    dtd_inv: FloatArray | None = None,
 ) -> Blocks:
     """Cross products for base columns `d` (n, k), target `y` (n,), weights `w` (n,) or None,
-    heating features `h` (g_h, n) and cooling features `c` (g_c, n)."""
+    heating features `h` (g_h, n) and cooling features `c` (g_c, n); `dtd_inv` spares the
+    inversion of D'WD when the caller already has it (the same base columns, another grid)."""
     dw = d if w is None else d * w[:, None]
     yw = y if w is None else y * w
     dth = hh = hy = dtc = cc = cy = hc = None
@@ -80,7 +79,9 @@ def blocks(
         cy = c @ yw
         if h is not None:
             hc = (h if w is None else h * w) @ c.T
-    return Blocks(d.T @ dw, d.T @ yw, float(y @ yw), dth, hh, hy, dtc, cc, cy, hc)
+    dtd = d.T @ dw
+    inv = np.asarray(np.linalg.inv(dtd) if dtd_inv is None else dtd_inv, dtype=np.float64)
+    return Blocks(dtd, d.T @ yw, float(y @ yw), dth, hh, hy, dtc, cc, cy, hc, inv)
 
 
 def solve(

@@ -28,7 +28,7 @@ later: no p-value screen); `p` counts intercepts, slopes and change points.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, ClassVar, Literal, Self
 
 import numpy as np
@@ -267,7 +267,7 @@ class DailyChangePointModel:
             extra |= {"cool_slope": float(coef[k]), "cool_cp": cool_cp}
         elif best in ("4P", "5P"):
             extra |= {"cool_slope": float(coef[k + 1]), "cool_cp": cool_cp}
-        return Segment(**{**asdict(seg), **extra})
+        return replace(seg, **extra)
 
     def _search(
         self,
@@ -290,7 +290,7 @@ class DailyChangePointModel:
             if b is None:
                 h = np.maximum(gh[:, None] - t[None, :], 0.0) if gh is not None else None
                 c = np.maximum(t[None, :] - gc[:, None], 0.0) if gc is not None else None
-                b = cp.blocks(d, y, None, h, c)
+                b = cp.blocks(d, y, None, h, c, coarse_blocks.dtd_inv)
             if form == "3PH":
                 assert gh is not None
                 return cp.solve(b, np.arange(len(gh)), None)
