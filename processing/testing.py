@@ -12,15 +12,14 @@ the truth the savings tests check against.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from core.calendar import DayType, WorkCalendar
+from core.calendar import WorkCalendar
 from processing.frames import (
-    HOLIDAY,
     MAKEUP,
     WEEKEND,
     WORKDAY,
@@ -233,27 +232,6 @@ def counter_samples(
     # registers have a resolution: 0.01 kWh
     cumulative = np.floor(cumulative * 100 + rng.uniform(0, 1e-6)) / 100
     return ts, cumulative
-
-
-def day_type_name(code: int) -> DayType:
-    return (DayType.WORKDAY, DayType.WEEKEND, DayType.HOLIDAY, DayType.MAKEUP_WORKDAY)[code]
-
-
-__all__ = [
-    "HOLIDAY",
-    "Building",
-    "Synthetic",
-    "counter_samples",
-    "daily_temperature",
-    "synthetic_daily",
-    "synthetic_hourly",
-    "utc",
-]
-
-
-def utc(day: date) -> int:
-    """UTC midnight of a date, epoch ms."""
-    return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()) * 1000
 
 
 def write_boundary(
