@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
@@ -34,6 +35,7 @@ from processing.frames import (
     DailyData,
     FloatArray,
     HourlyData,
+    local_day_edges_ms,
 )
 from processing.models import (
     BaselineModel,
@@ -718,6 +720,63 @@ def statement_from_usage(
     )
 
 
+def _month_end(contract: Contract, month: str) -> date:
+    end = next_month(parse_month(month))
+    if contract.reporting_end is not None:
+        end = min(end, contract.reporting_end)
+    if end <= contract.reporting_start:
+        raise InsufficientData(
+            f"{month} is before the reporting period ({contract.reporting_start})"
+        )
+    return end
+
+
+def statements(
+    site: SiteConfig,
+    contract_id: str,
+    store: TimeSeriesStore,
+    months: Sequence[str],
+    *,
+    baseline: Baseline | None = None,
+    utility: Utility = "electricity",
+) -> list[Statement]:
+    """The statements of several months (YYYY-MM) from one read of the store; each sees only
+    the data up to its own month's end, so it equals `statement()` of that month."""
+    contract = site.contract(contract_id)
+    if baseline is None:
+        baseline = fit_baseline(site, contract_id, store, utility=utility)
+    ends = [_month_end(contract, m) for m in months]
+    if not ends:
+        return []
+    start = contract.reporting_start
+    usage = _load(site, contract, store, utility, start, max(ends))
+    history = None
+    if contract.statements.normalised:
+        history = _load(site, contract, store, utility, contract.baseline_start, max(ends)).daily
+    tz = site.site.timezone
+    out = []
+    for month, end in zip(months, ends, strict=True):
+        end_ms = int(local_day_edges_ms(end, end, tz)[0])
+        events = {
+            meter: tuple(e for e in evs if e.start_ms < end_ms)
+            for meter, evs in usage.events.items()
+        }
+        extra = sufficiency.counter_events(events) + sufficiency.calendar_coverage(
+            _uncovered(site, start, end)
+        )
+        out.append(
+            statement_from_usage(
+                contract,
+                baseline,
+                usage,
+                month,
+                history=None if history is None else history.between(contract.baseline_start, end),
+                findings=tuple(extra),
+            )
+        )
+    return out
+
+
 def statement(
     site: SiteConfig,
     contract_id: str,
@@ -728,27 +787,7 @@ def statement(
     utility: Utility = "electricity",
 ) -> Statement:
     """The monthly statement of `month` (YYYY-MM), read from the store."""
-    contract = site.contract(contract_id)
-    if baseline is None:
-        baseline = fit_baseline(site, contract_id, store, utility=utility)
-    first = parse_month(month)
-    month_end = next_month(first)
-    if contract.reporting_end is not None:
-        month_end = min(month_end, contract.reporting_end)
-    start = contract.reporting_start
-    if month_end <= start:
-        raise InsufficientData(f"{month} is before the reporting period ({start})")
-    usage = _load(site, contract, store, utility, start, month_end)
-    history = None
-    if contract.statements.normalised:
-        history_usage = _load(site, contract, store, utility, contract.baseline_start, month_end)
-        history = history_usage.daily
-    extra = sufficiency.counter_events(usage.events) + sufficiency.calendar_coverage(
-        _uncovered(site, start, month_end)
-    )
-    return statement_from_usage(
-        contract, baseline, usage, month, history=history, findings=tuple(extra)
-    )
+    return statements(site, contract_id, store, [month], baseline=baseline, utility=utility)[0]
 
 
 def recompute(stored: dict[str, Any]) -> Statement:
@@ -793,4 +832,5 @@ __all__ = [
     "savings_from_usage",
     "statement",
     "statement_from_usage",
+    "statements",
 ]

@@ -21,7 +21,8 @@ from zoneinfo import ZoneInfo
 
 from core.config import SiteConfig
 from core.errors import EpcmonError
-from processing.contract import Utility, fit_baseline, statement
+from processing.contract import Utility, fit_baseline
+from processing.contract import statements as compute_statements
 from processing.savings import months_between
 from processing.statements import StatementStore
 from storage.base import TimeSeriesStore
@@ -88,17 +89,15 @@ class Recompute:
                 return [Action(contract_id, utility, "", f"failed: {exc}")]
             self.statements.save_baseline(baseline)
             actions.append(Action(contract_id, utility, "", "baseline"))
-        for month in self.due_months(contract_id, today):
-            try:
-                fresh = statement(
-                    self.site, contract_id, self.store, month, baseline=baseline, utility=utility
-                )
-            except EpcmonError as exc:
-                log.warning(
-                    "contract %s %s (%s): no statement: %s", contract_id, month, utility, exc
-                )
-                actions.append(Action(contract_id, utility, month, f"failed: {exc}"))
-                continue
+        due = self.due_months(contract_id, today)
+        try:
+            fresh_all = compute_statements(
+                self.site, contract_id, self.store, due, baseline=baseline, utility=utility
+            )
+        except EpcmonError as exc:
+            log.warning("contract %s (%s): no statements: %s", contract_id, utility, exc)
+            return [*actions, Action(contract_id, utility, "", f"failed: {exc}")]
+        for month, fresh in zip(due, fresh_all, strict=True):
             stored = self.statements.latest_statement_json(contract_id, month, utility)
             if stored is not None and stored["inputs_digest"] == fresh.inputs_digest:
                 actions.append(Action(contract_id, utility, month, "unchanged"))

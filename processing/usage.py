@@ -117,13 +117,19 @@ def usage_from_samples(
         d_energy += dc.value
         d_est |= dc.estimated
         events[meter] = hc.events
-    # Hourly temperatures on the hour grid, short gaps filled.
+    # Hourly temperatures on the hour grid, short gaps filled. The grid reaches
+    # MAX_TEMPERATURE_GAP_H hours beyond the period on both sides, so that a gap at its edge is
+    # filled the same way whatever the period (a month's statement alone or in a series).
     t_ts, t_val = temperature
-    hour_t = np.full(n_hours, np.nan)
-    pos = (np.asarray(t_ts, dtype=np.int64) - hour_edges[0]) // HOUR_MS
-    inside = (pos >= 0) & (pos < n_hours)
-    hour_t[pos[inside]] = np.asarray(t_val, dtype=np.float64)[inside]
-    hour_t, filled = _fill_short_gaps(hour_t, MAX_TEMPERATURE_GAP_H)
+    pad = MAX_TEMPERATURE_GAP_H
+    padded = np.full(n_hours + 2 * pad, np.nan)
+    pos = (np.asarray(t_ts, dtype=np.int64) - hour_edges[0]) // HOUR_MS + pad
+    inside = (pos >= 0) & (pos < len(padded))
+    padded[pos[inside]] = np.asarray(t_val, dtype=np.float64)[inside]
+    known = np.isfinite(padded[pad : pad + n_hours]).sum()
+    padded, _ = _fill_short_gaps(padded, MAX_TEMPERATURE_GAP_H)
+    hour_t = padded[pad : pad + n_hours]
+    filled = int(np.isfinite(hour_t).sum() - known)
     hourly = hourly_frame(hour_edges[:-1], tz, day_type, hour_t, h_energy)
     # Daily temperature: mean of the day's hours, with at least half of them known.
     days = day_range(start, end)
@@ -158,11 +164,12 @@ def load_usage(
     for meter in meters:
         raw = store.read_raw(meter, quantity, int(edges[0]) - margin, int(edges[-2]) + margin)
         counters[meter] = (raw.ts_ms, raw.value)
+    pad = MAX_TEMPERATURE_GAP_H * HOUR_MS
     temp = store.aggregate(
         weather_station,
         "outdoor_temperature",
-        int(edges[0]),
-        int(edges[-2]),
+        int(edges[0]) - pad,
+        int(edges[-2]) + pad,
         Every(1, "h"),
         Agg.MEAN,
     )

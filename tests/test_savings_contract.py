@@ -461,3 +461,41 @@ def test_a_water_boundary(site, contract, synthetic) -> None:  # type: ignore[no
             ("water", "baseline"),
             ("water", "new"),
         }
+
+
+def test_a_series_of_statements_equals_each_alone(site, contract, store) -> None:  # type: ignore[no-untyped-def]
+    from processing.contract import statements
+
+    baseline = fit_baseline(site, contract.id, store)
+    series = statements(site, contract.id, store, ["2025-08", "2025-09"], baseline=baseline)
+    alone = statement(site, contract.id, store, "2025-08", baseline=baseline)
+    assert series[0].inputs_digest == alone.inputs_digest
+    assert series[0].numbers() == alone.numbers()
+    assert series[1].cumulative.days == 92
+
+
+def test_temperature_gaps_are_filled_up_to_six_hours() -> None:
+    from core.calendar import WorkCalendar
+    from processing.usage import usage_from_samples
+
+    start, end = date(2025, 3, 3), date(2025, 3, 5)
+    t0 = int(np.datetime64("2025-03-02T16:00").astype("datetime64[ms]").astype(np.int64))
+    hours = t0 + np.arange(-10, 60) * 3_600_000
+    temps = np.linspace(5.0, 12.0, len(hours))
+    keep = np.ones(len(hours), dtype=bool)
+    keep[20:25] = False  # five hours: filled
+    keep[40:48] = False  # eight hours: left missing
+    counter_ts = t0 + np.arange(-4, 200) * 900_000
+    usage = usage_from_samples(
+        {"M": (counter_ts, np.arange(len(counter_ts)) * 2.0)},
+        (hours[keep], temps[keep]),
+        start=start,
+        end=end,
+        tz="Asia/Shanghai",
+        day_type=WorkCalendar().day_type,
+    )
+    t = usage.hourly.temperature
+    assert np.isfinite(t[10:15]).all()  # hours 20-24 of the input, 10 hours before the grid
+    assert np.isnan(t[30:38]).all()
+    assert usage.temperature_interpolated_hours == 5
+    assert usage.daily.energy.tolist() == pytest.approx([192.0, 192.0])
