@@ -192,6 +192,10 @@ def build_parser() -> argparse.ArgumentParser:
     k.set_defaults(func=_keys)
     k = keys_sub.add_parser("list", help="list keys (ids, roles, contracts; never the keys)")
     k.set_defaults(func=_keys)
+
+    from epcmon.savings_cli import add_commands
+
+    add_commands(sub)
     return parser
 
 
@@ -201,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    for noisy in ("amqtt", "pymodbus", "transitions", "httpx", "httpcore"):
+    for noisy in ("amqtt", "pymodbus", "transitions", "httpx", "httpcore", "matplotlib", "PIL"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         code: int = args.func(args)

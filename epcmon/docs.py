@@ -97,7 +97,7 @@ def _model_table(model: type[BaseModel], heading: str, out: list[str]) -> None:
             nested.append((name, sub))
     out.append("")
     for name, sub in nested:
-        prefix = heading.strip("[]").split(".")[0]
+        prefix = heading.strip("[]")
         _model_table(sub, f"{prefix}.{name}", out)
 
 

@@ -1,0 +1,145 @@
+"""Fitted baselines and monthly statements, kept in a small SQLite file beside the store.
+
+Append-only: a refit or a recomputed statement is a new row, and the old ones stay for the
+auditor (`history()`). Each row holds the whole JSON (model, findings, contract, inputs), so a
+statement can be recomputed from it alone (`contract.recompute`). SQLite, not the DuckDB
+store: this is small transactional state, and the DuckDB file belongs to one writer.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from processing.contract import Baseline, Statement
+
+_SCHEMA = (
+    """
+    CREATE TABLE IF NOT EXISTS baselines (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        contract_id TEXT NOT NULL,
+        utility TEXT NOT NULL,
+        fitted_at TEXT NOT NULL,
+        inputs_digest TEXT NOT NULL,
+        body TEXT NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS statements (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        contract_id TEXT NOT NULL,
+        utility TEXT NOT NULL,
+        month TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        inputs_digest TEXT NOT NULL,
+        avoided REAL NOT NULL,
+        body TEXT NOT NULL
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS statements_key ON statements (contract_id, utility, month)",
+)
+
+
+class StatementStore:
+    """Baselines and statements in one SQLite file (or `":memory:"`)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._con = sqlite3.connect(self.path, check_same_thread=False)
+        self._lock = threading.Lock()
+        with self._lock, self._con:
+            for statement in _SCHEMA:
+                self._con.execute(statement)
+
+    def close(self) -> None:
+        with self._lock:
+            self._con.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def save_baseline(self, baseline: Baseline) -> int:
+        body = json.dumps(baseline.to_dict(), ensure_ascii=False)
+        with self._lock, self._con:
+            cur = self._con.execute(
+                "INSERT INTO baselines (contract_id, utility, fitted_at, inputs_digest, body) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (
+                    baseline.contract_id,
+                    baseline.utility,
+                    baseline.fitted_at,
+                    baseline.inputs_digest,
+                    body,
+                ),
+            )
+            return int(cur.lastrowid or 0)
+
+    def latest_baseline(self, contract_id: str, utility: str = "electricity") -> Baseline | None:
+        with self._lock:
+            row = self._con.execute(
+                "SELECT body FROM baselines WHERE contract_id = ? AND utility = ? ORDER BY id DESC LIMIT 1",
+                (contract_id, utility),
+            ).fetchone()
+        return None if row is None else Baseline.from_dict(json.loads(row[0]))
+
+    def save_statement(self, statement: Statement) -> int:
+        body = json.dumps(statement.to_dict(), ensure_ascii=False)
+        with self._lock, self._con:
+            cur = self._con.execute(
+                "INSERT INTO statements (contract_id, utility, month, created_at, inputs_digest, avoided, body) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    statement.contract_id,
+                    statement.utility,
+                    statement.month,
+                    statement.created_at,
+                    statement.inputs_digest,
+                    statement.month_savings.avoided,
+                    body,
+                ),
+            )
+            return int(cur.lastrowid or 0)
+
+    def latest_statement_json(
+        self, contract_id: str, month: str, utility: str = "electricity"
+    ) -> dict[str, Any] | None:
+        """The newest stored statement of a month, as stored (for `recompute`)."""
+        with self._lock:
+            row = self._con.execute(
+                "SELECT body FROM statements WHERE contract_id = ? AND utility = ? AND month = ? "
+                "ORDER BY id DESC LIMIT 1",
+                (contract_id, utility, month),
+            ).fetchone()
+        return None if row is None else dict(json.loads(row[0]))
+
+    def latest_statement(
+        self, contract_id: str, month: str, utility: str = "electricity"
+    ) -> Statement | None:
+        data = self.latest_statement_json(contract_id, month, utility)
+        return None if data is None else Statement.from_dict(data)
+
+    def history(
+        self, contract_id: str, utility: str = "electricity"
+    ) -> list[tuple[str, str, str, float]]:
+        """(month, created_at, inputs digest, avoided) of every stored statement, oldest first."""
+        with self._lock:
+            rows = self._con.execute(
+                "SELECT month, created_at, inputs_digest, avoided FROM statements "
+                "WHERE contract_id = ? AND utility = ? ORDER BY month, id",
+                (contract_id, utility),
+            ).fetchall()
+        return [(str(m), str(c), str(d), float(a)) for m, c, d, a in rows]
