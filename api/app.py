@@ -12,13 +12,15 @@ from api.errors import install_error_handler
 from api.keys import KeyStore
 from api.metrics import install_metrics, metrics_response
 from api.ratelimit import RateLimiter
-from api.routes import consumption, meters, operations
+from api.routes import consumption, contracts, meters, operations
 from api.routes import site as site_routes
+from api.routes.contracts import SavingsCache
 from api.routes.meters import ERRORS
 from api.schemas import HealthOut
 from api.status import CollectorStatus, OpsContext
 from core.config import SiteConfig
 from core.errors import StoreError
+from processing.statements import StatementStore
 from storage.base import TimeSeriesStore
 
 DESCRIPTION = """
@@ -37,12 +39,15 @@ def create_app(
     keys: KeyStore | None = None,
     status: CollectorStatus | None = None,
     data_dir: Path | None = None,
+    statements: StatementStore | None = None,
 ) -> FastAPI:
     app = FastAPI(title="epcmon", description=DESCRIPTION, version="0.1.0")
     app.state.site = site
     app.state.store = store
     app.state.keys = keys or KeyStore(site.api.keys_path)
     app.state.limiter = RateLimiter(site.api.rate_limit_per_s, site.api.rate_burst)
+    app.state.statements = statements or StatementStore(site.storage.statements_file)
+    app.state.savings_cache = SavingsCache()
     spool = getattr(store, "spool", None)
     app.state.ops = OpsContext(
         status=status,
@@ -58,7 +63,13 @@ def create_app(
         )
     install_error_handler(app)
     registry = install_metrics(app, app.state.ops)
-    for router in (site_routes.router, meters.router, consumption.router, operations.router):
+    for router in (
+        site_routes.router,
+        meters.router,
+        consumption.router,
+        contracts.router,
+        operations.router,
+    ):
         app.include_router(router)
 
     @app.get("/healthz", response_model=HealthOut, tags=["operations"])

@@ -32,6 +32,7 @@ from storage.base import TimeSeriesStore
 log = logging.getLogger("epcmon.run")
 
 Role = Literal["all", "collector", "api"]
+RECOMPUTE_EVERY_S = 3600
 
 
 @dataclass(frozen=True)

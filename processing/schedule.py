@@ -20,7 +20,7 @@ from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from core.config import SiteConfig
-from core.errors import EpcmonError
+from core.errors import EpcmonError, InsufficientData
 from processing.contract import Utility, fit_baseline
 from processing.contract import statements as compute_statements
 from processing.savings import months_between
@@ -121,6 +121,8 @@ class Recompute:
         while not stop.is_set():
             try:
                 await asyncio.to_thread(self.run_once)
+            except InsufficientData as exc:  # expected until a year of data is there
+                log.warning("scheduled recompute: %s", exc)
             except Exception:  # keep the schedule alive; the next pass tries again
                 log.exception("scheduled recompute failed")
             try:

@@ -256,3 +256,85 @@ def test_openapi_documents_auth_and_examples(client):
 def test_store_days_match_fixture():
     assert DAYS == 14
     assert T0 % 86_400_000 == 57_600_000  # 16:00 UTC
+
+
+# -- contracts: what the vendor may see ------------------------------------------------------
+
+MONTH = "2025-09"
+CONTRACT_ROUTES = [
+    ("/api/v1/contracts/{c}", {}),
+    ("/api/v1/contracts/{c}/baseline", {}),
+    ("/api/v1/contracts/{c}/savings", {"period": "month"}),
+    ("/api/v1/contracts/{c}/savings", {"period": "day", "format": "csv"}),
+    ("/api/v1/contracts/{c}/statements", {}),
+    (f"/api/v1/contracts/{{c}}/statements/{MONTH}", {}),
+    (f"/api/v1/contracts/{{c}}/statements/{MONTH}", {"format": "csv"}),
+    (f"/api/v1/contracts/{{c}}/statements/{MONTH}/plot.png", {}),
+]
+
+
+@pytest.mark.parametrize(
+    ("path", "params"), CONTRACT_ROUTES, ids=[p + str(q) for p, q in CONTRACT_ROUTES]
+)
+def test_contract_matrix(world, client, path, params):
+    own, other = world.site.contracts[0].id, world.site.contracts[1].id
+    url = path.format(c=own)
+    assert client.get(url, params=params).status_code == 401
+    for role in ("admin", "engineer", "viewer", "vendor"):
+        r = client.get(url, params=params, headers=auth(world, role))
+        assert r.status_code == 200, (role, r.text[:300])
+    # the vendor probing another vendor's contract, or one that does not exist: the same 404
+    probe = client.get(path.format(c=other), params=params, headers=auth(world, "vendor"))
+    missing = client.get(path.format(c="epc-nope"), params=params, headers=auth(world, "vendor"))
+    assert probe.status_code == missing.status_code == 404
+    assert probe.json()["detail"] == f"no contract {other!r}"
+    assert other not in missing.text
+    # the building's people see every contract
+    assert client.get(
+        path.format(c=other), params=params, headers=auth(world, "engineer")
+    ).status_code in (200, 422, 404)
+
+
+def test_contract_list_is_filtered_for_the_vendor(world, client):
+    def ids(role):
+        return [c["id"] for c in client.get("/api/v1/contracts", headers=auth(world, role)).json()]
+
+    assert ids("viewer") == [c.id for c in world.site.contracts]
+    assert ids("vendor") == [world.site.contracts[0].id]
+
+
+def test_contract_savings_and_statement_agree(world, client):
+    own = world.site.contracts[0].id
+    h = auth(world, "vendor")
+    months = client.get(
+        f"/api/v1/contracts/{own}/savings", params={"period": "month"}, headers=h
+    ).json()
+    september = next(m for m in months if m["start"] == "2025-09-01")
+    assert september["avoided"] > 0
+    assert september["u90"] > september["u68"] > 0
+    assert months[-1]["cumulative"] == pytest.approx(sum(m["avoided"] for m in months))
+    stmt = client.get(f"/api/v1/contracts/{own}/statements/{MONTH}", headers=h).json()
+    assert stmt["numbers"]["month"]["avoided"] == pytest.approx(september["avoided"], rel=1e-6)
+    assert stmt["model"]  # the fitted model's JSON, for the auditor
+    png = client.get(f"/api/v1/contracts/{own}/statements/{MONTH}/plot.png", headers=h)
+    assert png.headers["content-type"] == "image/png"
+    assert png.content[:8] == b"\x89PNG\r\n\x1a\n"
+    missing = client.get(f"/api/v1/contracts/{own}/statements/2025-08", headers=h)
+    assert missing.status_code == 404
+    assert "epcmon savings report" in missing.json()["detail"]
+
+
+def test_no_baseline_is_a_clear_422(world, client):
+    other = world.site.contracts[1].id
+    r = client.get(f"/api/v1/contracts/{other}/savings", headers=auth(world, "engineer"))
+    assert r.status_code == 422
+    assert "epcmon baseline fit" in r.json()["detail"]
+
+
+def test_every_contract_route_is_in_the_matrix(client):
+    spec = client.get("/openapi.json").json()
+    paths = {
+        re.sub(r"\{[^}]+\}", "{x}", p) for p in spec["paths"] if p.startswith("/api/v1/contracts/")
+    }
+    listed = {re.sub(r"\{c\}", "{x}", p).replace(MONTH, "{x}") for p, _ in CONTRACT_ROUTES}
+    assert paths <= listed, paths - listed

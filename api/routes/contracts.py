@@ -1,0 +1,258 @@
+"""Contracts: terms, the baseline, savings, statements, the baseline-vs-actual plot.
+
+Every role may ask; a vendor sees only the contracts its key is bound to, and any other
+contract id is a 404, the same answer as for one that does not exist.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+
+from api.common import Format, csv_response, json_response
+from api.deps import AnyKey, SiteDep, StoreDep
+from api.errors import BadRequest
+from api.keys import Principal
+from api.routes.meters import ERRORS
+from core.config import Contract, SiteConfig
+from core.errors import InsufficientData, NotFound
+from processing.contract import Baseline, SavingsResult, Statement, compute_savings, parse_month
+from processing.savings import PeriodSavings
+from processing.statements import StatementStore
+from storage.base import TimeSeriesStore
+
+router = APIRouter(prefix="/api/v1/contracts", tags=["contracts"])
+
+Utility = Literal["electricity", "water"]
+CACHE_S = 60.0
+"""Savings are recomputed at most once a minute per contract and utility (dashboards poll)."""
+
+
+def visible_contract(site: SiteConfig, who: Principal, contract_id: str) -> Contract:
+    if not who.may_see_contract(contract_id):
+        raise NotFound(f"no contract {contract_id!r}")
+    return site.contract(contract_id)
+
+
+def statements_of(request: Request) -> StatementStore:
+    store: StatementStore = request.app.state.statements
+    return store
+
+
+def baseline_of(request: Request, contract: Contract, utility: Utility) -> Baseline:
+    baseline = statements_of(request).latest_baseline(contract.id, utility)
+    if baseline is None:
+        raise InsufficientData(
+            f"contract {contract.id}: no {utility} baseline has been fitted yet "
+            f"(epcmon baseline fit --contract {contract.id})"
+        )
+    return baseline
+
+
+class SavingsCache:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: dict[tuple[str, str, str], tuple[float, SavingsResult]] = {}
+
+    def get(
+        self,
+        site: SiteConfig,
+        store: TimeSeriesStore,
+        contract: Contract,
+        utility: Utility,
+        baseline: Baseline,
+    ) -> SavingsResult:
+        key = (contract.id, utility, baseline.fitted_at)
+        now = time.monotonic()
+        with self._lock:
+            hit = self._entries.get(key)
+            if hit is not None and now - hit[0] < CACHE_S:
+                return hit[1]
+        result = compute_savings(site, contract.id, store, utility=utility, baseline=baseline)
+        with self._lock:
+            self._entries[key] = (now, result)
+        return result
+
+
+def period_row(p: PeriodSavings, unit: str) -> dict[str, Any]:
+    return {
+        "period": p.label,
+        "start": p.start.isoformat(),
+        "end": p.end.isoformat(),
+        "days": p.days,
+        "days_used": p.days_used,
+        "baseline": p.adjusted_baseline,
+        "actual": p.actual,
+        "avoided": p.avoided,
+        "u68": p.u68.u,
+        "u90": p.u90.u,
+        "fsu68": p.u68.fsu,
+        "fsu90": p.u90.fsu,
+        "unit": unit,
+    }
+
+
+@router.get("", responses=ERRORS)
+def list_contracts(who: AnyKey, site: SiteDep) -> Response:
+    return json_response(
+        [
+            {
+                "id": c.id,
+                "name": c.name,
+                "vendor": c.vendor,
+                "reporting_start": c.reporting_start.isoformat(),
+            }
+            for c in site.contracts
+            if who.may_see_contract(c.id)
+        ]
+    )
+
+
+@router.get("/{contract_id}", responses=ERRORS)
+def contract_terms(who: AnyKey, site: SiteDep, contract_id: str) -> Response:
+    """The contract as configured: periods, boundary, measures, tariffs, shares, guarantee."""
+    return json_response(visible_contract(site, who, contract_id).model_dump(mode="json"))
+
+
+@router.get("/{contract_id}/baseline", responses=ERRORS)
+def contract_baseline(
+    who: AnyKey, request: Request, site: SiteDep, contract_id: str, utility: Utility = "electricity"
+) -> Response:
+    """The fitted baseline model (its JSON, from which an auditor can recompute), its fit
+    statistics and the data-sufficiency findings."""
+    contract = visible_contract(site, who, contract_id)
+    return json_response(baseline_of(request, contract, utility).to_dict())
+
+
+@router.get("/{contract_id}/savings", responses=ERRORS)
+def contract_savings(
+    who: AnyKey,
+    request: Request,
+    site: SiteDep,
+    store: StoreDep,
+    contract_id: str,
+    period: Annotated[Literal["day", "month", "year", "total"], Query()] = "month",
+    utility: Utility = "electricity",
+    format: Format = "json",
+) -> Response:
+    """Avoided energy per day, month, contract year or in total, with its uncertainty at 68 %
+    and 90 %, and the cumulative sum (`cumulative` on month rows)."""
+    contract = visible_contract(site, who, contract_id)
+    baseline = baseline_of(request, contract, utility)
+    result = request.app.state.savings_cache.get(site, store, contract, utility, baseline)
+    if period == "day":
+        d = result.daily
+        rows = [
+            {
+                "period": str(day),
+                "baseline": float(b),
+                "actual": float(a),
+                "avoided": float(b - a),
+                "estimated": bool(e),
+                "unit": result.unit,
+            }
+            for day, b, a, e in zip(
+                d.day.tolist(),
+                d.adjusted_baseline.tolist(),
+                d.actual.tolist(),
+                d.estimated.tolist(),
+                strict=True,
+            )
+            if b == b and a == a  # days with both sides known
+        ]
+    else:
+        periods = {"month": result.months, "year": result.years, "total": (result.total,)}[period]
+        rows = [period_row(p, result.unit) for p in periods]
+        running = 0.0
+        for row in rows:
+            running += row["avoided"]
+            row["cumulative"] = running
+    if format == "csv":
+        header = list(rows[0]) if rows else ["period"]
+        return csv_response(
+            header, ([r[h] for h in header] for r in rows), f"{contract.id}-savings-{period}.csv"
+        )
+    return json_response(rows)
+
+
+@router.get("/{contract_id}/statements", responses=ERRORS)
+def contract_statements(
+    who: AnyKey, request: Request, site: SiteDep, contract_id: str, utility: Utility = "electricity"
+) -> Response:
+    contract = visible_contract(site, who, contract_id)
+    history = statements_of(request).history(contract.id, utility)
+    return json_response(
+        [{"month": m, "created_at": c, "inputs_digest": d, "avoided": a} for m, c, d, a in history]
+    )
+
+
+def stored_statement(
+    request: Request,
+    site: SiteConfig,
+    who: Principal,
+    contract_id: str,
+    month: str,
+    utility: Utility,
+) -> Statement:
+    contract = visible_contract(site, who, contract_id)
+    try:
+        parse_month(month)
+    except (ValueError, InsufficientData) as exc:
+        raise BadRequest(f"month {month!r}: expected YYYY-MM") from exc
+    stmt = statements_of(request).latest_statement(contract.id, month, utility)
+    if stmt is None:
+        raise NotFound(
+            f"no statement for {contract.id} {month} (epcmon savings report --month {month})"
+        )
+    return stmt
+
+
+@router.get("/{contract_id}/statements/{month}", responses=ERRORS)
+def contract_statement(
+    who: AnyKey,
+    request: Request,
+    site: SiteDep,
+    contract_id: str,
+    month: str,
+    utility: Utility = "electricity",
+    format: Format = "json",
+) -> Response:
+    """The stored statement: its numbers (month, contract year to date, cumulative; money,
+    the vendor's share, carbon, the guarantee), findings, model JSON and inputs digest."""
+    stmt = stored_statement(request, site, who, contract_id, month, utility)
+    if format == "csv":
+        rows = [
+            period_row(p, stmt.unit) | {"carbon_t": stmt.carbon_t.get(k, 0.0)}
+            for k, p in stmt.periods
+        ]
+        header = list(rows[0])
+        return csv_response(
+            header, ([r[h] for h in header] for r in rows), f"{stmt.contract_id}-{month}.csv"
+        )
+    data = stmt.to_dict()
+    data.pop("inputs", None)  # per-day inputs: in the stored record, not in every response
+    return json_response(data)
+
+
+@router.get("/{contract_id}/statements/{month}/plot.png", responses=ERRORS)
+def contract_plot(
+    who: AnyKey,
+    request: Request,
+    site: SiteDep,
+    contract_id: str,
+    month: str,
+    utility: Utility = "electricity",
+) -> Response:
+    """Baseline against actual for the statement's reporting days (PNG)."""
+    from processing.plots import plot_statement
+
+    stmt = stored_statement(request, site, who, contract_id, month, utility)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = plot_statement(stmt, Path(tmp) / "plot.png")
+        return Response(path.read_bytes(), media_type="image/png")
