@@ -141,8 +141,10 @@ def electrical(
     out["voltage_l12"] = np.sqrt(v1**2 + v2**2 + v1 * v2)
     out["voltage_l23"] = np.sqrt(v2**2 + v3**2 + v2 * v3)
     out["voltage_l31"] = np.sqrt(v3**2 + v1**2 + v3 * v1)
-    out["frequency"] = 50.0 + 0.025 * rand.noise(site ^ 7, ts // MINUTE_MS) + 0.004 * rand.noise(
-        site ^ 9, ts // 1000
+    out["frequency"] = (
+        50.0
+        + 0.025 * rand.noise(site ^ 7, ts // MINUTE_MS)
+        + 0.004 * rand.noise(site ^ 9, ts // 1000)
     )
     if spec.role is Role.INCOMER:
         # capacitor bank: stepped compensation keeps it near 0.95-0.98
@@ -211,7 +213,11 @@ def water(spec: MeterSpec, flow: F64, ctx: Context) -> dict[str, F64]:
         + 0.003 * rand.noise(k, ts // MINUTE_MS)
     )
     doy = np.mod(days - 10_957.0, 365.2425)
-    temp = 17.0 - 9.0 * np.cos(2 * np.pi * (doy - 40.0) / 365.2425) + 0.1 * rand.noise(k ^ 3, ts // QUARTER_MS)
+    temp = (
+        17.0
+        - 9.0 * np.cos(2 * np.pi * (doy - 40.0) / 365.2425)
+        + 0.1 * rand.noise(k ^ 3, ts // QUARTER_MS)
+    )
     years = (days - 19_723.0) / 365.25  # since 2024-01-01
     battery = np.clip(3.62 - 0.03 * years, 3.3, 3.7) + 0.002 * rand.noise(k ^ 5, ts // HOUR_MS)
     return {
@@ -233,7 +239,9 @@ def thermal(spec: MeterSpec, heat: F64, ctx: Context) -> dict[str, F64]:
     delta = delta + 0.15 * rand.noise(k, ts // MINUTE_MS)
     flow_m3h = np.where(heat > 0.0, heat * 3600.0 / (WATER_KJ_PER_M3_K * delta), 0.0)
     idle = 18.0 + 0.3 * (ctx.outdoor - 18.0)
-    supply = np.where(cooling, 7.0, np.where(heating, 45.0, idle)) + 0.1 * rand.noise(k ^ 1, ts // MINUTE_MS)
+    supply = np.where(cooling, 7.0, np.where(heating, 45.0, idle)) + 0.1 * rand.noise(
+        k ^ 1, ts // MINUTE_MS
+    )
     ret = np.where(cooling, supply + delta, np.where(heating, supply - delta, idle + 0.3))
     out = {
         "thermal_power": heat,

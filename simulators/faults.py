@@ -243,7 +243,11 @@ class FaultInjector:
             return value
         if spec.type not in (RegisterType.UINT32, RegisterType.INT32, RegisterType.INT32_FLOAT32):
             return value
-        at = f.rollover_at_ms if f.rollover_at_ms is not None else self.start_ms + DEFAULT_ROLLOVER_DELAY_MS
+        at = (
+            f.rollover_at_ms
+            if f.rollover_at_ms is not None
+            else self.start_ms + DEFAULT_ROLLOVER_DELAY_MS
+        )
         step = spec.scale * ratio
         raw_at = self._value_at(meter_id, quantity, at, source) / factor / step
         top = 2**32 if spec.type is RegisterType.UINT32 else 2**31
@@ -377,7 +381,9 @@ def _rollover_series(meter: Meter, quantity: str, ts: I64, v: F64, f: MeterFault
         return v
     factor = conversion_factor(fld.unit, QUANTITIES[quantity].unit)
     step = spec.scale * spec.ratio(meter.modbus.pt_ratio, meter.modbus.ct_ratio) * factor
-    at = f.rollover_at_ms if f.rollover_at_ms is not None else int(ts[0]) + DEFAULT_ROLLOVER_DELAY_MS
+    at = (
+        f.rollover_at_ms if f.rollover_at_ms is not None else int(ts[0]) + DEFAULT_ROLLOVER_DELAY_MS
+    )
     raw_at = float(np.interp(at, ts, v)) / step
     top = 2**32 if spec.type is RegisterType.UINT32 else 2**31
     raw = v / step + (top - raw_at)

@@ -75,8 +75,12 @@ class History:
             ts_ms=np.concatenate([p.ts_ms for p in parts]),
             interval_ms=first.interval_ms,
             readings=ReadingBatch.concat([p.readings for p in parts]),
-            true_savings_kwh={k: np.concatenate([p.true_savings_kwh[k] for p in parts]) for k in keys},
-            counterfactual_kwh={k: np.concatenate([p.counterfactual_kwh[k] for p in parts]) for k in keys},
+            true_savings_kwh={
+                k: np.concatenate([p.true_savings_kwh[k] for p in parts]) for k in keys
+            },
+            counterfactual_kwh={
+                k: np.concatenate([p.counterfactual_kwh[k] for p in parts]) for k in keys
+            },
             actual_kwh={k: np.concatenate([p.actual_kwh[k] for p in parts]) for k in keys},
             outdoor_temperature=np.concatenate([p.outdoor_temperature for p in parts]),
             meter_ids=first.meter_ids,
@@ -377,7 +381,11 @@ def meter_values(
         out["energy_total"] = total
         return out
     if kind is MeterKind.WATER:
-        out = derive.water(s, inst, ctx) if any(q not in derive.CORE for q in wanted) else {"flow": inst}
+        out = (
+            derive.water(s, inst, ctx)
+            if any(q not in derive.CORE for q in wanted)
+            else {"flow": inst}
+        )
         out["volume"] = total
         out["volume_reverse"] = np.zeros(len(ts))
         return out

@@ -102,7 +102,7 @@ class Evaluation:
 
     @property
     def n(self) -> int:
-        return self.actual.shape[0]
+        return int(self.actual.shape[0])
 
     @property
     def ts_ms(self) -> I64:
@@ -148,9 +148,7 @@ class SiteModel:
     @cached_property
     def energy_meters(self) -> tuple[int, ...]:
         """Indices of meters with a consumption counter (all but weather stations)."""
-        return tuple(
-            s.index for s in self.spec.meters if s.meter.kind is not MeterKind.WEATHER
-        )
+        return tuple(s.index for s in self.spec.meters if s.meter.kind is not MeterKind.WEATHER)
 
     @cached_property
     def start_values(self) -> F64:
@@ -160,7 +158,9 @@ class SiteModel:
         mean = np.zeros(self.n_meters)
         for d in weeks:
             mean += self.evaluate(d * 96, 7 * 96).actual.mean(axis=0) / len(weeks)
-        years = np.array([2.0 + 4.0 * float(rand.uniform(s.key ^ 0x57A, [0])[0]) for s in self.spec.meters])
+        years = np.array(
+            [2.0 + 4.0 * float(rand.uniform(s.key ^ 0x57A, [0])[0]) for s in self.spec.meters]
+        )
         out: F64 = np.round(mean * 8760.0 * years + 100.0, 1)
         return out
 
@@ -349,7 +349,12 @@ class SiteModel:
                 Role.PLUG_TERMINALS,
                 Role.PLUG_GENERIC,
             ):
-                put(i, EndUse.PLUG, s.size * self._device(s.meter.name, role, h, working, occ, ti, bi), 0.9)
+                put(
+                    i,
+                    EndUse.PLUG,
+                    s.size * self._device(s.meter.name, role, h, working, occ, ti, bi),
+                    0.9,
+                )
             elif role is Role.OTHER:
                 put(i, s.meter.end_use, s.size * (0.3 + 0.7 * occ.building_presence[:, bi]), 0.0)
 
@@ -379,7 +384,11 @@ class SiteModel:
         ti: int | None,
         bi: int,
     ) -> F64:
-        act = occ.activity[:, ti] if ti is not None and occ.activity[:, ti].max() > 0 else occ.building_presence[:, bi]
+        act = (
+            occ.activity[:, ti]
+            if ti is not None and occ.activity[:, ti].max() > 0
+            else occ.building_presence[:, bi]
+        )
         if role is Role.PLUG_PRINTER:
             out: F64 = 0.03 + 0.6 * act
         elif role is Role.PLUG_DISPLAY:
@@ -420,7 +429,9 @@ class SiteModel:
                 b_staff = self.spec.building_staff[bi]
                 # m3/h: 40 L per person-day spread over ~8 h of presence; cleaners; a drip
                 base = b_staff * 0.040 / 8.0 * occ.building_presence[:, bi]
-                base = base + np.where(cleaning, b_staff * 0.040 * 0.25, 0.0) + 0.01 * b_staff * 0.04
+                base = (
+                    base + np.where(cleaning, b_staff * 0.040 * 0.25, 0.0) + 0.01 * b_staff * 0.04
+                )
                 share = (1.0 - zones.get(bi, 0.0)) if role is Role.WATER_MAIN else s.size
                 load = base * share
             elif role is Role.WATER_TENANT:
@@ -495,7 +506,9 @@ class SiteModel:
         on = sched | duty
         mode = np.where(on, season, 0).astype(np.int8)
         since = np.where(sched, (h - start) * 4.0, 99.0)
-        pulldown = np.select([since < 1, since < 2, since < 3, since < 4], [1.35, 1.25, 1.15, 1.06], 1.0)
+        pulldown = np.select(
+            [since < 1, since < 2, since < 3, since < 4], [1.35, 1.25, 1.15, 1.06], 1.0
+        )
         partial = np.where(duty, 0.35, 1.0)
 
         ua = UA_W_M2K * area / 1000.0
@@ -557,7 +570,9 @@ class SiteModel:
         cooling = mode == 1
         heating = mode == 2
         if n_ch:
-            n_on = np.where(cooling, np.clip(np.ceil(q / (STAGE_UP * cap)), 1, n_ch), 0).astype(np.int64)
+            n_on = np.where(cooling, np.clip(np.ceil(q / (STAGE_UP * cap)), 1, n_ch), 0).astype(
+                np.int64
+            )
             plr = np.where(n_on > 0, np.maximum(q / np.maximum(n_on, 1) / cap, 0.15), 0.0)
             t_cw = np.maximum(wb + 5.0, 18.0)
             cop_full = CHILLER_COP * (1.0 - 0.03 * (t_cw - 30.0))
@@ -576,11 +591,15 @@ class SiteModel:
         n_hp = len(p.heat_pumps)
         hp_cap_t = p.heat_pump_kw_th * np.clip(1.0 + 0.025 * (temp - 7.0), 0.55, 1.1)
         if n_hp:
-            hp_on = np.where(heating, np.clip(np.ceil(heat / (0.95 * hp_cap_t)), 1, n_hp), 0).astype(np.int64)
+            hp_on = np.where(
+                heating, np.clip(np.ceil(heat / (0.95 * hp_cap_t)), 1, n_hp), 0
+            ).astype(np.int64)
             delivered = np.minimum(heat, hp_on * hp_cap_t)
             defrost = np.where((temp > -4.0) & (temp < 6.0) & (rh > 75.0), 0.87, 1.0)
             cop_h = np.clip(3.1 * (1.0 + 0.032 * (temp - 7.0)), 1.7, 4.2) * defrost
-            hp_total = np.where(hp_on > 0, delivered / cop_h + hp_on * 0.012 * p.heat_pump_kw_th, 0.0)
+            hp_total = np.where(
+                hp_on > 0, delivered / cop_h + hp_on * 0.012 * p.heat_pump_kw_th, 0.0
+            )
         else:
             hp_on = np.zeros(len(q), dtype=np.int64)
             delivered = np.zeros(len(q))
@@ -589,7 +608,9 @@ class SiteModel:
         hp_standby = np.where(season == 2, 0.8, 0.1)
         for j, i in enumerate(p.heat_pumps):
             running = ((j - lead_hp) % n_hp) < hp_on
-            own[:, i] += np.where(running, hp_total / np.maximum(hp_on, 1), hp_standby) * f(EndUse.HEATING)
+            own[:, i] += np.where(running, hp_total / np.maximum(hp_on, 1), hp_standby) * f(
+                EndUse.HEATING
+            )
 
         n_pumps = len(p.chw_pumps)
         # constant-speed pumps, one more than the chillers need (the usual low-delta-T habit)
@@ -609,7 +630,15 @@ class SiteModel:
         n_t = len(p.towers)
         t_on = np.minimum(n_on, n_t)
         rejected = q + total
-        fan = np.clip(0.35 + 0.65 * rejected / np.maximum(t_on * cap * 1.25, 1.0) * (np.maximum(wb, 5.0) / 26.0) ** 2, 0.3, 1.0)
+        fan = np.clip(
+            0.35
+            + 0.65
+            * rejected
+            / np.maximum(t_on * cap * 1.25, 1.0)
+            * (np.maximum(wb, 5.0) / 26.0) ** 2,
+            0.3,
+            1.0,
+        )
         for j, i in enumerate(p.towers):
             running = ((j - lead) % n_t) < t_on
             own[:, i] += np.where(running, fan * p.tower_kw, 0.0) * f(EndUse.COOLING_TOWER)
@@ -701,7 +730,9 @@ class SiteModel:
         h, mean = self._minute_uniforms(quarters)
         j, k = minute // 4, minute % 4
         pick = h[np.arange(len(quarters)), j]
-        u = ((pick >> (np.uint64(16) * k.astype(np.uint64))[:, None]) & np.uint64(0xFFFF)).astype(np.float64)
+        u = ((pick >> (np.uint64(16) * k.astype(np.uint64))[:, None]) & np.uint64(0xFFFF)).astype(
+            np.float64
+        )
         out: F64 = 1.0 + (self._sm * 3.4641016)[None, :] * (u / 65536.0 - mean)
         return out
 

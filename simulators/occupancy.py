@@ -20,6 +20,7 @@ equipment).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -38,8 +39,8 @@ ATTENDANCE_BY_MONTH = (1.0, 0.96, 1.0, 1.0, 1.0, 1.0, 0.94, 0.93, 1.0, 0.98, 1.0
 OVERTIME_BY_WEEKDAY = (1.25, 1.1, 1.0, 1.0, 0.6, 0.5, 0.5)
 
 
-def _sig(x: F64) -> F64:
-    out: F64 = 1.0 / (1.0 + np.exp(-x))
+def _sig(x: npt.ArrayLike) -> F64:
+    out: F64 = 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=np.float64)))
     return out
 
 
@@ -62,23 +63,23 @@ class Templates:
 
 
 def templates(spec: SiteSpec) -> Templates:
-    h = _H[:, None]
-    arrival = np.array([hb.arrival_h for hb in spec.habits])[None, :]
+    h: npt.NDArray[Any] = _H[:, None]
+    arrival: npt.NDArray[Any] = np.array([hb.arrival_h for hb in spec.habits])[None, :]
     leave = np.array([hb.leave_h for hb in spec.habits])[None, :]
     ot_h = np.array([hb.overtime_h for hb in spec.habits])[None, :]
     pres, act, ot, lunch_s = [], [], [], []
     for summer in (False, True):
         pm_start, pm_end = office_hours(summer)
-        arr = _sig((h - 8.25 - arrival) / 0.12) * _sig((h - 6.0) / 0.2)
-        lunch = _sig((h - 11.95) / 0.08) - _sig((h - pm_start + 0.1) / 0.1)
-        gone = 1.0 - _sig((h - pm_end - 0.1 - leave) / 0.15)
+        arr: npt.NDArray[Any] = _sig((h - 8.25 - arrival) / 0.12) * _sig((h - 6.0) / 0.2)
+        lunch: npt.NDArray[Any] = _sig((h - 11.95) / 0.08) - _sig((h - pm_start + 0.1) / 0.1)
+        gone: npt.NDArray[Any] = 1.0 - _sig((h - pm_end - 0.1 - leave) / 0.15)
         late = (h >= pm_end) & (h < 23.5)
         overtime = np.where(late, np.exp(-np.clip(h - pm_end - 0.25, 0.0, None) / ot_h), 0.0)
         pres.append(arr * gone * (1.0 - 0.5 * lunch))
         act.append(arr * gone * (1.0 - 0.8 * lunch))
         ot.append(overtime)
         lunch_s.append(lunch[:, 0])
-    duty = _sig((_H - 9.0) / 0.2) * (1.0 - _sig((_H - 16.5) / 0.3))
+    duty: npt.NDArray[Any] = _sig((_H - 9.0) / 0.2) * (1.0 - _sig((_H - 16.5) / 0.3))
     duty = duty * (1.0 - 0.5 * (_sig((_H - 12.0) / 0.1) - _sig((_H - 13.5) / 0.1)))
     return Templates(np.stack(pres), np.stack(act), np.stack(ot), duty, np.stack(lunch_s))
 
@@ -109,7 +110,9 @@ def occupancy(spec: SiteSpec, tpl: Templates, lt: LocalTimes) -> Occupancy:
     first = int(lt.day.min()) if n else 0
     days = np.arange(first, (int(lt.day.max()) + 1) if n else first, dtype=np.int64)
     row = lt.day - first
-    keys = np.array([rand.key(spec.seed, "tenant-day", t.id) for t in spec.tenants], dtype=np.uint64)
+    keys = np.array(
+        [rand.key(spec.seed, "tenant-day", t.id) for t in spec.tenants], dtype=np.uint64
+    )
     # per (day, tenant) draws
     z_att = rand.noise(keys[None, :], days[:, None] * 4)
     z_ot = rand.noise(keys[None, :], days[:, None] * 4 + 1)

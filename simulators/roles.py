@@ -30,7 +30,7 @@ import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, time
+from datetime import UTC, date, datetime, time
 from enum import StrEnum
 
 import numpy as np
@@ -295,8 +295,8 @@ def _order(site: SiteConfig, children: Mapping[str, list[str]]) -> list[str]:
     return done
 
 
-def local_midnight_ms(site: SiteConfig, day: object) -> int:
-    moment = datetime.combine(day, time(0), tzinfo=site.site.tz)  # type: ignore[call-overload]
+def local_midnight_ms(site: SiteConfig, day: date) -> int:
+    moment = datetime.combine(day, time(0), tzinfo=site.site.tz)
     return int(moment.astimezone(UTC).timestamp() * 1000)
 
 
@@ -318,7 +318,9 @@ def build_spec(site: SiteConfig, seed: int) -> SiteSpec:
     total_area = sum(b_area)
     total_staff = sum(t.staff for t in tenants) or 0.02 * total_area
 
-    roles = {m.id: role_of(m, tenants[tenant_idx[m.tenant]] if m.tenant else None) for m in site.meters}
+    roles = {
+        m.id: role_of(m, tenants[tenant_idx[m.tenant]] if m.tenant else None) for m in site.meters
+    }
 
     def of_role(*rs: Role) -> tuple[int, ...]:
         return tuple(index[m.id] for m in site.meters if roles[m.id] in rs)
@@ -367,9 +369,21 @@ def build_spec(site: SiteConfig, seed: int) -> SiteSpec:
         n_share = share[(m.tenant or f"building:{m.building}", role)]
         area = (tenant.floor_area_m2 if tenant else b_area[bi] * 0.1) / n_share
         size, rated, sq, sm = _size(
-            role, m, tenant, area, bi, b_area, b_staff, b_floors, plant, total_staff,
+            role,
+            m,
+            tenant,
+            area,
+            bi,
+            b_area,
+            b_staff,
+            b_floors,
+            plant,
+            total_staff,
             habits[ti] if ti is not None else None,
-            lifts_in, coils_in, ahus_in, zones_in,
+            lifts_in,
+            coils_in,
+            ahus_in,
+            zones_in,
         )
         if role is Role.OFFICE and m.tenant in lit_separately:
             size = -size  # negative: the lighting part is metered elsewhere
@@ -398,7 +412,9 @@ def build_spec(site: SiteConfig, seed: int) -> SiteSpec:
     for c in site.contracts:
         for ms in c.measures:
             measures.append(
-                MeasureEffect(ms.end_use, ms.reduction, local_midnight_ms(site, c.reporting_start), c.id)
+                MeasureEffect(
+                    ms.end_use, ms.reduction, local_midnight_ms(site, c.reporting_start), c.id
+                )
             )
             if ms.end_use not in _MEASURABLE:
                 log.warning(
@@ -485,7 +501,13 @@ def _size(
     if role is Role.IT_ROOM:
         kw = area * IT_ROOM_W_M2 / 1000
         return kw, max(5.0, 1.6 * kw), 0.01, 0.01
-    if role in (Role.PLUG_PRINTER, Role.PLUG_DISPLAY, Role.PLUG_AV, Role.PLUG_TERMINALS, Role.PLUG_GENERIC):
+    if role in (
+        Role.PLUG_PRINTER,
+        Role.PLUG_DISPLAY,
+        Role.PLUG_AV,
+        Role.PLUG_TERMINALS,
+        Role.PLUG_GENERIC,
+    ):
         kw = {
             Role.PLUG_PRINTER: 1.2,
             Role.PLUG_DISPLAY: 2.4,

@@ -27,9 +27,9 @@ from simulators import derive
 from simulators.clock import Clock, RealClock
 from simulators.history import (
     CounterState,
+    available_quantities,
     jitter,
     meter_values,
-    available_quantities,
     true_savings,
 )
 from simulators.model import SiteModel
@@ -68,7 +68,9 @@ class SimulatedSite:
         self.site = site
         self.seed = site.simulation.seed if seed is None else seed
         self.clock: Callable[[], int] = clock or RealClock()
-        self.model = model if model is not None and model.seed == self.seed else SiteModel(site, self.seed)
+        self.model = (
+            model if model is not None and model.seed == self.seed else SiteModel(site, self.seed)
+        )
         self._days: OrderedDict[int, _Day] = OrderedDict()
         self._starts: dict[int, CounterState] = {}
         self._lock = threading.Lock()
@@ -126,8 +128,12 @@ class SimulatedSite:
             p = float(day.readings[m, i])
             mode = int(day.mode[m])
             total = float(day.start.total[i] + day.cum[m, i]) + p * frac_h
-            cool = float(day.start.cool[i] + day.cum_cool[m, i]) + (p * frac_h if mode == 1 else 0.0)
-            heat = float(day.start.heat[i] + day.cum_heat[m, i]) + (p * frac_h if mode == 2 else 0.0)
+            cool = float(day.start.cool[i] + day.cum_cool[m, i]) + (
+                p * frac_h if mode == 1 else 0.0
+            )
+            heat = float(day.start.heat[i] + day.cum_heat[m, i]) + (
+                p * frac_h if mode == 2 else 0.0
+            )
             root = self._roots[i]
             root_kw = float(day.readings[m, root]) if root is not None else 0.0
         # voltages, power factor and the like are recomputed once per simulated second;

@@ -48,7 +48,9 @@ CLOUD_PERSISTENCE = 0.55
 
 ORIGIN_DAY = 10_957  # 2000-01-01 as days since 1970-01-01
 LAST_DAY = 47_847  # 2100-12-31
-_MID_MONTH_DOY = np.array([15.5, 45.0, 74.5, 105.0, 135.5, 166.0, 196.5, 227.5, 258.0, 288.5, 319.0, 349.5])
+_MID_MONTH_DOY = np.array(
+    [15.5, 45.0, 74.5, 105.0, 135.5, 166.0, 196.5, 227.5, 258.0, 288.5, 319.0, 349.5]
+)
 
 
 def climatology(table: tuple[float, ...], doy: F64) -> F64:
