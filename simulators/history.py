@@ -122,10 +122,14 @@ class CounterState:
     def at_quarter(cls, model: SiteModel, q: int) -> CounterState:
         """The counters at the start of quarter q: start values plus the model's energy
         since the epoch."""
-        q_epoch = epoch_ms(model.site) // QUARTER_MS
-        total, cool, heat = model.energy_between(q_epoch, q)
-        start = model.start_values
-        return cls(start + total, 0.7 * start + cool, 0.3 * start + heat)
+        cached = model.counter_cache.get(q)
+        if cached is None:
+            q_epoch = epoch_ms(model.site) // QUARTER_MS
+            total, cool, heat = model.energy_between(q_epoch, q)
+            start = model.start_values
+            cached = (start + total, 0.7 * start + cool, 0.3 * start + heat)
+            model.counter_cache[q] = cached
+        return cls(*(a.copy() for a in cached))
 
     def advanced(self, total: F64, cool: F64, heat: F64) -> CounterState:
         return CounterState(self.total + total, self.cool + cool, self.heat + heat)

@@ -34,7 +34,6 @@ from pymodbus.server.requesthandler import ServerRequestHandler
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from collectors.modbus.decode import encode
-from collectors.modbus.plan import DEFAULT_MAX_GAP
 from collectors.profiles import Profile
 from core.quantities import QUANTITIES, conversion_factor
 from simulators.faults import COUNTERS, FaultInjector, FaultPlan, ModbusOutcome
@@ -58,13 +57,18 @@ class SimulatedUnit:
         return self.meter_id or f"unit-{self.unit}"
 
 
+SERVED_GAP = 64
+"""Undocumented registers between documented ones read as zeros up to this many in a row
+(real meters answer a whole block); beyond, exception 2 (illegal data address)."""
+
+
 def _blocks(profile: Profile) -> list[SimData]:
-    """Register blocks covering the profile's fields; small gaps are served as zeros,
-    as real meters do for undocumented registers between documented ones."""
+    """Register blocks covering the profile's fields; gaps up to `SERVED_GAP` are served
+    as zeros, as real meters do for undocumented registers between documented ones."""
     spans = sorted((profile.spec(f).address, profile.spec(f).count) for f in profile.fields)
     merged: list[list[int]] = []
     for address, count in spans:
-        if merged and address - (merged[-1][0] + merged[-1][1]) <= DEFAULT_MAX_GAP:
+        if merged and address - (merged[-1][0] + merged[-1][1]) <= SERVED_GAP:
             merged[-1][1] = max(merged[-1][1], address + count - merged[-1][0])
         else:
             merged.append([address, count])

@@ -137,6 +137,8 @@ class SiteModel:
         self._sq = np.array([s.sigma_quarter for s in self.spec.meters])
         self._sm = np.array([s.sigma_minute for s in self.spec.meters])
         self._site_key = rand.key(seed, "site-day-noise")
+        self.counter_cache: dict[int, tuple[F64, F64, F64]] = {}
+        """Counter readings (total, cooling, heating) at quarter starts, once computed."""
         self._sharing: dict[tuple[int | None, Role], int] = {}
         for s in self.spec.meters:
             k = (s.tenant_index, s.role)
@@ -427,10 +429,11 @@ class SiteModel:
             i, bi, role = s.index, s.building_index, s.role
             if role is Role.WATER_MAIN or role is Role.WATER_ZONE:
                 b_staff = self.spec.building_staff[bi]
-                # m3/h: 40 L per person-day spread over ~8 h of presence; cleaners; a drip
+                # m3/h: 40 L per person-day spread over ~8 h of presence; the cleaners' tenth of
+                # it between 06:30 and 08:00; a drip
                 base = b_staff * 0.040 / 8.0 * occ.building_presence[:, bi]
                 base = (
-                    base + np.where(cleaning, b_staff * 0.040 * 0.25, 0.0) + 0.01 * b_staff * 0.04
+                    base + np.where(cleaning, b_staff * 0.040 * 0.07, 0.0) + 0.01 * b_staff * 0.04
                 )
                 share = (1.0 - zones.get(bi, 0.0)) if role is Role.WATER_MAIN else s.size
                 load = base * share
@@ -439,7 +442,9 @@ class SiteModel:
                 p = occ.presence[:, ti] if ti is not None else occ.building_presence[:, bi]
                 load = s.size / 8.0 * p
             elif role is Role.WATER_KITCHEN:
-                load = s.size * 0.4 * self._canteen(h, working, occ)
+                # cooking and washing up; refrigeration (the canteen's night load) uses none
+                cooking = np.maximum(self._canteen(h, working, occ) - 0.12, 0.0) / 0.88
+                load = s.size * (0.45 * cooking + 0.005)
             elif role is Role.IRRIGATION:
                 month = lt.month
                 season = (month >= 4) & (month <= 10) & (temp > 12.0) & (cloud < 0.45)

@@ -53,6 +53,7 @@ class MqttMeterPublisher:
             CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol
         )
         self.published = 0
+        self._in_flight: list[mqtt.MQTTMessageInfo] = []
 
     @property
     def injected(self) -> dict[str, int]:
@@ -78,10 +79,16 @@ class MqttMeterPublisher:
             if malformed:
                 payload = self._injector.malform(meter.id, payload)
             for _ in range(2 if duplicate else 1):
-                self.client.publish(meter.mqtt.topic, payload, qos=1)
+                self._in_flight.append(self.client.publish(meter.mqtt.topic, payload, qos=1))
                 self.published += 1
                 sent += 1
         return sent
+
+    def flush(self, timeout: float) -> None:
+        """Wait until the broker has acknowledged everything published (QoS 1)."""
+        for info in self._in_flight:
+            info.wait_for_publish(timeout)
+        self._in_flight.clear()
 
     async def run(self, stop: asyncio.Event) -> None:
         if not self._meters:
@@ -101,6 +108,7 @@ class MqttMeterPublisher:
                     pass
                 if self.client.is_connected():
                     self.publish_once(next_tick, only_due=True)
+                    self._in_flight = [i for i in self._in_flight if not i.is_published()]
         finally:
             self.client.disconnect()
             self.client.loop_stop()
