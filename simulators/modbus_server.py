@@ -33,7 +33,7 @@ from pymodbus.server import ModbusTcpServer
 from pymodbus.server.requesthandler import ServerRequestHandler
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from collectors.modbus.decode import encode
+from collectors.modbus.decode import RegisterSpec, encode
 from collectors.profiles import Profile
 from core.quantities import QUANTITIES, conversion_factor
 from simulators.faults import COUNTERS, FaultInjector, FaultPlan, ModbusOutcome
@@ -76,6 +76,25 @@ def _blocks(profile: Profile) -> list[SimData]:
         SimData(address=a, count=c, values=0, datatype=DataType.REGISTERS, readonly=True)
         for a, c in merged
     ]
+
+
+_FIELDS: dict[str, tuple[tuple[str, RegisterSpec, float], ...]] = {}
+
+
+def _fields(profile: Profile) -> tuple[tuple[str, RegisterSpec, float], ...]:
+    """(quantity, register spec, canonical-to-register factor) of each field, computed once."""
+    got = _FIELDS.get(profile.name)
+    if got is None:
+        got = tuple(
+            (
+                f.quantity,
+                profile.spec(f),
+                1.0 / conversion_factor(f.unit, QUANTITIES[f.quantity].unit),
+            )
+            for f in profile.fields
+        )
+        _FIELDS[profile.name] = got
+    return got
 
 
 class _RequestHandler(ServerRequestHandler):

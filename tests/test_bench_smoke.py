@@ -22,3 +22,17 @@ def test_store_benchmark_quick_run(tmp_path: Path) -> None:
     assert "store ingest, median batch" in done.stdout
     assert "hourly mean, one meter-year" in done.stdout
     assert list(tmp_path.iterdir()) == []  # the work directory is cleaned up
+
+
+def test_simulator_benchmark_quick_run() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.simulate", "--quick"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "history 1 min" in done.stdout
+    assert "Modbus gateway, pymodbus client" in done.stdout

@@ -303,8 +303,8 @@ def test_mqtt_faults_malformed_duplicated_skewed_and_silent(
     sent = _publish(mosquitto, plan, ids, SUMMER_MORNING_MS)
     assert sent == 5  # weather 1 (broken), plug twice, water 1, offline 0, the clean plug 1
     by_topic: dict[str, list[bytes]] = {}
-    for topic, payload in _collect(received, 5):
-        by_topic.setdefault(topic, []).append(payload)
+    for where, payload in _collect(received, 5):
+        by_topic.setdefault(where, []).append(payload)
     fmt = site().payload_formats
 
     def topic(meter_id: str) -> str:
