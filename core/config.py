@@ -366,8 +366,7 @@ class Contract(_Model):
 
 
 class MeterFaults(_Model):
-    """Faults one simulated meter shows: `[simulation.faults.<meter id>]`. Nothing is injected
-    unless configured."""
+    """Faults of one simulated meter, none unless configured: `[simulation.faults.<meter id>]`."""
 
     offline: bool = False
     """No answer at all: Modbus requests time out, MQTT messages stop."""

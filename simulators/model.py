@@ -240,26 +240,27 @@ class SiteModel:
         """Multiplicative noise per meter and quarter: a smooth hourly part, a white part,
         a per-meter daily part, and a site-wide daily part (what no model explains: events,
         visitors, the facility team's habits) that makes whole-site days vary."""
-        # Few full-size temporaries on purpose: fresh large arrays cost page faults.
-        q = qa + np.arange(size, dtype=np.int64)
+        # Laid out (hour, quarter of the hour, meter) so that nothing is gathered; few
+        # full-size temporaries on purpose (fresh large arrays cost page faults).
         h0 = qa // 4
-        hours = h0 + np.arange(size // 4 + 3, dtype=np.int64)
+        o = qa - h0 * 4
+        n_h = (o + size + 3) // 4
+        hours = h0 + np.arange(n_h + 1, dtype=np.int64)
         nodes = rand.noise(self._keys[None, :], hours[:, None])
-        pos = (q - h0 * 4) / 4.0
-        i = pos.astype(np.int64)
-        w = (pos - i)[:, None]
-        out = nodes[i]
-        out *= 0.75 * (1.0 - w)
-        tmp = nodes[i + 1]
-        tmp *= 0.75 * w
-        out += tmp
+        k = (np.arange(4) / 4.0)[None, :, None]
+        blk = nodes[:-1, None, :] * (0.75 * (1.0 - k))
+        blk += nodes[1:, None, :] * (0.75 * k)
         # white noise per quarter: four 16-bit uniforms from one hash per hour, centred and
         # scaled to unit variance (uniform on +-sqrt(3))
-        u = rand.uniform4(self._keys[None, :] ^ np.uint64(0x5EED), hours[:, None])
-        np.take(u.transpose(0, 2, 1).reshape(-1, self.n_meters), q - h0 * 4, axis=0, out=tmp)
-        tmp -= 0.5
-        tmp *= 0.65 * 3.4641016
-        out += tmp
+        h = rand.hash64(self._keys[None, :] ^ np.uint64(0x5EED), hours[:n_h, None])
+        scale = 0.65 * 3.4641016
+        for j in range(4):
+            part = ((h >> np.uint64(16 * j)) & np.uint64(0xFFFF)).astype(np.float64)
+            part *= scale / 65536.0
+            part -= scale / 2.0
+            blk[:, j, :] += part
+        out = blk.reshape(n_h * 4, self.n_meters)[o : o + size]
+        tmp = np.empty_like(out)
         first = int(local_day.min())
         days = np.arange(first, int(local_day.max()) + 1, dtype=np.int64)
         day_m = rand.noise(self._keys[None, :] ^ np.uint64(0xDA7), days[:, None])

@@ -396,3 +396,17 @@ def test_mbpoll_on_a_unit_without_a_meter(served: Served):
     )
     assert done.returncode != 0
     assert "Target device failed to respond" in done.stdout + done.stderr
+
+
+def test_the_servers_encoder_writes_what_decode_encode_writes():
+    from collectors.modbus.decode import encode
+    from collectors.profiles import load_profiles
+    from simulators.modbus_server import encoder
+
+    for profile in load_profiles().values():
+        for f in profile.fields:
+            spec = profile.spec(f)
+            for value in (0.0, 0.5, 1.5, 2.5, 229.87, 12_345.678, 4.2e9, -3.26, -40_000.0):
+                for pt, ct in ((1.0, 1.0), (1.0, 400.0), (10.0, 80.0)):
+                    expected = encode(value, spec, pt=pt, ct=ct)
+                    assert encoder(spec, pt, ct)(value) == expected, (profile.name, f.quantity, value)
