@@ -18,7 +18,6 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from core.config import MeterKind
 from simulators import rand
 from simulators.roles import MeterSpec, Role
 from simulators.timegrid import DAY_MS, HOUR_MS, MINUTE_MS, QUARTER_MS
@@ -26,18 +25,6 @@ from simulators.timegrid import DAY_MS, HOUR_MS, MINUTE_MS, QUARTER_MS
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 
-COUNTERS = frozenset(
-    {
-        "energy_import",
-        "energy_export",
-        "energy_total",
-        "volume",
-        "volume_reverse",
-        "thermal_energy",
-        "cooling_energy",
-        "heating_energy",
-    }
-)
 CORE = frozenset(
     {
         "energy_import",
@@ -265,16 +252,3 @@ def weather(outdoor: F64, humidity: F64, irradiance: F64) -> dict[str, F64]:
         "relative_humidity": humidity,
         "solar_irradiance": irradiance,
     }
-
-
-def is_counter(quantity: str) -> bool:
-    return quantity in COUNTERS
-
-
-def kind_counters(kind: MeterKind) -> tuple[str, ...]:
-    return {
-        MeterKind.ELECTRICITY: ("energy_import", "energy_export", "energy_total"),
-        MeterKind.WATER: ("volume", "volume_reverse"),
-        MeterKind.THERMAL: ("thermal_energy", "cooling_energy", "heating_energy", "volume"),
-        MeterKind.WEATHER: (),
-    }[kind]

@@ -38,6 +38,7 @@ from pydantic import ValidationError
 from collectors.modbus.decode import RegisterSpec, RegisterType
 from core.config import Meter, MeterFaults, SiteConfig
 from core.errors import ConfigError
+from core.quantities import QUANTITIES
 from simulators import rand
 
 F64 = npt.NDArray[np.float64]
@@ -61,18 +62,7 @@ INSTANTANEOUS = frozenset(
     }
 )
 """Quantities a spike multiplies."""
-COUNTERS = frozenset(
-    {
-        "energy_import",
-        "energy_export",
-        "energy_total",
-        "volume",
-        "volume_reverse",
-        "thermal_energy",
-        "cooling_energy",
-        "heating_energy",
-    }
-)
+COUNTERS = frozenset(q for q, spec in QUANTITIES.items() if spec.counter)
 DEFAULT_ROLLOVER_DELAY_MS = 60_000
 
 __all__ = ["FaultInjector", "FaultPlan", "MeterFaults", "ModbusOutcome", "apply_to_series"]
@@ -368,7 +358,7 @@ def apply_to_series(
 
 def _rollover_series(meter: Meter, quantity: str, ts: I64, v: F64, f: MeterFaults) -> F64:
     from collectors.profiles import get_profile
-    from core.quantities import QUANTITIES, conversion_factor
+    from core.quantities import conversion_factor
 
     assert meter.modbus is not None
     profile = get_profile(meter.modbus.profile)

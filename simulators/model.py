@@ -45,7 +45,7 @@ from functools import cached_property
 import numpy as np
 import numpy.typing as npt
 
-from core.config import EndUse, MeterKind, SiteConfig
+from core.config import EndUse, SiteConfig
 from simulators import rand
 from simulators.occupancy import Occupancy, Templates, occupancy, templates
 from simulators.roles import Role, SiteSpec, build_spec
@@ -146,11 +146,6 @@ class SiteModel:
         self._meeting_buildings = {
             s.building_index for s in self.spec.meters if s.role is Role.MEETING
         }
-
-    @cached_property
-    def energy_meters(self) -> tuple[int, ...]:
-        """Indices of meters with a consumption counter (all but weather stations)."""
-        return tuple(s.index for s in self.spec.meters if s.meter.kind is not MeterKind.WEATHER)
 
     @cached_property
     def start_values(self) -> F64:

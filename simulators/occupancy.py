@@ -130,32 +130,44 @@ def occupancy(spec: SiteSpec, tpl: Templates, lt: LocalTimes) -> Occupancy:
     duty_p = np.array([h.weekend_duty for h in hb])[None, :]
     staff = np.array([float(t.staff) for t in spec.tenants])
 
-    month_att = np.asarray(ATTENDANCE_BY_MONTH)[lt.month - 1]
-    month_ot = np.asarray(OVERTIME_BY_MONTH)[lt.month - 1]
-    wd_ot = np.asarray(OVERTIME_BY_WEEKDAY)[lt.weekday]
-    makeup = lt.day_type == MAKEUP
+    # everything that varies by day is computed per (day, department), then spread over the
+    # day's quarters once; few full-size temporaries (fresh large arrays cost page faults)
+    first_row = np.searchsorted(lt.day, days)
+    d_month = lt.month[first_row]
+    d_type = lt.day_type[first_row]
+    d_makeup = d_type == MAKEUP
+    d_holiday = d_type == HOLIDAY
+    month_att = np.asarray(ATTENDANCE_BY_MONTH)[d_month - 1]
+    month_ot = (
+        np.asarray(OVERTIME_BY_MONTH)[d_month - 1]
+        * np.asarray(OVERTIME_BY_WEEKDAY)[lt.weekday[first_row]]
+    )
     working = lt.working
-    holiday = lt.day_type == HOLIDAY
 
     att_day = attendance * (1.0 + 0.045 * z_att + 0.02 * z_site[:, None])
-    att = np.clip(att_day[row] * (month_att * np.where(makeup, 0.95, 1.0))[:, None], 0.0, 0.99)
-    ot_day = overtime * np.exp(0.55 * z_ot - 0.15)
-    ot = ot_day[row] * (month_ot * wd_ot)[:, None]
-    p_work = tpl.presence[summer, qod]
-    a_work = tpl.activity[summer, qod]
-    o_work = tpl.overtime[summer, qod] * ot
-    pres_w = att * np.maximum(p_work, o_work)
-    act_w = att * np.maximum(a_work, 0.9 * o_work)
-
+    att_day = np.clip(att_day * (month_att * np.where(d_makeup, 0.95, 1.0))[:, None], 0.0, 0.99)
+    ot_day = overtime * np.exp(0.55 * z_ot - 0.15) * month_ot[:, None]
     # some weekends the whole administration works (inspections, campaigns, deadlines)
     busy_weekend = rand.uniform(site_key, days * 8 + 4) < 0.12
-    duty_scale = np.where(holiday, 0.35, np.where(busy_weekend[row], 4.0, 1.0))
-    duty_on = u_duty[row] < duty_p * duty_scale[:, None]
-    duty_frac = np.where(duty_on, 0.08 + 0.22 * u_frac[row], 0.0)
-    pres_off = duty_frac * tpl.duty[qod][:, None]
-    w = working[:, None]
-    presence = np.where(w, pres_w, pres_off)
-    activity = np.where(w, act_w, pres_off * 0.9)
+    duty_scale = np.where(d_holiday, 0.35, np.where(busy_weekend, 4.0, 1.0))
+    duty_on = u_duty < duty_p * duty_scale[:, None]
+    duty_frac = np.where(duty_on, 0.08 + 0.22 * u_frac, 0.0)
+
+    att = att_day[row]
+    o_work = tpl.overtime[summer, qod]
+    o_work *= ot_day[row]
+    presence = tpl.presence[summer, qod]
+    np.maximum(presence, o_work, out=presence)
+    presence *= att
+    o_work *= 0.9
+    activity = tpl.activity[summer, qod]
+    np.maximum(activity, o_work, out=activity)
+    activity *= att
+    off = np.nonzero(~working)[0]
+    if len(off):
+        pres_off = duty_frac[row[off]] * tpl.duty[qod[off]][:, None]
+        presence[off] = pres_off
+        activity[off] = 0.9 * pres_off
 
     members = np.zeros((nt, len(spec.buildings)))
     b_of = {b: i for i, b in enumerate(spec.buildings)}

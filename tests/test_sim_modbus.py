@@ -409,4 +409,8 @@ def test_the_servers_encoder_writes_what_decode_encode_writes():
             for value in (0.0, 0.5, 1.5, 2.5, 229.87, 12_345.678, 4.2e9, -3.26, -40_000.0):
                 for pt, ct in ((1.0, 1.0), (1.0, 400.0), (10.0, 80.0)):
                     expected = encode(value, spec, pt=pt, ct=ct)
-                    assert encoder(spec, pt, ct)(value) == expected, (profile.name, f.quantity, value)
+                    assert encoder(spec, pt, ct)(value) == expected, (
+                        profile.name,
+                        f.quantity,
+                        value,
+                    )
