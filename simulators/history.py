@@ -273,9 +273,9 @@ def _chunk(
     frac_heat = (mode_int == 2).mean(axis=1)
     e_cool = e * frac_cool[:, None]
     e_heat = e * frac_heat[:, None]
-    before_total = np.cumsum(e, axis=0) - e
-    before_cool = np.cumsum(e_cool, axis=0) - e_cool
-    before_heat = np.cumsum(e_heat, axis=0) - e_heat
+    before_total = _exclusive_cumsum(e)
+    before_cool = _exclusive_cumsum(e_cool)
+    before_heat = _exclusive_cumsum(e_heat)
     wx = model.weather.at(ts)
     ctx = derive.Context(
         ts_ms=ts,
@@ -323,7 +323,11 @@ def _chunk(
             act_d[s.id] = e[:, i].copy()
             cf_d[s.id] = e_cf[:, i].copy()
             sav_d[s.id] = cf_d[s.id] - act_d[s.id]
-    new_state = state.advanced(e.sum(axis=0), e_cool.sum(axis=0), e_heat.sum(axis=0))
+    # advanced by the same running sums the counters were sampled from (not a pairwise
+    # sum, which may differ by an ulp and make a counter step back at the chunk boundary)
+    new_state = state.advanced(
+        before_total[-1] + e[-1], before_cool[-1] + e_cool[-1], before_heat[-1] + e_heat[-1]
+    )
     hist = History(
         ts_ms=ts,
         interval_ms=step,
@@ -335,6 +339,13 @@ def _chunk(
         meter_ids=tuple(s.id for s in sel),
     )
     return hist, new_state
+
+
+def _exclusive_cumsum(e: F64) -> F64:
+    """Energy before each interval (cumsum - e would wobble by an ulp: counters must not)."""
+    out = np.zeros_like(e)
+    np.cumsum(e[:-1], axis=0, out=out[1:])
+    return out
 
 
 def _batch(labels: list[tuple[str, str]], times: list[I64], vals: list[F64]) -> ReadingBatch:
