@@ -415,7 +415,8 @@ class SimulationConfig(_Model):
     start: datetime | None = None
     """Simulated time an accelerated run starts from (with a UTC offset); absent: now."""
     epoch: date = date(2024, 1, 1)
-    """Local date from which counters integrate the model: each shows its start value then."""
+    """Local date from which counters integrate the model (each shows its start value then);
+    keep it before the first day you simulate."""
     faults: dict[EntityId, MeterFaults] = Field(default_factory=dict)
     """Faults by meter id; none unless listed."""
 

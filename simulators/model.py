@@ -110,6 +110,23 @@ class Evaluation:
         return out
 
 
+@dataclass(frozen=True)
+class _Offices:
+    """The departments' office meters, as columns (for one vectorised pass)."""
+
+    meters: I64
+    tenants: I64
+    area: F64
+    lpd: F64
+    plug_w: F64
+    heaters: F64
+    staff: F64
+    lit: npt.NDArray[np.bool_]
+    """Meters that carry their department's lamps."""
+    equipment: npt.NDArray[np.bool_]
+    """Meters that carry its equipment (照明插座: both)."""
+
+
 def _fir_lag(x: F64, tau_q: float, taps: int) -> F64:
     """Exponentially weighted mean of the last `taps` samples (a finite memory, so a
     value never depends on how far back the evaluation started)."""
@@ -143,9 +160,46 @@ class SiteModel:
         for s in self.spec.meters:
             k = (s.tenant_index, s.role)
             self._sharing[k] = self._sharing.get(k, 0) + 1
+        self._office = self._office_group()
+        self._office_set = set(self._office.meters.tolist())
         self._meeting_buildings = {
             s.building_index for s in self.spec.meters if s.role is Role.MEETING
         }
+
+    def _office_group(self) -> _Offices:
+        rows = []
+        for s in self.spec.meters:
+            if s.role not in (Role.OFFICE, Role.OFFICE_LIGHTING) or s.tenant_index is None:
+                continue
+            tenant = self.spec.tenants[s.tenant_index]
+            if tenant.kind != "department":
+                continue
+            hb = self.spec.habits[s.tenant_index]
+            rows.append(
+                (
+                    s.index,
+                    s.tenant_index,
+                    s.area_m2,
+                    hb.lighting_w_m2,
+                    hb.plug_w_staff,
+                    hb.heaters,
+                    float(tenant.staff) / self._sharing[(s.tenant_index, s.role)],
+                    s.size >= 0 or s.role is Role.OFFICE_LIGHTING,
+                    s.role is Role.OFFICE,
+                )
+            )
+        cols = list(zip(*rows, strict=True)) if rows else [()] * 9
+        return _Offices(
+            meters=np.array(cols[0], dtype=np.int64),
+            tenants=np.array(cols[1], dtype=np.int64),
+            area=np.array(cols[2], dtype=np.float64),
+            lpd=np.array(cols[3], dtype=np.float64),
+            plug_w=np.array(cols[4], dtype=np.float64),
+            heaters=np.array(cols[5], dtype=np.float64),
+            staff=np.array(cols[6], dtype=np.float64),
+            lit=np.array(cols[7], dtype=bool),
+            equipment=np.array(cols[8], dtype=bool),
+        )
 
     @cached_property
     def start_values(self) -> F64:
@@ -196,6 +250,20 @@ class SiteModel:
             elif gain:
                 gains_a += gain * load
 
+        def add_many(idx: I64, eu: EndUse, load: F64, gain: float) -> None:
+            nonlocal gains_a, gains_c
+            f = factors.get(eu)
+            own_c[:, idx] += load
+            if any_measure:
+                la = load if f is None else load * f[:, None]
+                own_a[:, idx] += la
+                if gain:
+                    gains_c += gain * load.sum(axis=1)
+                    gains_a += gain * la.sum(axis=1)
+            elif gain:
+                gains_a += gain * load.sum(axis=1)
+
+        self._offices(occ, wx.irradiance, wx.temperature, add_many)
         self._electric_loads(lt, wx.irradiance, wx.temperature, occ, add)
         self._water_loads(lt, wx.cloud, wx.temperature, occ, own_a, own_c, factors)
         mode, chw = self._plant(lt, wx, occ, gains_a, gains_c, own_a, own_c, factors, any_measure)
@@ -270,6 +338,30 @@ class SiteModel:
 
     # ------------------------------------------------------------------ electricity
 
+    def _offices(
+        self, occ: Occupancy, ghi: F64, temp: F64, put: Callable[[I64, EndUse, F64, float], None]
+    ) -> None:
+        """Every department's office meters at once: lamps, equipment, the network closet."""
+        o = self._office
+        if not len(o.meters):
+            return
+        daylight = np.clip(ghi / 600.0, 0.0, 1.0)
+        cold = np.clip((10.0 - temp) / 10.0, 0.0, 1.5)
+        act = occ.activity[:, o.tenants]
+        on = act * (1.08 * (1.0 - 0.25 * daylight))[:, None]
+        np.clip(on, 0.0, 1.0, out=on)
+        lit = o.lit
+        lighting = (0.04 + 0.96 * on[:, lit]) * (o.area * o.lpd / 1000.0)[lit]
+        put(o.meters[lit], EndUse.LIGHTING, lighting, 0.9)
+        eq = o.equipment
+        staff = o.staff[eq]
+        plugs = act[:, eq] * (staff * o.plug_w[eq] / 1000.0)
+        plugs += act[:, eq] * cold[:, None] * (staff * 0.12 * o.heaters[eq])
+        plugs += o.area[eq] * 0.002 + staff * 0.025
+        put(o.meters[eq], EndUse.PLUG, plugs, 0.85)
+        it = np.broadcast_to(0.3 + o.area[eq] * 0.0002, plugs.shape)
+        put(o.meters[eq], EndUse.IT, it, 0.5)
+
     def _electric_loads(
         self,
         lt: LocalTimes,
@@ -292,6 +384,8 @@ class SiteModel:
             ti = s.tenant_index
             bi = s.building_index
             if role in (Role.OFFICE, Role.OFFICE_LIGHTING):
+                if i in self._office_set:
+                    continue  # done with all departments at once (_offices)
                 area = s.area_m2
                 tenant = self.spec.tenants[ti] if ti is not None else None
                 hb = self.spec.habits[ti] if ti is not None else None
@@ -763,7 +857,7 @@ class SiteModel:
         own = own_q[rows] * self.weights_at(ev.q0 + rows, minute)
         return self._roll_up_with(own, loss_q[rows])
 
-    def energy_between(self, q_from: int, q_to: int, chunk: int = 96 * 56) -> tuple[F64, F64, F64]:
+    def energy_between(self, q_from: int, q_to: int, chunk: int = 96 * 14) -> tuple[F64, F64, F64]:
         """Energy (kWh; m3 for water) each meter counts over quarters [q_from, q_to):
         total, and the parts counted in cooling and in heating mode (thermal meters)."""
         total = np.zeros(self.n_meters)
