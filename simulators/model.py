@@ -357,7 +357,7 @@ class SiteModel:
         staff = o.staff[eq]
         plugs = act[:, eq] * (staff * o.plug_w[eq] / 1000.0)
         plugs += act[:, eq] * cold[:, None] * (staff * 0.12 * o.heaters[eq])
-        plugs += o.area[eq] * 0.002 + staff * 0.025
+        plugs += o.area[eq] * 0.002 + staff * 0.035
         put(o.meters[eq], EndUse.PLUG, plugs, 0.85)
         it = np.broadcast_to(0.3 + o.area[eq] * 0.0002, plugs.shape)
         put(o.meters[eq], EndUse.IT, it, 0.5)
@@ -402,7 +402,7 @@ class SiteModel:
                 if s.size >= 0 or role is Role.OFFICE_LIGHTING:
                     put(i, EndUse.LIGHTING, lighting, 0.9)
                 if role is Role.OFFICE:
-                    standby = area * 0.002 + staff * 0.025
+                    standby = area * 0.002 + staff * 0.035
                     plugs = standby + staff * plug_w / 1000.0 * act
                     plugs = plugs + staff * 0.12 * heaters * cold * act
                     put(i, EndUse.PLUG, plugs, 0.85)
@@ -410,7 +410,7 @@ class SiteModel:
             elif role is Role.COMMON_LIGHTING:
                 on_hours = working & (h >= 7.0) & (h < pm_end + 1.5)
                 weekend_day = ~working & (h >= 8.0) & (h < 18.0)
-                frac = np.where(on_hours, 0.95, np.where(weekend_day, 0.45, 0.22))
+                frac = np.where(on_hours, 0.95, np.where(weekend_day, 0.45, 0.25))
                 put(i, EndUse.LIGHTING, s.size * frac, 0.9)
             elif role is Role.OUTDOOR_LIGHTING:
                 evening = dark & (h >= 15.0) & ((h < 22.5) | (festival & (h < 23.5)))

@@ -260,7 +260,7 @@ class SiteSpec:
 DEPT_IT_KW = 0.5
 """A department's network switch, small server, always on."""
 COMMON_LIGHTING_W_M2 = 8.0
-IT_ROOM_W_M2 = 110.0
+IT_ROOM_W_M2 = 120.0
 OUTDOOR_W_PER_BUILDING_M2 = 0.5
 CANTEEN_KW_PER_DINER = 0.04
 DESIGN_COOLING_W_M2 = 90.0
@@ -481,7 +481,7 @@ def _size(
     staff = float(tenant.staff) if tenant else 0.0
     if role in (Role.OFFICE, Role.OFFICE_LIGHTING):
         lpd = habits.lighting_w_m2 if habits else 9.0
-        peak = area * lpd / 1000 + staff * 0.2 + area * 0.002 + DEPT_IT_KW
+        peak = area * lpd / 1000 + staff * 0.21 + area * 0.002 + DEPT_IT_KW
         return area, max(5.0, 1.6 * peak), 0.03, 0.04
     if role is Role.CANTEEN:
         kw = CANTEEN_KW_PER_DINER * total_staff
