@@ -162,7 +162,7 @@ def iter_history(
     progress: Callable[[int], None] | None = None,
 ) -> Iterator[History]:
     """`generate_history()` in chunks of `chunk_days` (default: 7 days at 1-5 minutes,
-    14 days otherwise). `progress` is called with the ms of time covered after each."""
+    56 days otherwise). `progress` is called with the ms of time covered after each."""
     a, b, step = _check_range(start, end, interval)
     model = model or SiteModel(site, seed)
     ids = tuple(meters) if meters is not None else tuple(m.id for m in site.meters)
@@ -171,7 +171,7 @@ def iter_history(
     sel = [model.spec.spec(mid) for mid in ids]
     wanted = {s.id: selected_quantities(site, s.id, quantities) for s in sel}
     step_min = step // MINUTE_MS
-    days = chunk_days or (7 if step_min < 15 else 14)
+    days = chunk_days or (7 if step_min < 15 else 56)
     chunk = max(step, (days * 86_400_000 // step) * step)
     # counters at the first instant
     qa = a // QUARTER_MS
@@ -239,7 +239,7 @@ def _chunk(
 ) -> tuple[History, CounterState]:
     q0 = a // QUARTER_MS
     q1 = -(-b // QUARTER_MS)
-    ev = model.evaluate(q0, q1 - q0)
+    ev = model.evaluate_blocks(q0, q1 - q0)
     ts = np.arange(a, b, step, dtype=np.int64)
     n = len(ts)
     step_min = step // MINUTE_MS
