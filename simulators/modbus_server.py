@@ -120,12 +120,13 @@ def encoder(spec: RegisterSpec, pt: float, ct: float) -> Encoder:
     return enc_int
 
 
-_FIELDS: dict[tuple[str, float, float], tuple[tuple[str, RegisterSpec, float, Encoder], ...]] = {}
+Field = tuple[str, int, int, RegisterSpec, float, Encoder]
+_FIELDS: dict[tuple[str, float, float], tuple[Field, ...]] = {}
 
 
-def _fields(unit: SimulatedUnit) -> tuple[tuple[str, RegisterSpec, float, Encoder], ...]:
-    """(quantity, register spec, canonical-to-register factor, encoder) of each field of a
-    unit's profile, built once per (profile, PT, CT)."""
+def _fields(unit: SimulatedUnit) -> tuple[Field, ...]:
+    """(quantity, first register, end register, register spec, canonical-to-register factor,
+    encoder) of each field of a unit's profile, built once per (profile, PT, CT)."""
     k = (unit.profile.name, unit.pt, unit.ct)
     got = _FIELDS.get(k)
     if got is None:
@@ -133,7 +134,8 @@ def _fields(unit: SimulatedUnit) -> tuple[tuple[str, RegisterSpec, float, Encode
         for f in unit.profile.fields:
             spec = unit.profile.spec(f)
             factor = 1.0 / conversion_factor(f.unit, QUANTITIES[f.quantity].unit)
-            fields.append((f.quantity, spec, factor, encoder(spec, unit.pt, unit.ct)))
+            enc = encoder(spec, unit.pt, unit.ct)
+            fields.append((f.quantity, spec.address, spec.address + spec.count, spec, factor, enc))
         got = tuple(fields)
         _FIELDS[k] = got
     return got
@@ -257,8 +259,8 @@ class SimulatedGateway:
             return ExcCodes.GATEWAY_NO_RESPONSE
         values = injector.values(key, now, unit.values(now), unit.values)
         end = address + count
-        for quantity, spec, to_register, enc in _fields(unit):
-            if spec.address + spec.count <= address or spec.address >= end:
+        for quantity, first, stop, spec, to_register, enc in _fields(unit):
+            if stop <= address or first >= end:
                 continue
             if quantity not in values:
                 continue
@@ -268,8 +270,8 @@ class SimulatedGateway:
                 value = injector.rollover_value(
                     key, quantity, now, value, spec, ratio, unit.values, 1.0 / to_register
                 )
-            offset = spec.address - start_address
-            registers[offset : offset + spec.count] = enc(value)
+            offset = first - start_address
+            registers[offset : offset + stop - first] = enc(value)
         return None
 
     async def start(self) -> int:
