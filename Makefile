@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.ingest_mqtt
 	$(BIN)/python -m bench.influx
 	$(BIN)/python -m bench.baselines
+	$(BIN)/python -m bench.simulate
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build *.egg-info

@@ -91,6 +91,43 @@ def _keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def _simulate_history(args: argparse.Namespace) -> int:
+    from epcmon.simulate import HistoryOptions, run_history
+    from epcmon.sites import load
+
+    site = load(args.site)
+    opts = HistoryOptions(
+        start=args.start,
+        end=args.end,
+        interval=args.interval,
+        seed=args.seed,
+        quantities=args.quantities,
+        meters=tuple(m for m in (args.meters or "").split(",") if m),
+        out=args.out,
+        truth=args.truth,
+        faults=tuple(args.fault or ()),
+        progress=not args.no_progress,
+    )
+    return run_history(site, opts)
+
+
+def _simulate_serve(args: argparse.Namespace) -> int:
+    from epcmon.simulate import ServeArgs, run_serve
+    from epcmon.sites import load
+
+    site = load(args.site)
+    opts = ServeArgs(
+        seed=args.seed,
+        speed=args.speed,
+        start=args.start,
+        any_port=args.any_port,
+        mqtt_url=args.mqtt_url,
+        faults=tuple(args.fault or ()),
+        duration_s=args.duration,
+    )
+    return asyncio.run(run_serve(site, opts))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="epcmon", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
@@ -196,6 +233,74 @@ def build_parser() -> argparse.ArgumentParser:
     from epcmon.savings_cli import add_commands
 
     add_commands(sub)
+
+    p = sub.add_parser("simulate", help="the virtual site: write its history, or serve its meters")
+    sim = p.add_subparsers(dest="simulate_command", required=True, metavar="WHAT")
+    h = sim.add_parser("history", help="write the site's readings over a date range")
+    h.add_argument("--site", default=DEFAULT_SITE, help=f"site file (default {DEFAULT_SITE})")
+    h.add_argument("--from", dest="start", required=True, help="first day (local) or ISO time")
+    h.add_argument("--to", dest="end", required=True, help="day after the last (local) or ISO time")
+    h.add_argument("--interval", default="15m", help="1m, 5m, 15m, 30m or 1h (default 15m)")
+    h.add_argument(
+        "--seed", type=int, default=None, help="default: the site file's [simulation] seed"
+    )
+    h.add_argument(
+        "--quantities",
+        choices=("core", "all"),
+        default="core",
+        help="core: counters and their rates, weather (default); all: every register",
+    )
+    h.add_argument("--meters", default=None, help="comma-separated meter ids (default: all)")
+    h.add_argument(
+        "--out",
+        default=None,
+        help="a .duckdb store, a .csv or a .parquet file (default: the site's store)",
+    )
+    h.add_argument(
+        "--truth",
+        default=None,
+        help="also write actual, counterfactual and true savings per interval (.csv/.parquet)",
+    )
+    h.add_argument(
+        "--fault",
+        action="append",
+        metavar="METER:KEY=VALUE,...",
+        help="inject a fault as a collector would have stored it (repeatable)",
+    )
+    h.add_argument("--no-progress", action="store_true", help="no progress bar")
+    h.set_defaults(func=_simulate_history)
+    v = sim.add_parser("serve", help="run the site's Modbus gateways and MQTT meters on loopback")
+    v.add_argument("--site", default=DEFAULT_SITE, help=f"site file (default {DEFAULT_SITE})")
+    v.add_argument(
+        "--seed", type=int, default=None, help="default: the site file's [simulation] seed"
+    )
+    v.add_argument(
+        "--speed",
+        type=float,
+        default=None,
+        help="simulated seconds per second (default: [simulation] acceleration, 1)",
+    )
+    v.add_argument(
+        "--start", default=None, help="simulated start time, ISO with offset (default: now)"
+    )
+    v.add_argument(
+        "--any-port",
+        action="store_true",
+        help="free ports instead of the site file's gateway ports",
+    )
+    v.add_argument(
+        "--mqtt-url",
+        default=None,
+        help="publish to this broker (default: [mqtt] url, else an embedded one)",
+    )
+    v.add_argument(
+        "--fault",
+        action="append",
+        metavar="METER:KEY=VALUE,...",
+        help="inject a fault, e.g. E-D01:busy_rate=0.2 or W-MAIN:offline (repeatable)",
+    )
+    v.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    v.set_defaults(func=_simulate_serve)
     return parser
 
 

@@ -1,8 +1,9 @@
 """`epcmon demo`: the whole path in one process, on the embedded defaults.
 
-A few meters of the site are simulated (Modbus gateways on loopback, MQTT meters publishing
-to an embedded broker when no broker URL is configured), collected, stored in DuckDB under
-the data directory, and served by the API on 127.0.0.1.
+A few meters of the virtual site (`simulators.site.SimulatedSite`, in real time) are served
+(Modbus gateways on loopback, MQTT meters publishing to an embedded broker when no broker
+URL is configured), collected, stored in DuckDB under the data directory, and served by the
+API on 127.0.0.1. The simulator's truth (the contract's true savings) is printed beside.
 """
 
 from __future__ import annotations
@@ -12,8 +13,7 @@ import contextlib
 import logging
 import signal
 import socket
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,12 +27,14 @@ from collectors.availability import Availability
 from collectors.deadletters import DeadLetters
 from collectors.modbus.poller import GatewayPoller
 from collectors.mqtt.subscriber import MqttSubscriber
-from collectors.profiles import get_profile, load_profiles
+from collectors.profiles import load_profiles
 from collectors.writer import StoreWriter
 from core.config import Meter, SiteConfig, parse_site
-from simulators.live import live_meters
-from simulators.modbus_server import SimulatedGateway, SimulatedUnit
+from simulators.clock import RealClock
+from simulators.modbus_server import SimulatedGateway
 from simulators.mqtt_publisher import MqttMeterPublisher
+from simulators.serve import site_units
+from simulators.site import SimulatedSite
 from storage.duckdb_store import DuckDBStore
 
 log = logging.getLogger("epcmon.demo")
@@ -100,6 +102,20 @@ def demo_site(
     )
 
 
+def say_truth(
+    site: SiteConfig, sim: SimulatedSite, now_ms: int, say: Callable[[str], None]
+) -> None:
+    """The simulator knows the true savings: print them for each contract, last 7 days."""
+    week_ms = 7 * 86_400_000
+    end = now_ms // 900_000 * 900_000
+    for c in site.contracts:
+        saved = sum(sim.true_savings_kwh(m, end - week_ms, end) for m in c.meters)
+        say(
+            f"simulator truth: contract {c.id}, true savings over the last 7 days "
+            f"{saved:,.0f} kWh (boundary meters {', '.join(c.meters)})"
+        )
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -122,8 +138,10 @@ async def run_demo(site: SiteConfig, opts: DemoOptions) -> None:
         loop.add_signal_handler(sig, stop.set)
 
     meters = pick_meters(site)
-    clock_ms = lambda: int(time.time() * 1000)  # noqa: E731
-    live = live_meters(site, meters)
+    sim = SimulatedSite(site, clock=RealClock())
+    now_ms = sim.clock()
+    sim.values(meters[0].id, now_ms)  # integrates every counter from the epoch to now
+    say_truth(site, sim, now_ms, say)
 
     broker: Broker | None = None
     mqtt_url = opts.mqtt_url or site.mqtt.url
@@ -144,21 +162,11 @@ async def run_demo(site: SiteConfig, opts: DemoOptions) -> None:
     gateways: list[SimulatedGateway] = []
     ports: dict[str, int] = {}
     for gw in site.gateways:
-        units = [
-            SimulatedUnit(
-                m.modbus.unit,
-                get_profile(m.modbus.profile),
-                live[m.id].values,
-                m.modbus.pt_ratio,
-                m.modbus.ct_ratio,
-            )
-            for m in meters
-            if m.modbus is not None and m.modbus.gateway == gw.id
-        ]
+        units = site_units(sim, [m for m in meters if m.modbus and m.modbus.gateway == gw.id])
         if units:
-            sim = SimulatedGateway(units, clock=clock_ms)
-            ports[gw.id] = await sim.start()
-            gateways.append(sim)
+            gateway = SimulatedGateway(units, clock=sim.clock)
+            ports[gw.id] = await gateway.start()
+            gateways.append(gateway)
             say(
                 f"simulated gateway {gw.id} on 127.0.0.1:{ports[gw.id]} (units {', '.join(str(u.unit) for u in units)})"
             )
@@ -186,7 +194,10 @@ async def run_demo(site: SiteConfig, opts: DemoOptions) -> None:
         subscriber = MqttSubscriber(dsite, mqtt_url, writer, dead, availability)
         tasks.append(asyncio.create_task(subscriber.run(stop)))
         publisher = MqttMeterPublisher(
-            dsite, [(m, live[m.id].values) for m in dsite.meters if m.mqtt], mqtt_url
+            dsite,
+            [(m, sim.source(m.id)) for m in dsite.meters if m.mqtt],
+            mqtt_url,
+            clock=sim.clock,
         )
         tasks.append(asyncio.create_task(publisher.run(stop)))
 
@@ -222,8 +233,8 @@ async def run_demo(site: SiteConfig, opts: DemoOptions) -> None:
         stop.set()
         server.should_exit = True
         await asyncio.gather(api_task, *tasks, return_exceptions=True)
-        for sim in gateways:
-            await sim.stop()
+        for gateway in gateways:
+            await gateway.stop()
         if broker is not None:
             await broker.shutdown()
         store.close()

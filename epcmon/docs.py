@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 import types
 import typing
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from pydantic import BaseModel
@@ -31,6 +31,7 @@ _SECTIONS: list[tuple[str, str]] = [
     ("payload_formats", "[payload_formats.NAME]"),
     ("meters", "[[meters]]"),
     ("contracts", "[[contracts]]"),
+    ("simulation", "[simulation]"),
 ]
 
 
@@ -54,6 +55,8 @@ def _type_name(annotation: Any) -> str:
         return "table"
     if annotation is date:
         return "date"
+    if annotation is datetime:
+        return "datetime (with UTC offset)"
     return getattr(annotation, "__name__", str(annotation))
 
 

@@ -78,8 +78,12 @@ def run_copy(args: argparse.Namespace) -> int:
             with tqdm(
                 total=plan.points, unit="pt", unit_scale=True, disable=args.no_progress
             ) as bar:
+
+                def advance(points: int) -> None:
+                    bar.update(points)
+
                 written = copy_history(
-                    source, destination, plan, state, batch_points=args.batch, progress=bar.update
+                    source, destination, plan, state, batch_points=args.batch, progress=advance
                 )
         finally:
             destination.close()

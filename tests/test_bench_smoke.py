@@ -41,6 +41,20 @@ def test_mqtt_ingest_benchmark_quick_run() -> None:
     assert "lost 0" in done.stdout
 
 
+def test_simulator_benchmark_quick_run() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.simulate", "--quick"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "history 1 min" in done.stdout
+    assert "Modbus gateway, pymodbus client" in done.stdout
+
+
 def test_influx_benchmark_quick_run(tmp_path: Path) -> None:
     require("influxd", "influxdb")
     done = subprocess.run(
