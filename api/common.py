@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Literal
 
 import numpy as np
@@ -20,10 +20,29 @@ from core.readings import to_ms
 Format = Literal["json", "csv"]
 
 
+_EPOCH = date(1970, 1, 1)
+
+
 def iso_times(ts_ms: npt.NDArray[np.int64]) -> list[str]:
-    stamps: npt.NDArray[np.datetime64] = ts_ms.astype("datetime64[ms]")
-    text = np.datetime_as_string(stamps, unit="s" if not np.any(ts_ms % 1000) else "ms")
-    return [str(t) + "Z" for t in text]
+    """ISO-8601 UTC strings ('2026-11-30T08:00:00Z'), fast: a series has few distinct days
+    and few distinct times of day, so each is formatted once and the pairs are joined
+    (numpy's datetime_as_string took 17 ms for a year of hours)."""
+    if len(ts_ms) == 0:
+        return []
+    with_ms = bool(np.any(ts_ms % 1000))
+    days, of_day = np.divmod(ts_ms, 86_400_000)
+    unique_days, day_index = np.unique(days, return_inverse=True)
+    unique_times, time_index = np.unique(of_day, return_inverse=True)
+    day_text = [(_EPOCH + timedelta(days=d)).isoformat() for d in unique_days.tolist()]
+    time_text = [
+        f"T{t // 3_600_000:02d}:{t // 60_000 % 60:02d}:{t // 1000 % 60:02d}"
+        + (f".{t % 1000:03d}Z" if with_ms else "Z")
+        for t in unique_times.tolist()
+    ]
+    return [
+        day_text[d] + time_text[t]
+        for d, t in zip(day_index.tolist(), time_index.tolist(), strict=True)
+    ]
 
 
 def iso(moment: datetime) -> str:

@@ -338,3 +338,24 @@ def test_every_contract_route_is_in_the_matrix(client):
     }
     listed = {re.sub(r"\{c\}", "{x}", p).replace(MONTH, "{x}") for p, _ in CONTRACT_ROUTES}
     assert paths <= listed, paths - listed
+
+
+@pytest.mark.parametrize(
+    "ts",
+    [
+        [1722441600000 + i * 3_600_000 for i in range(50)],
+        [-1500, 0, 1999, 86_400_000 * 20_000 + 123],
+        [951782400000, 951868800000],  # 2000-02-29, 2000-03-01
+    ],
+)
+def test_iso_times_match_numpy(ts):
+    import numpy as np
+
+    from api.common import iso_times
+
+    arr = np.array(ts, dtype=np.int64)
+    unit = "s" if not np.any(arr % 1000) else "ms"
+    expected = [
+        str(t) + "Z" for t in np.datetime_as_string(arr.astype("datetime64[ms]"), unit=unit)
+    ]
+    assert iso_times(arr) == expected

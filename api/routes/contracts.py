@@ -56,9 +56,17 @@ def baseline_of(request: Request, contract: Contract, utility: Utility) -> Basel
 
 
 class SavingsCache:
+    """Savings per (contract, utility, baseline), recomputed at most every `CACHE_S`; one
+    computation at a time per key, so fifty dashboards asking at once compute it once."""
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._key_locks: dict[tuple[str, str, str], threading.Lock] = {}
         self._entries: dict[tuple[str, str, str], tuple[float, SavingsResult]] = {}
+
+    def _fresh(self, key: tuple[str, str, str]) -> SavingsResult | None:
+        hit = self._entries.get(key)
+        return hit[1] if hit is not None and time.monotonic() - hit[0] < CACHE_S else None
 
     def get(
         self,
@@ -69,15 +77,18 @@ class SavingsCache:
         baseline: Baseline,
     ) -> SavingsResult:
         key = (contract.id, utility, baseline.fitted_at)
-        now = time.monotonic()
         with self._lock:
-            hit = self._entries.get(key)
-            if hit is not None and now - hit[0] < CACHE_S:
-                return hit[1]
-        result = compute_savings(site, contract.id, store, utility=utility, baseline=baseline)
-        with self._lock:
-            self._entries[key] = (now, result)
-        return result
+            if (hit := self._fresh(key)) is not None:
+                return hit
+            key_lock = self._key_locks.setdefault(key, threading.Lock())
+        with key_lock:
+            with self._lock:
+                if (hit := self._fresh(key)) is not None:
+                    return hit
+            result = compute_savings(site, contract.id, store, utility=utility, baseline=baseline)
+            with self._lock:
+                self._entries[key] = (time.monotonic(), result)
+            return result
 
 
 def period_row(p: PeriodSavings, unit: str) -> dict[str, Any]:
