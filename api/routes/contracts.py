@@ -46,7 +46,8 @@ def statements_of(request: Request) -> StatementStore:
 
 
 def baseline_of(request: Request, contract: Contract, utility: Utility) -> Baseline:
-    baseline = statements_of(request).latest_baseline(contract.id, utility)
+    cache: SavingsCache = request.app.state.savings_cache
+    baseline = cache.baseline(statements_of(request), contract.id, utility)
     if baseline is None:
         raise InsufficientData(
             f"contract {contract.id}: no {utility} baseline has been fitted yet "
@@ -63,6 +64,22 @@ class SavingsCache:
         self._lock = threading.Lock()
         self._key_locks: dict[tuple[str, str, str], threading.Lock] = {}
         self._entries: dict[tuple[str, str, str], tuple[float, SavingsResult]] = {}
+        self._baselines: dict[tuple[str, str], tuple[float, Baseline | None]] = {}
+
+    def baseline(
+        self, statements: StatementStore, contract_id: str, utility: str
+    ) -> Baseline | None:
+        """The stored baseline, re-read at most every `CACHE_S` (parsing its JSON per request
+        cost more than the request)."""
+        key = (contract_id, utility)
+        with self._lock:
+            hit = self._baselines.get(key)
+            if hit is not None and time.monotonic() - hit[0] < CACHE_S:
+                return hit[1]
+        baseline = statements.latest_baseline(contract_id, utility)
+        with self._lock:
+            self._baselines[key] = (time.monotonic(), baseline)
+        return baseline
 
     def _fresh(self, key: tuple[str, str, str]) -> SavingsResult | None:
         hit = self._entries.get(key)
