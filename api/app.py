@@ -7,6 +7,7 @@ from pathlib import Path
 from fastapi import FastAPI, Response
 from fastapi.middleware.cors import CORSMiddleware
 
+from api.cache import ResponseCache
 from api.deps import Reader, SiteDep, StoreDep
 from api.errors import install_error_handler
 from api.keys import KeyStore
@@ -48,6 +49,7 @@ def create_app(
     app.state.limiter = RateLimiter(site.api.rate_limit_per_s, site.api.rate_burst)
     app.state.statements = statements or StatementStore(site.storage.statements_file)
     app.state.savings_cache = SavingsCache()
+    app.state.response_cache = ResponseCache()
     spool = getattr(store, "spool", None)
     app.state.ops = OpsContext(
         status=status,

@@ -81,4 +81,8 @@ def csv_response(
 def json_response(payload: object) -> Response:
     """Serialise with orjson, skipping FastAPI's response-model pass: series of thousands of
     points are the API's hot path, and their shape is already fixed by the route."""
-    return Response(orjson.dumps(payload), media_type="application/json")
+    return json_bytes_response(orjson.dumps(payload))
+
+
+def json_bytes_response(body: bytes) -> Response:
+    return Response(body, media_type="application/json")

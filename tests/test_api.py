@@ -359,3 +359,18 @@ def test_iso_times_match_numpy(ts):
         str(t) + "Z" for t in np.datetime_as_string(arr.astype("datetime64[ms]"), unit=unit)
     ]
     assert iso_times(arr) == expected
+
+
+def test_series_cache_sees_new_data_at_once(world, client):
+    from core.readings import ReadingBatch
+
+    h = auth(world, "viewer")
+    params = {"quantity": "power", "start": "2025-12-14T15:00:00Z", "end": "2025-12-15T16:00:00Z"}
+    first = client.get("/api/v1/meters/E-D02/series", headers=h, params=params).json()["points"]
+    again = client.get("/api/v1/meters/E-D02/series", headers=h, params=params).json()["points"]
+    assert again == first  # served again (from the cache)
+    new_ts = T0 + DAYS * 86_400_000 + 3_600_000  # after the newest point
+    world.store.write(ReadingBatch.for_series("E-D02", "power", [new_ts], [42.0]))
+    after = client.get("/api/v1/meters/E-D02/series", headers=h, params=params).json()["points"]
+    assert len(after) == len(first) + 1
+    assert after[-1]["value"] == 42.0

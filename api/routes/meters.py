@@ -5,10 +5,19 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
-from api.common import Format, csv_response, iso, iso_times, json_response, time_range
+from api.cache import ResponseCache
+from api.common import (
+    Format,
+    csv_response,
+    iso,
+    iso_times,
+    json_bytes_response,
+    json_response,
+    time_range,
+)
 from api.deps import Reader, SiteDep, StoreDep
 from api.errors import BadRequest
 from api.schemas import ErrorOut, LatestOut, MeterOut, SeriesOut
@@ -75,6 +84,7 @@ def meter_latest(_who: Reader, site: SiteDep, store: StoreDep, meter_id: str) ->
 @router.get("/{meter_id}/series", response_model=SeriesOut, responses=ERRORS)
 def meter_series(
     _who: Reader,
+    request: Request,
     site: SiteDep,
     store: StoreDep,
     meter_id: str,
@@ -98,6 +108,11 @@ def meter_series(
     if quantity not in QUANTITIES:
         raise NotFound(f"no quantity {quantity!r}")
     start_dt, end_dt, start_ms, end_ms = time_range(site, start, end, timedelta(hours=24))
+    cache: ResponseCache = request.app.state.response_cache
+    newest = max((r.ts_ms for r in store.latest([meter.id]) if r.quantity == quantity), default=0)
+    cache_key = (meter.id, quantity, start_ms, end_ms, every, agg.value, format, newest)
+    if format == "json" and (body := cache.get(cache_key)) is not None:
+        return json_bytes_response(body)
     max_points = site.api.max_points
     if every is None:
         series = store.read_raw(meter.id, quantity, start_ms, end_ms)
@@ -129,7 +144,7 @@ def meter_series(
             ((t, meter.id, quantity, v, unit) for t, v in zip(times, values, strict=True)),
             f"{meter.id}-{quantity}.csv",
         )
-    return json_response(
+    response = json_response(
         {
             "meter": meter.id,
             "quantity": quantity,
@@ -141,3 +156,5 @@ def meter_series(
             "points": [{"time": t, "value": v} for t, v in zip(times, values, strict=True)],
         }
     )
+    cache.put(cache_key, bytes(response.body))
+    return response
