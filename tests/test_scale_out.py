@@ -32,8 +32,20 @@ class Collector:
         self.log = workdir / f"collector-{uuid.uuid4().hex[:6]}.log"
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "epcmon.cli", "run", "--role", "collector"]
-                + ["--shard", shard, "--site", str(site_file), "--data-dir", str(workdir)],
+                [
+                    sys.executable,
+                    "-m",
+                    "epcmon.cli",
+                    "run",
+                    "--role",
+                    "collector",
+                    "--shard",
+                    shard,
+                    "--site",
+                    str(site_file),
+                    "--data-dir",
+                    str(workdir),
+                ],
                 cwd=workdir,  # the site file's relative spool path lands here
                 stdout=out,
                 stderr=subprocess.STDOUT,
