@@ -187,3 +187,12 @@ def test_the_profile_example_in_the_operations_guide_is_a_valid_profile():
     profile = Profile.model_validate(tomllib.loads(block))
     assert profile.name == "acme-em100"
     assert len(profile.fields) == 2
+
+
+def test_the_readme_links_the_operations_guide_and_the_deploy_files():
+    readme = (ROOT / "README.md").read_text()
+    assert "(docs/operations.md)" in readme
+    guide = (ROOT / "docs" / "operations.md").read_text()
+    for path in re.findall(r"`(deploy/[^`\s]+)`", readme + guide):
+        if not path.startswith("deploy/grafana/") and path != "deploy/.env":
+            assert (ROOT / path).exists(), path
