@@ -2,7 +2,8 @@
 `epcmon run --role collector --shard 1/2` and `--shard 2/2` with `mqtt.shared_group`, each in
 its own working directory (its own spool), both writing to InfluxDB 1.6.7.
 
-Every message stored exactly once while two collectors split the subscription, and nothing lost
+Every message stored exactly once while two collectors split the subscription (both get a share:
+each dead-letters the unusable payloads it receives in its own directory), and nothing lost
 when one is killed with SIGKILL mid-stream and comes back with the same client id (the broker
 kept its persistent session and its share of the messages)."""
 
@@ -22,6 +23,7 @@ from tests.test_collector_faults import METERS, Publisher
 
 ROOT = Path(__file__).resolve().parents[1]
 MESSAGES = 4_000
+BAD = 40
 
 
 class Collector:
@@ -125,6 +127,19 @@ def test_two_collectors_share_a_subscription_and_survive_a_sigkill(
         assert pub.acked() == MESSAGES
         assert wait_stored(influxdb, influx_db, MESSAGES) == MESSAGES
         assert stored_values(influxdb, influx_db) == [float(i) for i in range(MESSAGES)]
+        # the split: unusable payloads are dead-lettered by the process that received them,
+        # in its own data directory: each collector got some, together each exactly once
+        for j in range(BAD):
+            pub.client.publish(f"{prefix}/m{j % METERS:02d}", b"not json", qos=1).wait_for_publish(
+                10
+            )
+        dead = [tmp_path / c / "dead-letters.jsonl" for c in ("c1", "c2")]
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and sum(_lines(f) for f in dead) < BAD:
+            time.sleep(0.1)  # the collectors write dead letters as they receive them
+        split = [_lines(f) for f in dead]
+        assert sum(split) == BAD, split
+        assert min(split) > 0, split
         pub.close()
 
         # 2. one killed mid-stream, restarted with the same shard (same client id)
@@ -146,6 +161,10 @@ def test_two_collectors_share_a_subscription_and_survive_a_sigkill(
         codes = [c.stop() for c in (second, restarted) if c is not None]
         first.stop()
     assert codes == [0] * len(codes), second.output
+
+
+def _lines(path: Path) -> int:
+    return len(path.read_text().splitlines()) if path.exists() else 0
 
 
 def _publish_from(pub: Publisher, offset: int) -> None:
