@@ -196,3 +196,60 @@ def test_the_readme_links_the_operations_guide_and_the_deploy_files():
     for path in re.findall(r"`(deploy/[^`\s]+)`", readme + guide):
         if not path.startswith("deploy/grafana/") and path != "deploy/.env":
             assert (ROOT / path).exists(), path
+
+
+def test_the_deploy_mosquitto_conf_runs_and_refuses_anonymous_clients(tmp_path):
+    """deploy/mosquitto.conf on the real Mosquitto: only the port and paths are changed."""
+    import threading
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from tests.conftest import free_port, wait_for_port
+
+    binary = require("mosquitto", "mosquitto")
+    passwd_tool = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
+    passwd = tmp_path / "passwd"
+    subprocess.run([passwd_tool, "-b", "-c", str(passwd), "epcmon", "s3cret"], check=True)
+    port = free_port()
+    conf = (DEPLOY / "mosquitto.conf").read_text()
+    conf = conf.replace("listener 1883", f"listener {port} 127.0.0.1")
+    conf = conf.replace("/etc/mosquitto/passwd", str(passwd))
+    conf = conf.replace("/var/lib/mosquitto/", f"{tmp_path}/")
+    conf += "log_dest none\n" + ("user root\n" if __import__("os").geteuid() == 0 else "")
+    (tmp_path / "mosquitto.conf").write_text(conf)
+    proc = subprocess.Popen(
+        [binary, "-c", str(tmp_path / "mosquitto.conf")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port, proc)
+
+        def connect(username: str | None, password: str | None) -> bool:
+            answered = threading.Event()
+            ok: list[bool] = []
+            c = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+            if username:
+                c.username_pw_set(username, password)
+
+            def on_connect(_c: object, _u: object, _f: object, reason: object, _p: object) -> None:
+                ok.append(not getattr(reason, "is_failure", True))
+                answered.set()
+
+            c.on_connect = on_connect
+            c.connect("127.0.0.1", port)
+            c.loop_start()
+            try:
+                assert answered.wait(10), "no CONNACK"
+            finally:
+                c.disconnect()
+                c.loop_stop()
+            return ok[0]
+
+        assert not connect(None, None)
+        assert not connect("epcmon", "wrong")
+        assert connect("epcmon", "s3cret")
+    finally:
+        proc.terminate()
+        proc.wait(10)
