@@ -1,7 +1,8 @@
 """The deployment files: deploy/compose.yaml parses and references only files that exist, the
 Dockerfile copies what exists, the environment variables the program reads are exactly the
-ones documented (and the other way round), the systemd units pass `systemd-analyze verify`, and
-the deployment site file is the reference site with only its deployment sections changed."""
+ones documented (and the other way round), the systemd units pass `systemd-analyze verify`,
+deploy/mosquitto.conf runs on the real Mosquitto and refuses anonymous clients, and the
+deployment site file is the reference site with only its deployment sections changed."""
 
 from __future__ import annotations
 
