@@ -254,3 +254,20 @@ def test_the_deploy_mosquitto_conf_runs_and_refuses_anonymous_clients(tmp_path):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_the_alert_rules_use_only_metrics_epcmon_exports():
+    rules = yaml.safe_load((DEPLOY / "prometheus" / "alerts.yml").read_text())
+    exported = (ROOT / "api" / "metrics.py").read_text()
+    counters = set(
+        re.findall(r"\"([a-z_]+)\"", (ROOT / "collectors" / "mqtt" / "subscriber.py").read_text())
+        + re.findall(r"\"([a-z_]+)\"", (ROOT / "collectors" / "modbus" / "poller.py").read_text())
+    )
+    guide = (ROOT / "docs" / "operations.md").read_text()
+    for rule in rules["groups"][0]["rules"]:
+        assert f"`{rule['alert']}`" in guide, rule["alert"]  # in the guide's alert table
+        for metric in re.findall(r"\b(epcmon_[a-z_]+)", rule["expr"]):
+            base = re.sub(r"_(total|bucket|sum|count)$", "", metric)
+            assert f'"{base}"' in exported, metric
+        for event in re.findall(r'event="([a-z_]+)"', rule["expr"]):
+            assert event in counters, event
