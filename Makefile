@@ -32,6 +32,7 @@ check: lint typecheck test
 bench: $(STAMP)
 	$(BIN)/python -m bench.store
 	$(BIN)/python -m bench.ingest_mqtt
+	$(BIN)/python -m bench.scale_out
 	$(BIN)/python -m bench.influx
 	$(BIN)/python -m bench.baselines
 	$(BIN)/python -m bench.simulate

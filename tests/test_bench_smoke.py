@@ -69,3 +69,18 @@ def test_influx_benchmark_quick_run(tmp_path: Path) -> None:
     assert "InfluxStore.write" in done.stdout
     assert "same answer: yes" in done.stdout
     assert list(tmp_path.iterdir()) == []
+
+
+def test_scale_out_benchmark_quick_run() -> None:
+    require("mosquitto", "mosquitto")
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.scale_out", "--quick"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "collector-4" in done.stdout
+    assert done.stdout.count("lost 0") == 6  # 1, 2, 4 processes, bare and collectors
