@@ -175,7 +175,7 @@ def overview(site: SiteConfig) -> Dashboard:
             .span(12)
             .with_target(
                 InfluxQL(
-                    'SELECT sum("mean") FROM (SELECT mean("value") FROM "cooling_power" WHERE '
+                    'SELECT sum("mean") FROM (SELECT mean("value") FROM "thermal_power" WHERE '
                     f'"meter" =~ {regex(btu)} AND $timeFilter GROUP BY time(1h), "meter") '
                     "WHERE $timeFilter GROUP BY time(1h)"
                 )
