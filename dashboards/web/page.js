@@ -45,7 +45,10 @@
     $("lang").textContent = t("lang");
   }
   function cell(row, text, cls) { var c = row.insertCell(); c.textContent = text; if (cls) c.className = cls; return c; }
-  function done() { pending -= 1; if (pending === 0) document.body.dataset.ready = "1"; }
+  function done() {
+    pending -= 1;
+    if (pending === 0) { window.epcmonReadyMs = performance.now(); document.body.dataset.ready = "1"; }
+  }
   function fail(target) {
     return function (e) {
       if (e.auth) { showLogin(e.message); return; }
