@@ -17,21 +17,21 @@ import pytest
 
 pytest.importorskip("grafana_foundation_sdk", reason="the `dashboards` extra is not installed")
 
-from fastapi.testclient import TestClient  # noqa: E402
+from fastapi.testclient import TestClient
 
-from core.config import InfluxConfig, SiteConfig  # noqa: E402
-from core.readings import ReadingBatch  # noqa: E402
-from dashboards.grafana.build import build_all  # noqa: E402
-from dashboards.grafana.client import GrafanaClient  # noqa: E402
-from dashboards.grafana.provisioning import render  # noqa: E402
-from dashboards.grafana.push import push  # noqa: E402
-from dashboards.grafana.targets import INFINITY_TYPE, INFLUX_TYPE  # noqa: E402
-from epcmon.cli import main  # noqa: E402
-from epcmon.sites import load  # noqa: E402
-from simulators.history import generate_history  # noqa: E402
-from storage.influx import InfluxStore  # noqa: E402
-from tests.api_fixtures import STATEMENT_MONTH, app_for, make_world  # noqa: E402
-from tests.conftest import InfluxServer  # noqa: E402
+from core.config import InfluxConfig, SiteConfig
+from core.readings import ReadingBatch
+from dashboards.grafana.build import build_all
+from dashboards.grafana.client import GrafanaClient
+from dashboards.grafana.provisioning import render
+from dashboards.grafana.push import push
+from dashboards.grafana.targets import INFINITY_TYPE, INFLUX_TYPE
+from epcmon.cli import main
+from epcmon.sites import load
+from simulators.history import generate_history
+from storage.influx import InfluxStore
+from tests.api_fixtures import STATEMENT_MONTH, app_for, make_world
+from tests.conftest import InfluxServer
 
 ROOT = Path(__file__).resolve().parents[1]
 SITE_FILE = ROOT / "sites/luan-admin-center.toml"
@@ -130,7 +130,8 @@ def test_every_influxql_query_returns_data(
 
 def select(data: Any, path: str) -> Any:
     for part in filter(None, path.split(".")):
-        assert isinstance(data, dict) and part in data, f"no {part!r} in {str(data)[:200]}"
+        assert isinstance(data, dict), f"{part!r}: not an object: {str(data)[:200]}"
+        assert part in data, f"no {part!r} in {str(data)[:200]}"
         data = data[part]
     return data
 
@@ -224,7 +225,8 @@ def test_push_makes_exactly_these_requests_and_is_idempotent(site: SiteConfig) -
     assert api_ds["url"] == "http://api:8000"
     assert api_ds["secureJsonData"] == {"httpHeaderValue1": "Bearer k1"}
     dash = fake.requests[6][2]
-    assert dash["overwrite"] is True and dash["folderUid"] == "epcmon"
+    assert dash["overwrite"] is True
+    assert dash["folderUid"] == "epcmon"
     assert dash["dashboard"]["id"] is None
 
     fake.requests.clear()

@@ -41,7 +41,8 @@ def test_the_page_and_its_assets_need_no_key(world: ApiWorld) -> None:
             ("page.css", "css"),
         ):
             r = client.get(f"/static/{name}")
-            assert r.status_code == 200 and kind in r.headers["content-type"]
+            assert r.status_code == 200
+            assert kind in r.headers["content-type"]
         assert client.get("/static/__init__.py").status_code == 404
         assert client.get("/static/..%2Findex.html").status_code == 404
         assert client.get("/api/v1/site").status_code == 401  # the data still needs one
@@ -105,3 +106,21 @@ def test_a_wrong_key_brings_the_login_back(world: ApiWorld, chromium: Any) -> No
 def test_ci_has_chromium() -> None:
     if os.environ.get("CI") == "true":
         require("chromium", "chromium")
+
+
+def test_page_benchmark_quick_run() -> None:
+    require("chromium", "chromium")
+    pytest.importorskip("playwright", reason="playwright (a dev dependency) is not installed")
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.page", "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "page load to all charts drawn, warm" in done.stdout

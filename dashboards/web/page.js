@@ -8,7 +8,7 @@
       logout: "退出", key: "API 密钥", enter: "进入", overview: "概览", daily: "近30天每日用电 (kWh)",
       meter: "电表曲线", power7d: "近7天功率 (kW)", savings: "节能量", monthly: "每月节能量与累计 (kWh)",
       operations: "运行状态", lang: "English", buildings: "楼栋", tenants: "部门", meters: "电表",
-      total30: "近30天用电", building: "楼栋", kwh: "kWh", noSavings: "暂无节能量数据",
+      total30: "近30天用电", building: "楼栋", incomer: "变压器进线", kwh: "kWh", noSavings: "暂无节能量数据",
       noData: "暂无数据", badKey: "密钥无效或无权限", stale: "离线", ok: "在线", lastSeen: "最后读数",
       state: "状态", spool: "缓存批次", offline: "离线电表", deadLetters: "死信", never: "从未",
     },
@@ -16,7 +16,7 @@
       logout: "Log out", key: "API key", enter: "Enter", overview: "Overview", daily: "Daily electricity, last 30 days (kWh)",
       meter: "Meter", power7d: "Power, last 7 days (kW)", savings: "Savings", monthly: "Avoided energy per month and cumulative (kWh)",
       operations: "Operations", lang: "中文", buildings: "Buildings", tenants: "Departments", meters: "Meters",
-      total30: "Last 30 days", building: "Building", kwh: "kWh", noSavings: "No savings yet",
+      total30: "Last 30 days", building: "Building", incomer: "Incomer", kwh: "kWh", noSavings: "No savings yet",
       noData: "No data", badKey: "Unknown key or not allowed", stale: "offline", ok: "online", lastSeen: "Last reading",
       state: "State", spool: "Spooled batches", offline: "Meters offline", deadLetters: "Dead letters", never: "never",
     },
@@ -57,21 +57,26 @@
     };
   }
 
-  function overview(buildings) {
+  // The site's daily use at its transformer incomers (one counter query each: fast over a
+  // year of data); a site without incomers falls back to its buildings' sub-meters.
+  function overview(incomers, buildings) {
     var target = $("chart-overview");
     var start = anchor - 30 * DAY;
-    return Promise.all(buildings.map(function (b) {
-      return api("/consumption/buildings/" + b.id, { start: iso(start), end: iso(anchor), every: "1d" });
+    var parts = incomers.length
+      ? incomers.map(function (m) { return { path: "/consumption/meters/" + m.id, name: m.id + " " + m.name, name_en: m.id }; })
+      : buildings.map(function (b) { return { path: "/consumption/buildings/" + b.id, name: b.name, name_en: b.name_en }; });
+    return Promise.all(parts.map(function (p) {
+      return api(p.path, { start: iso(start), end: iso(anchor), every: "1d" });
     })).then(function (results) {
       var byTime = {};
       var table = $("buildings");
       table.replaceChildren();
       var head = table.createTHead().insertRow();
-      cell(head, t("building")); cell(head, t("total30") + " (" + t("kwh") + ")");
+      cell(head, t(incomers.length ? "incomer" : "building")); cell(head, t("total30") + " (" + t("kwh") + ")");
       var body = table.createTBody();
       results.forEach(function (r, i) {
         var row = body.insertRow();
-        cell(row, lang === "zh" ? buildings[i].name : buildings[i].name_en);
+        cell(row, lang === "zh" ? parts[i].name : parts[i].name_en);
         cell(row, Math.round(r.total).toLocaleString(), "num");
         r.rows.forEach(function (x) { byTime[x.time] = (byTime[x.time] || 0) + x.value; });
       });
@@ -141,7 +146,7 @@
         anchor = times.length ? Math.max.apply(null, times) : Date.now();
         anchor = Math.ceil(anchor / DAY) * DAY;
         pending = 4;
-        overview(buildings);
+        overview(meters.filter(function (m) { return m.end_use === "incomer" && m.kind === "electricity"; }), buildings);
         if (first) meterChart(first).then(done); else { EpcChart.empty($("chart-meter"), t("noData")); done(); }
         if (contracts.length) savingsChart(contracts[0].id).then(done); else { EpcChart.empty($("chart-savings"), t("noSavings")); done(); }
         operations();
