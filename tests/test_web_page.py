@@ -4,7 +4,6 @@ test-artifacts/."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -101,11 +100,6 @@ def test_a_wrong_key_brings_the_login_back(world: ApiWorld, chromium: Any) -> No
         assert page.is_hidden("#main")
         assert page.evaluate("sessionStorage.getItem('epcmon.key')") == "epc_00000000_forged"
         page.close()
-
-
-def test_ci_has_chromium() -> None:
-    if os.environ.get("CI") == "true":
-        require("chromium", "chromium")
 
 
 def test_page_benchmark_quick_run() -> None:

@@ -95,7 +95,8 @@
 
   function savingsChart(contractId) {
     var target = $("chart-savings");
-    return api("/contracts/" + contractId + "/savings", { period: "month" }).then(function (rows) {
+    return api("/contracts/" + contractId + "/savings", { period: "month" }).then(function (all) {
+      var rows = all.filter(function (r) { return r.days_used > 0; });  // months with data
       EpcChart.bars(target, rows.map(function (r) { return r.period; }), rows.map(function (r) { return r.avoided; }), rows.map(function (r) { return r.cumulative; }), t("noSavings"));
     }).catch(function (e) { if (e.auth) showLogin(e.message); else EpcChart.empty(target, t("noSavings") + " (" + e.message + ")"); });
   }
