@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.influx
 	$(BIN)/python -m bench.baselines
 	$(BIN)/python -m bench.simulate
+	$(BIN)/python -m bench.page
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build *.egg-info

@@ -12,6 +12,7 @@ from api.deps import Reader, SiteDep, StoreDep
 from api.errors import install_error_handler
 from api.keys import KeyStore
 from api.metrics import install_metrics, metrics_response
+from api.page import router as page_router
 from api.ratelimit import RateLimiter
 from api.routes import consumption, contracts, meters, operations
 from api.routes import site as site_routes
@@ -71,6 +72,7 @@ def create_app(
         consumption.router,
         contracts.router,
         operations.router,
+        page_router,
     ):
         app.include_router(router)
 

@@ -11,7 +11,8 @@
     │   ├── StoreUnavailable cannot be reached now: spool and retry
     │   └── SpoolFull        cannot be reached and the spool is at its bound: an alarm
     ├── InsufficientData     not enough data for the question asked
-    └── NotFound             no such meter, contract, ...
+    ├── NotFound             no such meter, contract, ...
+    └── GrafanaError         Grafana refused a dashboard push or could not be reached
 
 The API maps these to HTTP statuses in one handler.
 """
@@ -74,3 +75,7 @@ class InsufficientData(EpcmonError):
 
 class NotFound(EpcmonError):
     """No such entity."""
+
+
+class GrafanaError(EpcmonError):
+    """Grafana answered a dashboard push with an error, or could not be reached."""

@@ -52,6 +52,47 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dashboards(args: argparse.Namespace) -> int:
+    import os
+
+    from epcmon.sites import load
+
+    try:
+        from dashboards.grafana.provisioning import default_api_url, write
+        from dashboards.grafana.push import push
+    except ImportError as exc:  # the optional extra
+        raise ConfigError(
+            f"the dashboards need the `dashboards` extra (pip install 'epcmon[dashboards]'): {exc}"
+        ) from exc
+    site = load(args.site)
+    if args.dashboards_command == "build":
+        for path in write(site, Path(args.out)):
+            print(path)
+        return 0
+    from dashboards.grafana.client import GrafanaClient
+
+    token = os.environ.get(args.token_env, "")
+    if not token:
+        raise ConfigError(f"set {args.token_env} to a Grafana service-account token")
+    key = os.environ.get(args.viewer_key_env, "")
+    if not key:
+        raise ConfigError(
+            f"set {args.viewer_key_env} to a viewer API key (epcmon keys create --role viewer)"
+        )
+    with GrafanaClient(args.grafana_url, token) as client:
+        urls = push(
+            client,
+            site,
+            influx_url=args.influx_url or site.storage.influx.url,
+            api_url=args.api_url or default_api_url(site),
+            viewer_key=key,
+            influx_password=os.environ.get("EPCMON_INFLUX_PASSWORD", ""),
+        )
+    for url in urls:
+        print(args.grafana_url.rstrip("/") + url)
+    return 0
+
+
 def _store_copy(args: argparse.Namespace) -> int:
     from epcmon.store_copy import run_copy
 
@@ -175,6 +216,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="which parts this process runs (default all)",
     )
     p.set_defaults(func=_run)
+
+    p = sub.add_parser("dashboards", help="Grafana dashboards as code: build the files, push them")
+    dash = p.add_subparsers(dest="dashboards_command", required=True, metavar="DASHBOARDS_COMMAND")
+    d = dash.add_parser("build", help="write dashboards JSON and provisioning YAML")
+    d.add_argument("--site", default=DEFAULT_SITE)
+    d.add_argument("--out", default="deploy/grafana", help="output folder (default deploy/grafana)")
+    d.set_defaults(func=_dashboards)
+    d = dash.add_parser("push", help="upsert the folder, datasources and dashboards into Grafana")
+    d.add_argument("--site", default=DEFAULT_SITE)
+    d.add_argument("--grafana-url", required=True, help="e.g. http://127.0.0.1:3000")
+    d.add_argument(
+        "--token-env", default="GRAFANA_TOKEN", help="env var holding a service-account token"
+    )
+    d.add_argument(
+        "--viewer-key-env",
+        default="EPCMON_VIEWER_KEY",
+        help="env var holding the viewer API key the Infinity datasource sends",
+    )
+    d.add_argument("--influx-url", default="", help="InfluxDB as Grafana reaches it")
+    d.add_argument("--api-url", default="", help="the epcmon API as Grafana reaches it")
+    d.set_defaults(func=_dashboards)
 
     p = sub.add_parser("store", help="operate on time-series stores")
     store_sub = p.add_subparsers(dest="store_command", required=True, metavar="STORE_COMMAND")

@@ -1,0 +1,484 @@
+"""The four dashboards, built from the site file: small builder functions, sorted JSON.
+
+Titles are Chinese first with the English after a slash. Raw meter panels query InfluxDB
+(InfluxQL, the store's schema: a measurement per quantity, tags site/building/kind/meter/
+tenant, field `value`); savings, statements and operations panels query our API through the
+Infinity datasource (URLs relative to its base URL, which carries a viewer key).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from grafana_foundation_sdk.builders import barchart, stat, table, timeseries
+from grafana_foundation_sdk.builders.dashboard import (
+    CustomVariable,
+    Dashboard,
+    QueryVariable,
+    Row,
+    TextBoxVariable,
+)
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models.dashboard import VariableRefresh
+
+from core.config import EndUse, SiteConfig
+from dashboards.grafana.targets import INFINITY, INFLUX, Infinity, InfluxQL
+
+FROM, TO = "${__from:date:iso}", "${__to:date:iso}"
+"""Grafana's time range as ISO-8601 in Infinity URLs."""
+TAGS = ["epcmon"]
+PLANT_ELECTRIC = (EndUse.CHILLER, EndUse.CHW_PUMP, EndUse.CW_PUMP, EndUse.COOLING_TOWER)
+
+
+def regex(ids: Iterable[str]) -> str:
+    """An anchored InfluxQL regex of meter ids (ids are `[A-Za-z0-9_-]`: nothing to escape)."""
+    return "/^(" + "|".join(sorted(ids)) + ")$/"
+
+
+def mean_power(where: str, group: str = "") -> str:
+    extra = f', "{group}"' if group else ""
+    return (
+        f'SELECT mean("value") FROM "power" WHERE {where} AND $timeFilter '
+        f"GROUP BY time($__interval){extra} fill(null)"
+    )
+
+
+def meters_of(site: SiteConfig, *uses: EndUse) -> list[str]:
+    return [m.id for m in site.meters if m.end_use in uses]
+
+
+def dashboard(uid: str, title: str, site: SiteConfig) -> Dashboard:
+    return (
+        Dashboard(title)
+        .uid(uid)
+        .tags(TAGS)
+        .timezone(site.site.timezone)
+        .refresh("1m")
+        .time("now-7d", "now")
+        .editable()
+    )
+
+
+def contract_variable(site: SiteConfig) -> CustomVariable:
+    ids = [c.id for c in site.contracts]
+    return CustomVariable("contract").label("合同 / Contract").values(",".join(ids))
+
+
+def overview(site: SiteConfig) -> Dashboard:
+    incomers = meters_of(site, EndUse.INCOMER)
+    plant = meters_of(site, *PLANT_ELECTRIC)
+    btu = meters_of(site, EndUse.COOLING_DELIVERED)
+    water_main = meters_of(site, EndUse.WATER_MAIN)
+    weather = meters_of(site, EndUse.WEATHER)
+    d = dashboard("epcmon-overview", f"{site.site.name} 概览 / Site overview", site)
+    if site.contracts:
+        d = d.with_variable(contract_variable(site))
+    d = d.with_row(Row("实时负荷 / Live load")).with_panel(
+        stat.Panel()
+        .title("总负荷 / Total load")
+        .unit("kW")
+        .datasource(INFLUX)
+        .span(6)
+        .with_target(
+            InfluxQL(
+                'SELECT sum("last") FROM (SELECT last("value") FROM "power" WHERE '
+                f'"meter" =~ {regex(incomers)} AND $timeFilter GROUP BY "meter")'
+            )
+        )
+    )
+    d = d.with_panel(
+        timeseries.Panel()
+        .title("进线负荷 / Load by incomer")
+        .unit("kW")
+        .datasource(INFLUX)
+        .span(18)
+        .with_target(
+            InfluxQL(mean_power(f'"meter" =~ {regex(incomers)}', "meter")).alias("$tag_meter")
+        )
+    )
+    if site.contracts:
+        d = d.with_panel(
+            barchart.Panel()
+            .title("每日用电与基线预期 / Daily use against the baseline")
+            .unit("kWh")
+            .datasource(INFINITY)
+            .span(24)
+            .with_target(
+                Infinity("/api/v1/contracts/$contract/savings?period=day")
+                .column("period", "日期 / Day")
+                .column("baseline", "基线预期 / Baseline", "number")
+                .column("actual", "实际 / Actual", "number")
+            )
+        )
+    d = d.with_row(Row("分项 / Breakdown"))
+    for b in site.buildings:
+        d = d.with_panel(
+            barchart.Panel()
+            .title(f"{b.name} 每日用电 / {b.name_en or b.id} daily electricity")
+            .unit("kWh")
+            .datasource(INFINITY)
+            .span(12)
+            .with_target(
+                Infinity(f"/api/v1/consumption/buildings/{b.id}?every=1d&start={FROM}&end={TO}")
+                .root("rows")
+                .column("time", "时间 / Time", "timestamp")
+                .column("value", "用电 / kWh", "number")
+            )
+        )
+    d = d.with_panel(
+        table.Panel()
+        .title("各部门平均功率 / Mean power by department")
+        .unit("kW")
+        .datasource(INFLUX)
+        .span(12)
+        .with_target(
+            InfluxQL(
+                'SELECT mean("value") FROM "power" WHERE "kind" = \'electricity\' AND '
+                '"tenant" <> \'\' AND $timeFilter GROUP BY "tenant"'
+            ).table()
+        )
+    )
+    if water_main:
+        d = d.with_panel(
+            timeseries.Panel()
+            .title("用水 / Water (m³ per hour)")
+            .unit("m3")
+            .datasource(INFLUX)
+            .span(12)
+            .with_target(
+                InfluxQL(
+                    'SELECT non_negative_difference(last("value")) FROM "volume" WHERE '
+                    f'"meter" =~ {regex(water_main)} AND $timeFilter GROUP BY time(1h), "meter"'
+                ).alias("$tag_meter")
+            )
+        )
+    d = d.with_row(Row("冷站 / Chiller plant"))
+    if plant:
+        d = d.with_panel(
+            timeseries.Panel()
+            .title("冷站电功率 / Plant electricity")
+            .unit("kW")
+            .datasource(INFLUX)
+            .span(12)
+            .with_target(
+                InfluxQL(mean_power(f'"meter" =~ {regex(plant)}', "meter")).alias("$tag_meter")
+            )
+        )
+    if plant and btu:
+        d = d.with_panel(
+            timeseries.Panel()
+            .title("供冷量与冷站 COP / Delivered cooling and plant COP")
+            .unit("kW")
+            .datasource(INFLUX)
+            .span(12)
+            .with_target(
+                InfluxQL(
+                    'SELECT sum("mean") FROM (SELECT mean("value") FROM "thermal_power" WHERE '
+                    f'"meter" =~ {regex(btu)} AND $timeFilter GROUP BY time(1h), "meter") '
+                    "WHERE $timeFilter GROUP BY time(1h)"
+                )
+                .ref_id("cooling")
+                .alias("供冷 / cooling kW")
+            )
+            .with_target(
+                InfluxQL(
+                    'SELECT sum("mean") FROM (SELECT mean("value") FROM "power" WHERE '
+                    f'"meter" =~ {regex(plant)} AND $timeFilter GROUP BY time(1h), "meter") '
+                    "WHERE $timeFilter GROUP BY time(1h)"
+                )
+                .ref_id("electric")
+                .alias("电 / electric kW")
+            )
+        )
+    if weather:
+        d = d.with_panel(
+            timeseries.Panel()
+            .title("室外温度 / Outdoor temperature")
+            .unit("celsius")
+            .datasource(INFLUX)
+            .span(24)
+            .with_target(
+                InfluxQL(
+                    'SELECT mean("value") FROM "outdoor_temperature" WHERE '
+                    f'"meter" =~ {regex(weather)} AND $timeFilter GROUP BY time($__interval)'
+                )
+            )
+        )
+    return d
+
+
+def meter_detail(site: SiteConfig) -> Dashboard:
+    d = dashboard("epcmon-meter", "电表详情 / Meter detail", site).with_variable(
+        QueryVariable("meter")
+        .label("电表 / Meter")
+        .datasource(INFLUX)
+        .query('SHOW TAG VALUES FROM "power" WITH KEY = "meter"')
+        .refresh(VariableRefresh.ON_DASHBOARD_LOAD)
+    )
+    where = "\"meter\" = '$meter'"
+    d = d.with_panel(
+        timeseries.Panel()
+        .title("功率 / Power")
+        .unit("kW")
+        .datasource(INFLUX)
+        .span(12)
+        .with_target(InfluxQL(mean_power(where)).alias("$meter"))
+    )
+    d = d.with_panel(
+        barchart.Panel()
+        .title("每时段电量 / Energy per interval")
+        .unit("kWh")
+        .datasource(INFLUX)
+        .span(12)
+        .with_target(
+            InfluxQL(
+                f'SELECT non_negative_difference(last("value")) FROM "energy_import" WHERE {where} '
+                "AND $timeFilter GROUP BY time(1h)"
+            ).table()
+        )
+    )
+    for quantity, title, unit in (
+        ("voltage_l1", "电压 / Voltage L1", "volt"),
+        ("current_l1", "电流 / Current L1", "amp"),
+        ("power_factor", "功率因数 / Power factor", "none"),
+    ):
+        d = d.with_panel(
+            timeseries.Panel()
+            .title(title)
+            .unit(unit)
+            .datasource(INFLUX)
+            .span(8)
+            .with_target(
+                InfluxQL(
+                    f'SELECT mean("value") FROM "{quantity}" WHERE {where} AND $timeFilter '
+                    "GROUP BY time($__interval)"
+                )
+            )
+        )
+    d = d.with_panel(
+        timeseries.Panel()
+        .title("可用性 (每小时读数) / Availability (readings per hour)")
+        .datasource(INFLUX)
+        .span(24)
+        .with_target(
+            InfluxQL(
+                f'SELECT count("value") FROM "power" WHERE {where} AND $timeFilter '
+                "GROUP BY time(1h) fill(0)"
+            )
+        )
+    )
+    return d
+
+
+def savings(site: SiteConfig) -> Dashboard:
+    base = "/api/v1/contracts/$contract"
+    first = site.contracts[0].reporting_start if site.contracts else None
+    d = (
+        dashboard("epcmon-savings", "节能量 / Contract savings", site)
+        .with_variable(contract_variable(site))
+        .with_variable(
+            TextBoxVariable("month")
+            .label("结算月 / Statement month (YYYY-MM)")
+            .default_value(first.strftime("%Y-%m") if first else "")
+        )
+    )
+    d = d.time("now-2y", "now").with_panel(
+        timeseries.Panel()
+        .title("累计节能量 / Cumulative avoided energy")
+        .unit("kWh")
+        .datasource(INFINITY)
+        .span(12)
+        .with_target(
+            Infinity(f"{base}/savings?period=month")
+            .column("end", "月末 / Month end", "timestamp")
+            .column("cumulative", "累计 / Cumulative", "number")
+            .timeseries()
+        )
+        .with_target(
+            Infinity(f"{base}/statements")
+            .ref_id("B")
+            .column("month", "月份 / Month")
+            .column("avoided", "节能量 / Avoided", "number")
+        )
+    )
+    d = d.with_panel(
+        barchart.Panel()
+        .title("每月节能量 (±90%) / Monthly avoided energy (±90 %)")
+        .unit("kWh")
+        .datasource(INFINITY)
+        .span(12)
+        .with_target(
+            Infinity(f"{base}/savings?period=month")
+            .column("period", "月份 / Month")
+            .column("avoided", "节能量 / Avoided", "number")
+            .column("u90", "不确定度 / ±90 %", "number")
+        )
+    )
+    d = d.with_panel(
+        table.Panel()
+        .title(
+            "结算单: 节能量, 金额, 节能服务公司分成, 碳减排 / Statement: energy, money, vendor's share, carbon"
+        )
+        .datasource(INFINITY)
+        .span(12)
+        .with_target(
+            Infinity(f"{base}/statements/$month")
+            .root("numbers.month")
+            .column("avoided", "节能量 kWh / Avoided kWh", "number")
+            .column("u90", "±90 %", "number")
+            .column("money.total_cny", "节能效益 元 / Savings CNY", "number")
+            .column("money.vendor_cny", "服务公司分成 元 / Vendor CNY", "number")
+            .column("money.owner_cny", "业主 元 / Owner CNY", "number")
+            .column("carbon_t", "减排 tCO₂ / Carbon t", "number")
+        )
+    )
+    d = d.with_panel(
+        table.Panel()
+        .title("保证节能量 / Against the guarantee")
+        .datasource(INFINITY)
+        .span(12)
+        .with_target(
+            Infinity(f"{base}/statements/$month")
+            .root("numbers.guarantee")
+            .column("contract_year", "合同年 / Year", "number")
+            .column("guaranteed_kwh", "保证 kWh / Guaranteed", "number")
+            .column("pro_rata_kwh", "按期 kWh / Pro rata", "number")
+            .column("achieved_kwh", "实现 kWh / Achieved", "number")
+            .column("shortfall_kwh", "差额 kWh / Shortfall", "number")
+        )
+    )
+    d = d.with_panel(
+        table.Panel()
+        .title("合同年度 / Contract years")
+        .datasource(INFINITY)
+        .span(12)
+        .with_target(
+            Infinity(f"{base}/savings?period=year")
+            .column("period", "年度 / Year")
+            .column("baseline", "基线 / Baseline", "number")
+            .column("actual", "实际 / Actual", "number")
+            .column("avoided", "节能量 / Avoided", "number")
+            .column("u68", "±68 %", "number")
+            .column("fsu90", "FSU 90 %", "number")
+        )
+    )
+    d = d.with_panel(
+        table.Panel()
+        .title("模型统计 / Model statistics (ASHRAE 14)")
+        .datasource(INFINITY)
+        .span(12)
+        .with_target(
+            Infinity(f"{base}/baseline")
+            .root("model.stats")
+            .column("cvrmse", "CV(RMSE)", "number")
+            .column("nmbe", "NMBE", "number")
+            .column("r2", "R²", "number")
+            .column("n", "n", "number")
+            .column("n_eff", "n′", "number")
+        )
+    )
+    d = d.with_panel(
+        table.Panel()
+        .title("数据充分性 / Sufficiency findings")
+        .datasource(INFINITY)
+        .span(24)
+        .with_target(
+            Infinity(f"{base}/baseline")
+            .root("findings")
+            .column("severity", "级别 / Severity")
+            .column("code", "代码 / Code")
+            .column("clause", "条款 / Clause")
+            .column("message", "说明 / Finding")
+        )
+    )
+    return d
+
+
+def operations(site: SiteConfig) -> Dashboard:
+    d = dashboard("epcmon-operations", "运行状态 / Operations", site).time("now-24h", "now")
+    d = d.with_panel(
+        table.Panel()
+        .title("电表在线状态 / Meters offline")
+        .datasource(INFINITY)
+        .span(12)
+        .with_target(
+            Infinity("/api/v1/operations/meters")
+            .column("meter", "电表 / Meter")
+            .column("stale", "离线 / Offline", "boolean")
+            .column("last_seen", "最后读数 / Last seen", "timestamp")
+            .column("age_s", "间隔 s / Age s", "number")
+        )
+    )
+    d = d.with_panel(
+        stat.Panel()
+        .title("缓存批次 / Spool depth")
+        .datasource(INFINITY)
+        .span(6)
+        .with_target(
+            Infinity("/api/v1/operations/spool")
+            .column("backend", "存储 / Store")
+            .column("spooled_batches", "批次 / Batches", "number")
+        )
+    )
+    d = d.with_panel(
+        table.Panel()
+        .title("死信 / Dead letters")
+        .datasource(INFINITY)
+        .span(6)
+        .with_target(
+            Infinity("/api/v1/operations/dead-letters?limit=100")
+            .column("time", "时间 / Time", "timestamp")
+            .column("source", "来源 / Source")
+            .column("reason", "原因 / Reason")
+        )
+    )
+    d = d.with_panel(
+        timeseries.Panel()
+        .title("数据缺口 (每小时读数) / Data gaps (power readings per hour)")
+        .datasource(INFLUX)
+        .span(12)
+        .with_target(
+            InfluxQL(
+                'SELECT count("value") FROM "power" WHERE $timeFilter '
+                'GROUP BY time(1h), "meter" fill(0)'
+            ).alias("$tag_meter")
+        )
+    )
+    d = d.with_panel(
+        timeseries.Panel()
+        .title("采集速率 / Collector rate (power readings per minute)")
+        .datasource(INFLUX)
+        .span(12)
+        .with_target(
+            InfluxQL(
+                'SELECT count("value") FROM "power" WHERE $timeFilter GROUP BY time(1m), "kind"'
+            ).alias("$tag_kind")
+        )
+    )
+    return d
+
+
+BUILDERS: dict[str, Callable[[SiteConfig], Dashboard]] = {
+    "overview": overview,
+    "meter": meter_detail,
+    "savings": savings,
+    "operations": operations,
+}
+"""File stem -> builder; the savings dashboard only for sites with contracts."""
+
+
+def build_all(site: SiteConfig) -> dict[str, dict[str, Any]]:
+    """Every dashboard as plain JSON data, keyed by file stem."""
+    out: dict[str, dict[str, Any]] = {}
+    for stem, fn in BUILDERS.items():
+        if stem == "savings" and not site.contracts:
+            continue
+        out[stem] = json.loads(json.dumps(fn(site).build(), cls=JSONEncoder))
+    return out
+
+
+def dumps(data: object) -> str:
+    """Sorted, indented JSON with a final newline: what is committed, so diffs are stable."""
+    return json.dumps(data, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
