@@ -95,3 +95,10 @@ def create_app(
         return metrics_response(registry)
 
     return app
+
+
+def warm_caches(app: FastAPI) -> int:
+    """Compute what the first visitors would otherwise wait for (the contracts' savings).
+    Blocking: run it in a worker thread after the server starts."""
+    cache: SavingsCache = app.state.savings_cache
+    return cache.warm(app.state.site, app.state.store, app.state.statements)

@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args(argv)
 
-    from api.app import create_app
+    from api.app import create_app, warm_caches
     from api.keys import KeyStore, Role
     from bench.browser import browser, chromium_path, load_with_key, serve
     from core.errors import InsufficientData
@@ -74,6 +74,11 @@ def main(argv: list[str] | None = None) -> int:
         keys = KeyStore(tmp / "keys.sqlite3")
         key = keys.create(Role.VIEWER, name="bench")[1]
         app = create_app(site, store, keys=keys, statements=statements, data_dir=tmp)
+        t0 = time.perf_counter()
+        warmed = warm_caches(app)  # what `epcmon run` does in a worker thread once it listens
+        print(
+            f"caches warmed at start ({warmed} contract boundaries) in {time.perf_counter() - t0:.2f} s"
+        )
         loads = []
         with serve(app) as url, browser(tmp / "chromium") as context:
             for i in range(runs):
@@ -91,7 +96,9 @@ def main(argv: list[str] | None = None) -> int:
         keys.close()
         store.close()
     warm = statistics.median(loads[1:])
-    print(f"page load to all charts drawn, cold (savings computed): {loads[0]:.2f} s")
+    print(
+        f"page load to all charts drawn, the first after start (caches warmed at start): {loads[0]:.2f} s"
+    )
     print(
         f"page load to all charts drawn, warm, median of {len(loads) - 1}: {warm:.2f} s "
         f"(target <= {TARGET_S:.0f} s: {'met' if warm <= TARGET_S else 'MISSED'})"

@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Literal
 
 import uvicorn
+from fastapi import FastAPI
 
 import storage
-from api.app import create_app
+from api.app import create_app, warm_caches
 from api.keys import KeyStore
 from collectors.availability import Availability
 from collectors.deadletters import DeadLetters
@@ -168,6 +169,16 @@ def stop_on_signals(stop: asyncio.Event) -> None:
         loop.add_signal_handler(sig, stop.set)
 
 
+async def _warm(app: FastAPI) -> None:
+    try:
+        computed = await asyncio.to_thread(warm_caches, app)
+    except Exception:  # a request computes it later; the service runs regardless
+        log.exception("warming the API's caches failed")
+        return
+    if computed:
+        log.info("savings of %d contract boundaries computed and cached", computed)
+
+
 async def run_service(site: SiteConfig, *, role: Role, shard: Shard, data_dir: Path) -> None:
     """`epcmon run` / `epcmon collect`: the collectors and/or the API until a signal."""
 
@@ -205,6 +216,7 @@ async def run_service(site: SiteConfig, *, role: Role, shard: Shard, data_dir: P
             )
             tasks.append(await server.start_serving())
             say(f"API on http://{site.api.host}:{server.bound_port}")
+            tasks.append(asyncio.create_task(_warm(app)))
         say("running; Ctrl-C or SIGTERM stops")
         done, _ = await asyncio.wait(
             [asyncio.create_task(stop.wait()), *tasks], return_when=asyncio.FIRST_COMPLETED

@@ -374,3 +374,30 @@ def test_series_cache_sees_new_data_at_once(world, client):
     after = client.get("/api/v1/meters/E-D02/series", headers=h, params=params).json()["points"]
     assert len(after) == len(first) + 1
     assert after[-1]["value"] == 42.0
+
+
+def test_savings_cache_serves_stale_while_it_refreshes(world):
+    import time as _time
+
+    from api.routes.contracts import SavingsCache
+
+    cache = SavingsCache()
+    contract = world.site.contracts[0]
+    baseline = cache.baseline(world.statements, contract.id, "electricity")
+    first = cache.get(world.site, world.store, contract, "electricity", baseline)
+    assert cache.get(world.site, world.store, contract, "electricity", baseline) is first  # fresh
+    key = (contract.id, "electricity", baseline.fitted_at)
+    cache._entries[key] = (_time.monotonic() - 3600, first)  # make it stale
+    assert cache.get(world.site, world.store, contract, "electricity", baseline) is first  # at once
+    with cache._key_locks[key]:  # the refresh holds this lock until it is done
+        pass
+    refreshed = cache._entries[key][1]
+    assert refreshed is not first
+    assert refreshed.total.avoided == pytest.approx(first.total.avoided)
+
+
+def test_warm_caches_computes_the_savings(world):
+    from api.app import warm_caches
+
+    app = app_for(world)
+    assert warm_caches(app) == 1  # the contract with a baseline; the other has none

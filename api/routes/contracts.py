@@ -6,6 +6,7 @@ contract id is a 404, the same answer as for one that does not exist.
 
 from __future__ import annotations
 
+import logging
 import tempfile
 import threading
 import time
@@ -28,6 +29,7 @@ from processing.statements import StatementStore
 from storage.base import TimeSeriesStore
 
 router = APIRouter(prefix="/api/v1/contracts", tags=["contracts"])
+log = logging.getLogger("epcmon.api")
 
 Utility = Literal["electricity", "water"]
 CACHE_S = 60.0
@@ -81,10 +83,6 @@ class SavingsCache:
             self._baselines[key] = (time.monotonic(), baseline)
         return baseline
 
-    def _fresh(self, key: tuple[str, str, str]) -> SavingsResult | None:
-        hit = self._entries.get(key)
-        return hit[1] if hit is not None and time.monotonic() - hit[0] < CACHE_S else None
-
     def get(
         self,
         site: SiteConfig,
@@ -93,19 +91,75 @@ class SavingsCache:
         utility: Utility,
         baseline: Baseline,
     ) -> SavingsResult:
+        """The cached result; a stale one is returned at once while a worker thread refreshes
+        it (stale-while-revalidate), so only the very first request waits for the computation."""
         key = (contract.id, utility, baseline.fitted_at)
         with self._lock:
-            if (hit := self._fresh(key)) is not None:
-                return hit
+            hit = self._entries.get(key)
             key_lock = self._key_locks.setdefault(key, threading.Lock())
-        with key_lock:
+        if hit is not None:
+            if time.monotonic() - hit[0] >= CACHE_S and key_lock.acquire(blocking=False):
+                threading.Thread(
+                    target=self._refresh,
+                    args=(key, key_lock, site, store, contract, utility, baseline),
+                    daemon=True,
+                ).start()
+            return hit[1]
+        with key_lock:  # nothing cached yet: one computation, the others wait for it
             with self._lock:
-                if (hit := self._fresh(key)) is not None:
-                    return hit
-            result = compute_savings(site, contract.id, store, utility=utility, baseline=baseline)
-            with self._lock:
-                self._entries[key] = (time.monotonic(), result)
-            return result
+                hit = self._entries.get(key)
+            if hit is not None:
+                return hit[1]
+            return self._compute(key, site, store, contract, utility, baseline)
+
+    def _compute(
+        self,
+        key: tuple[str, str, str],
+        site: SiteConfig,
+        store: TimeSeriesStore,
+        contract: Contract,
+        utility: Utility,
+        baseline: Baseline,
+    ) -> SavingsResult:
+        result = compute_savings(site, contract.id, store, utility=utility, baseline=baseline)
+        with self._lock:
+            self._entries[key] = (time.monotonic(), result)
+        return result
+
+    def _refresh(
+        self,
+        key: tuple[str, str, str],
+        key_lock: threading.Lock,
+        site: SiteConfig,
+        store: TimeSeriesStore,
+        contract: Contract,
+        utility: Utility,
+        baseline: Baseline,
+    ) -> None:
+        try:
+            self._compute(key, site, store, contract, utility, baseline)
+        except Exception:  # the stale result stays; the next request tries again
+            log.exception("refreshing the savings of %s failed", contract.id)
+        finally:
+            key_lock.release()
+
+    def warm(self, site: SiteConfig, store: TimeSeriesStore, statements: StatementStore) -> int:
+        """Compute every contract's savings that has a baseline (at start, off the request
+        path); return how many were computed."""
+        done = 0
+        for contract in site.contracts:
+            for utility in ("electricity", "water"):
+                if utility == "water" and not contract.water_meters:
+                    continue
+                baseline = self.baseline(statements, contract.id, utility)
+                if baseline is None:
+                    continue
+                try:
+                    self.get(site, store, contract, utility, baseline)
+                    done += 1
+                except InsufficientData as exc:
+                    log.info("no savings to warm for %s (%s): %s", contract.id, utility, exc)
+        return done
 
 
 def period_row(p: PeriodSavings, unit: str) -> dict[str, Any]:
