@@ -69,3 +69,17 @@ def test_influx_benchmark_quick_run(tmp_path: Path) -> None:
     assert "InfluxStore.write" in done.stdout
     assert "same answer: yes" in done.stdout
     assert list(tmp_path.iterdir()) == []
+
+
+def test_modbus_poll_benchmark_quick_run() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.poll_modbus", "--quick"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "100 meters / 10 gateways, one cycle, merged plan" in done.stdout
+    assert "naive plan (one request per field)" in done.stdout
