@@ -21,9 +21,14 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from simulators.faults import FaultPlan
 
 GATEWAYS = 10
 # per 100 meters, roughly the reference site's mix of profiles
@@ -91,7 +96,7 @@ def _constant(values: dict[str, float]) -> Callable[[int], dict[str, float]]:
     return lambda _now: values
 
 
-def _serve(conn: Connection, gateways: int, per_gateway: int) -> None:
+def _serve(conn: Connection, gateways: list[list[str]], faults: FaultPlan | None) -> None:
     """Child process: the simulated gateways, their ports sent back, until told to stop."""
     import logging
 
@@ -99,8 +104,7 @@ def _serve(conn: Connection, gateways: int, per_gateway: int) -> None:
     from collectors.profiles import get_profile
     from simulators.modbus_server import SimulatedGateway, SimulatedUnit
 
-    names = profiles_for(per_gateway)
-    values = {name: plausible_values(name) for name in set(names)}
+    values = {name: plausible_values(name) for names in gateways for name in names}
 
     async def main() -> None:
         servers = [
@@ -116,8 +120,9 @@ def _serve(conn: Connection, gateways: int, per_gateway: int) -> None:
                     for unit, name in enumerate(names, start=1)
                 ],
                 clock=lambda: int(time.time() * 1000),
+                faults=faults,
             )
-            for _ in range(gateways)
+            for names in gateways
         ]
         conn.send([await s.start() for s in servers])
         loop = asyncio.get_running_loop()
@@ -131,6 +136,29 @@ def _serve(conn: Connection, gateways: int, per_gateway: int) -> None:
             await s.stop()
 
     asyncio.run(main())
+
+
+@contextmanager
+def serve_in_child(
+    gateways: list[list[str]], faults: FaultPlan | None = None
+) -> Iterator[list[int]]:
+    """Simulated gateways in a child process (spawn), so their CPU does not share the
+    caller's event loop: gateway i holds units 1..n of the profiles `gateways[i]` (faults
+    keyed `unit-<n>`); yields the gateways' loopback ports."""
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=_serve, args=(child, gateways, faults), daemon=True)
+    proc.start()
+    try:
+        if not parent.poll(60):  # the child died or hangs: say so rather than wait forever
+            raise SystemExit(f"the simulated gateways did not start (exit code {proc.exitcode})")
+        yield parent.recv()
+    finally:
+        if proc.is_alive():
+            parent.send("stop")
+        proc.join(timeout=30)
+        if proc.is_alive():
+            proc.terminate()
 
 
 def _site(ports: list[int], per_gateway: int):  # type: ignore[no-untyped-def]
@@ -219,19 +247,12 @@ def run(gateways: int, per_gateway: int, *, quick: bool) -> list[Row]:
     import logging
 
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
-    ctx = mp.get_context("spawn")
-    parent, child = ctx.Pipe()
-    proc = ctx.Process(target=_serve, args=(child, gateways, per_gateway), daemon=True)
-    proc.start()
     rows: list[Row] = []
 
     def verdict(met: bool) -> str:
         return "n/a" if quick else ("ok" if met else "MISSED")
 
-    try:
-        if not parent.poll(60):  # the child died or hangs: say so rather than wait forever
-            raise SystemExit(f"the simulated gateways did not start (exit code {proc.exitcode})")
-        ports = parent.recv()
+    with serve_in_child([profiles_for(per_gateway)] * gateways) as ports:
         for naive in (False, True):
             cycle, meters = asyncio.run(_measure(ports, per_gateway, naive))
             if cycle.meters_up != meters:
@@ -254,11 +275,6 @@ def run(gateways: int, per_gateway: int, *, quick: bool) -> list[Row]:
                     verdict(per_meter <= REQUESTS_TARGET) if not naive else "",
                 )
             )
-    finally:
-        parent.send("stop")
-        proc.join(timeout=30)
-        if proc.is_alive():
-            proc.terminate()
     return rows
 
 
