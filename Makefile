@@ -37,6 +37,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.baselines
 	$(BIN)/python -m bench.simulate
 	$(BIN)/python -m bench.page
+	$(BIN)/python -m bench.poll_modbus
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build *.egg-info

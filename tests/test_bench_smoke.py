@@ -84,3 +84,17 @@ def test_scale_out_benchmark_quick_run() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert "collector-4" in done.stdout
     assert done.stdout.count("lost 0") == 6  # 1, 2, 4 processes, bare and collectors
+
+
+def test_modbus_poll_benchmark_quick_run() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.poll_modbus", "--quick"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "100 meters / 10 gateways, one cycle, merged plan" in done.stdout
+    assert "naive plan (one request per field)" in done.stdout
