@@ -193,6 +193,8 @@ async def run_service(site: SiteConfig, *, role: Role, shard: Shard, data_dir: P
     where = site.storage.path if site.storage.backend == "duckdb" else site.storage.influx.url
     say(f"store: {site.storage.backend} {where}")
     tasks: list[asyncio.Task[None]] = []
+    """The service's parts: when one of them ends, the service stops."""
+    background: list[asyncio.Task[None]] = []
     server: ApiServer | None = None
     try:
         collectors: Collectors | None = None
@@ -216,7 +218,7 @@ async def run_service(site: SiteConfig, *, role: Role, shard: Shard, data_dir: P
             )
             tasks.append(await server.start_serving())
             say(f"API on http://{site.api.host}:{server.bound_port}")
-            tasks.append(asyncio.create_task(_warm(app)))
+            background.append(asyncio.create_task(_warm(app)))  # finishing it ends nothing
         say("running; Ctrl-C or SIGTERM stops")
         done, _ = await asyncio.wait(
             [asyncio.create_task(stop.wait()), *tasks], return_when=asyncio.FIRST_COMPLETED
@@ -228,6 +230,8 @@ async def run_service(site: SiteConfig, *, role: Role, shard: Shard, data_dir: P
         stop.set()
         if server is not None:
             server.should_exit = True
-        await asyncio.gather(*tasks, return_exceptions=True)
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*tasks, *background, return_exceptions=True)
         store.close()
         say("stopped")
