@@ -11,9 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
-import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,10 +28,11 @@ from collectors.mqtt.subscriber import MqttSubscriber
 from collectors.profiles import load_profiles
 from collectors.writer import StoreWriter
 from core.config import Meter, SiteConfig, parse_site
+from epcmon.runtime import ApiServer, stop_on_signals
 from simulators.clock import RealClock
 from simulators.modbus_server import SimulatedGateway
 from simulators.mqtt_publisher import MqttMeterPublisher
-from simulators.serve import site_units
+from simulators.serve import free_port, site_units
 from simulators.site import SimulatedSite
 from storage.duckdb_store import DuckDBStore
 
@@ -116,26 +115,12 @@ def say_truth(
         )
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class _ApiServer(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:  # the demo owns Ctrl-C
-        yield
-
-
 async def run_demo(site: SiteConfig, opts: DemoOptions) -> None:
     def say(text: str) -> None:
         print(text, flush=True)
 
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop_on_signals(stop)
 
     meters = pick_meters(site)
     sim = SimulatedSite(site, clock=RealClock())
@@ -204,18 +189,17 @@ async def run_demo(site: SiteConfig, opts: DemoOptions) -> None:
     keys = KeyStore(opts.data_dir / "demo-api-keys.sqlite3")
     demo_key_id, demo_key = keys.create(Role.ADMIN, name="epcmon demo")
     app = create_app(dsite, store, keys=keys, status=availability, data_dir=opts.data_dir)
-    server = _ApiServer(
+    server = ApiServer(
         uvicorn.Config(
             app, host=dsite.api.host, port=dsite.api.port, log_level="warning", lifespan="off"
         )
     )
-    api_task = asyncio.create_task(server.serve())
-    while not server.started and not api_task.done():
-        await asyncio.sleep(0.05)
-    if api_task.done():
+    try:
+        api_task = await server.start_serving()
+    except BaseException:
         stop.set()
-        await api_task  # raises why it could not start
-    bound = server.servers[0].sockets[0].getsockname()[1] if server.servers else dsite.api.port
+        raise
+    bound = server.bound_port
     say(f"API on http://{dsite.api.host}:{bound}  (docs: /docs)")
     say(f"demo API key (admin, this run only): {demo_key}")
     say(
