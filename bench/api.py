@@ -23,15 +23,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from core.net import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 YEAR_START = 1_735_660_800_000  # 2024-12-31T16:00Z = 2025-01-01 00:00 in Shanghai
 STEP = 900_000
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def site_for(store: Path, keys: Path, port: int):  # type: ignore[no-untyped-def]

@@ -22,7 +22,6 @@ import argparse
 import os
 import platform
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,6 +35,7 @@ import numpy as np
 
 from bench.store import Row, median_time
 from core.config import InfluxConfig, load_site
+from core.net import free_port
 from core.readings import ReadingBatch
 from storage.base import Every
 from storage.duckdb_store import DuckDBStore
@@ -60,12 +60,6 @@ class Sizes:
 
 DEFAULT = Sizes(meters=20, minutes=120_000, batch=100_000, year_minutes=525_600, runs=7)
 QUICK = Sizes(meters=4, minutes=5_000, batch=10_000, year_minutes=20_000, runs=2)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start_influxd(directory: Path) -> tuple[subprocess.Popen[bytes], str]:

@@ -36,16 +36,12 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from core.net import free_port
+
 PREFIX = "bench/meter"
 METERS = 100
 GROUP = "bench"
 END_MS = 4_102_444_800_000  # 2100-01-01
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start_broker(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:

@@ -28,11 +28,12 @@ from collectors.mqtt.subscriber import MqttSubscriber
 from collectors.profiles import load_profiles
 from collectors.writer import StoreWriter
 from core.config import Meter, SiteConfig, parse_site
+from core.net import free_port
 from epcmon.runtime import ApiServer, stop_on_signals
 from simulators.clock import RealClock
 from simulators.modbus_server import SimulatedGateway
 from simulators.mqtt_publisher import MqttMeterPublisher
-from simulators.serve import free_port, site_units
+from simulators.serve import site_units
 from simulators.site import SimulatedSite
 from storage.duckdb_store import DuckDBStore
 

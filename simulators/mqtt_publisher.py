@@ -17,8 +17,8 @@ from collections.abc import Callable
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from collectors.mqtt.subscriber import parse_url
 from core.config import Meter, SiteConfig
+from core.net import parse_mqtt_url
 from simulators.faults import FaultInjector, FaultPlan
 from simulators.payloads import render_payload
 
@@ -47,7 +47,7 @@ class MqttMeterPublisher:
         self._clock: Callable[[], int] = clock or _wall_ms
         self._rate = float(getattr(clock, "rate", 1.0))
         self._injector = FaultInjector(faults or FaultPlan(), self._clock())
-        self.host, self.port = parse_url(url)
+        self.host, self.port = parse_mqtt_url(url)
         protocol = mqtt.MQTTv5 if site.mqtt.protocol == "5" else mqtt.MQTTv311
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol

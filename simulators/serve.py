@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 
 from collectors.profiles import get_profile
 from core.config import Meter, SiteConfig
+from core.net import free_port
 from simulators.faults import FaultPlan
 from simulators.modbus_server import SimulatedGateway, SimulatedUnit
 from simulators.mqtt_publisher import MqttMeterPublisher
@@ -66,12 +66,6 @@ async def start_gateways(
             await sg.stop()
         raise
     return started
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextlib.asynccontextmanager

@@ -19,6 +19,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from core.net import free_port
+
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
@@ -32,12 +34,6 @@ def require(binary: str, package: str) -> str:
             pytest.fail(reason)
         pytest.skip(reason)
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:

@@ -144,7 +144,7 @@ BAD_CASES = [
         'quantity = "power"',
         'quantity = "powr"',
         "payload_format 'flat'",
-        "fields.0",
+        "fields.0.quantity",
         "unknown quantity 'powr'",
     ),
     (
@@ -152,7 +152,7 @@ BAD_CASES = [
         'unit = "W" }',
         'unit = "m3" }',
         "payload_format 'flat'",
-        "fields.0",
+        "fields.0.unit",
         "cannot express",
     ),
     ("wildcard topic", 'topic = "t/e2"', 'topic = "t/+"', "meter 'E-2'", "mqtt.topic", "concrete"),
@@ -172,6 +172,30 @@ BAD_CASES = [
         "meter 'E-2'",
         "(entry)",
         "exactly one source",
+    ),
+    (
+        "MQTT url with a port out of range",
+        "[[gateways]]",
+        '[mqtt]\nurl = "mqtt://127.0.0.1:99999"\n\n[[gateways]]',
+        "[mqtt]",
+        "url",
+        "port '99999' is not a TCP port",
+    ),
+    (
+        "InfluxDB url with a port out of range",
+        "[[gateways]]",
+        '[storage.influx]\nurl = "http://127.0.0.1:99999"\n\n[[gateways]]',
+        "[storage]",
+        "influx.url",
+        "port '99999' is not a TCP port",
+    ),
+    (
+        "route pattern with a wildcard",
+        "[[gateways]]",
+        '[mqtt.routes.plugs]\npattern = "tele/+/SENSOR"\nmeter = "P-{d}"\nformat = "flat"\n\n[[gateways]]',
+        "[mqtt]",
+        "routes.plugs.pattern",
+        "not MQTT wildcards",
     ),
     (
         "ratio on a profile without transformer registers",
@@ -205,6 +229,62 @@ def test_not_toml_names_the_file(tmp_path):
     with pytest.raises(ConfigError, match="not valid TOML") as info:
         load_site(path)
     assert info.value.file == str(path)
+
+
+def test_not_utf8_names_the_file_and_line(tmp_path):
+    """A site file saved as GBK (a common editor default here) is one line, not a traceback."""
+    path = tmp_path / "site.toml"
+    path.write_bytes(MINIMAL.replace("测试", "ceshi").encode() + "# 注释\n".encode("gbk"))
+    with pytest.raises(ConfigError, match="not UTF-8") as info:
+        load_site(path)
+    assert info.value.file == str(path)
+    assert f"line {MINIMAL.count(chr(10)) + 1}" in str(info.value)
+
+
+CONTRACT = """
+[[meters]]
+id = "WX"
+kind = "weather"
+building = "main"
+[meters.mqtt]
+topic = "t/wx"
+format = "flat"
+
+[[contracts]]
+id = "c1"
+name = "合同"
+vendor = "ESCO"
+meters = ["E-1"]
+baseline_start = 2024-01-01
+baseline_end = 2025-01-01
+reporting_start = 2025-01-01
+"""
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key", "message"),
+    [
+        (
+            "reporting_start = 2025-01-01",
+            "reporting_start = 2024-06-01",
+            "reporting_start",
+            "inside the baseline period",
+        ),
+        ("baseline_end = 2025-01-01", "baseline_end = 2023-06-01", "baseline_end", "after"),
+        (
+            "reporting_start = 2025-01-01",
+            "reporting_start = 2025-01-01\nreporting_end = 2024-12-01",
+            "reporting_end",
+            "after reporting_start",
+        ),
+    ],
+)
+def test_contract_periods_name_the_key(tmp_path, old, new, key, message):
+    """Overlapping or reversed periods name the key at fault, not `(entry)`."""
+    text = MINIMAL + CONTRACT.replace(old, new)
+    with pytest.raises(ConfigError, match=message) as info:
+        load(write(tmp_path, text))
+    assert (info.value.entity, info.value.key) == ("contract 'c1'", key)
 
 
 def test_missing_file(tmp_path):

@@ -19,7 +19,6 @@ import os
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -32,19 +31,13 @@ from collectors.mqtt.payload import parse_payload
 from collectors.mqtt.routing import TopicRouter
 from core.config import SiteConfig
 from core.errors import PayloadError, StoreError
+from core.net import parse_mqtt_url
 from core.readings import Reading, ReadingBatch
 
 log = logging.getLogger("epcmon.mqtt")
 
 Sink = Callable[[ReadingBatch], Awaitable[None]]
 PASSWORD_ENV = "EPCMON_MQTT_PASSWORD"
-
-
-def parse_url(url: str) -> tuple[str, int]:
-    parts = urlsplit(url if "://" in url else f"mqtt://{url}")
-    if parts.scheme not in ("mqtt", "tcp") or not parts.hostname:
-        raise ValueError(f"MQTT url {url!r}: expected mqtt://host:port")
-    return parts.hostname, parts.port or 1883
 
 
 class MqttSubscriber:
@@ -59,7 +52,7 @@ class MqttSubscriber:
         max_batch: int = 5_000,
         client_id: str | None = None,
     ) -> None:
-        self.host, self.port = parse_url(url)
+        self.host, self.port = parse_mqtt_url(url)
         self._site = site
         self._sink = sink
         self._dead = dead_letters

@@ -1,0 +1,97 @@
+"""The site configuration: one TOML file, validated once into frozen models.
+
+Every default is declared once, beside its field. `load_site()` is the only way in: it
+parses the file, validates it, checks the cross-references (meter -> gateway, tenant ->
+building, ...) and raises one `ConfigError` naming the file, the entity and the key.
+Nothing downstream ever sees a dict or a half-valid site.
+
+The package, one job a module:
+
+| module | holds |
+|---|---|
+| `base` | the frozen base model, `EntityId` |
+| `places` | the site, its calendar, buildings, tenants; meter kinds and end uses |
+| `meters` | meters, Modbus gateways and sources |
+| `mqtt`, `topics` | the broker, payload formats, MQTT sources; topic patterns and matching |
+| `storage` | DuckDB, InfluxDB, the spool |
+| `contracts` | energy-performance contracts and their tariffs, guarantees, adjustments |
+| `faults` | the simulators' settings and fault schema |
+| `site` | `SiteConfig`, the root, and `[api]` |
+| `references` | the cross-references checked after validation |
+| `environment` | what the environment overrides (and the secrets it alone carries) |
+| `loading` | TOML in, `SiteConfig` or one `ConfigError` out |
+"""
+
+from core.config.base import EntityId
+from core.config.contracts import (
+    BaselineSettings,
+    Contract,
+    Guarantee,
+    Measure,
+    NonRoutineAdjustment,
+    StatementSettings,
+    Tariff,
+    TariffSeason,
+    TouPeriodName,
+    TouWindow,
+)
+from core.config.environment import INFLUX_ENV_PREFIX, influx_from_environment, with_environment
+from core.config.faults import MeterFaults, SimulationConfig
+from core.config.loading import load_site, parse_site
+from core.config.meters import Gateway, Meter, ModbusSource
+from core.config.mqtt import MqttConfig, MqttSource, PayloadField, PayloadFormat
+from core.config.places import (
+    Building,
+    CalendarConfig,
+    DayOverride,
+    EndUse,
+    MeterKind,
+    SiteInfo,
+    Tenant,
+)
+from core.config.site import ApiConfig, SiteConfig, contract_weather_station
+from core.config.storage import SECRET_ENV, InfluxConfig, SpoolConfig, StorageConfig
+from core.config.topics import MqttRoute
+
+__all__ = [
+    "INFLUX_ENV_PREFIX",
+    "SECRET_ENV",
+    "ApiConfig",
+    "BaselineSettings",
+    "Building",
+    "CalendarConfig",
+    "Contract",
+    "DayOverride",
+    "EndUse",
+    "EntityId",
+    "Gateway",
+    "Guarantee",
+    "InfluxConfig",
+    "Measure",
+    "Meter",
+    "MeterFaults",
+    "MeterKind",
+    "ModbusSource",
+    "MqttConfig",
+    "MqttRoute",
+    "MqttSource",
+    "NonRoutineAdjustment",
+    "PayloadField",
+    "PayloadFormat",
+    "SimulationConfig",
+    "SiteConfig",
+    "SiteInfo",
+    "SpoolConfig",
+    "StatementSettings",
+    "StorageConfig",
+    "Tariff",
+    "TariffSeason",
+    "Tenant",
+    "TouPeriodName",
+    "TouWindow",
+    "contract_weather_station",
+    "influx_from_environment",
+    "load_site",
+    "parse_site",
+    "with_environment",
+]
