@@ -62,9 +62,7 @@ def _from_validation_error(path: str, raw: Mapping[str, Any], err: ValidationErr
         elif e["type"] == "missing":
             msg = "required key is missing"
         elif (
-            "input" in e
-            and not isinstance(e["input"], dict | list)
-            and repr(e["input"]) not in msg
+            "input" in e and not isinstance(e["input"], dict | list) and repr(e["input"]) not in msg
         ):
             msg = f"{msg} (got {e['input']!r})"
         problems.append((entity, key, msg))
