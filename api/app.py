@@ -18,10 +18,11 @@ from api.routes import consumption, contracts, meters, operations
 from api.routes import site as site_routes
 from api.routes.contracts import SavingsCache
 from api.routes.meters import ERRORS
-from api.schemas import HealthOut
+from api.schemas import HealthOut, PartOut
 from api.status import CollectorStatus, OpsContext
 from core.config import SiteConfig
 from core.errors import StoreError
+from core.health import Health
 from processing.statements import StatementStore
 from storage.base import TimeSeriesStore
 
@@ -42,6 +43,7 @@ def create_app(
     status: CollectorStatus | None = None,
     data_dir: Path | None = None,
     statements: StatementStore | None = None,
+    health: Health | None = None,
 ) -> FastAPI:
     app = FastAPI(title="epcmon", description=DESCRIPTION, version="0.1.0")
     app.state.site = site
@@ -49,11 +51,13 @@ def create_app(
     app.state.keys = keys or KeyStore(site.api.keys_path)
     app.state.limiter = RateLimiter(site.api.rate_limit_per_s, site.api.rate_burst)
     app.state.statements = statements or StatementStore(site.storage.statements_file)
+    app.state.health = health or Health()
     app.state.savings_cache = SavingsCache()
     app.state.response_cache = ResponseCache()
     spool = getattr(store, "spool", None)
     app.state.ops = OpsContext(
         status=status,
+        health=app.state.health,
         dead_letters_path=str((data_dir or Path("data")) / "dead-letters.jsonl"),
         spool_depth=(lambda: spool.depth) if spool is not None else None,
     )
@@ -78,15 +82,30 @@ def create_app(
 
     @app.get("/healthz", response_model=HealthOut, tags=["operations"])
     def healthz(site: SiteDep, store: StoreDep, response: Response) -> HealthOut:
-        """Liveness and the store's reachability; no key needed, nothing confidential."""
+        """Liveness: 200 when every part of the service runs and nothing is degraded; 503
+        naming what is not (a part down with its last error, the store refusing writes, ...).
+        No key needed: it carries states and error messages, no data."""
         try:
             store.series_keys()
             state = "ok"
         except StoreError as exc:
             state = f"unavailable: {type(exc).__name__}"
+        snapshot = app.state.health.snapshot()
+        if snapshot.conditions.get("store") is not None:
+            state = "degraded: " + snapshot.conditions["store"].detail
+        problems = snapshot.problems()
+        ok = state == "ok" and not problems
+        if not ok:
             response.status_code = 503
         return HealthOut(
-            status="ok" if state == "ok" else "degraded", site=site.site.id, store=state
+            status="ok" if ok else "degraded",
+            site=site.site.id,
+            store=state,
+            problems=problems,
+            parts={
+                name: PartOut(state=p.state, restarts=p.restarts, last_error=p.last_error or None)
+                for name, p in snapshot.parts.items()
+            },
         )
 
     @app.get("/metrics", tags=["operations"], responses=ERRORS)

@@ -41,6 +41,28 @@ class _CollectorsMetrics(Collector):
                 seen.add_metric([meter], state.last_seen_ms / 1000)
             yield up
             yield seen
+        health = self._ops.health
+        if health is not None:
+            snapshot = health.snapshot()
+            restarts = CounterMetricFamily(
+                "epcmon_part_restarts", "restarts of a supervised part", labels=["part"]
+            )
+            up = GaugeMetricFamily(
+                "epcmon_part_up", "1 while the supervised part runs", labels=["part"]
+            )
+            for name, part in sorted(snapshot.parts.items()):
+                restarts.add_metric([name], float(part.restarts))
+                up.add_metric([name], 1.0 if part.state in ("starting", "running") else 0.0)
+            yield restarts
+            yield up
+            degraded = GaugeMetricFamily(
+                "epcmon_degraded",
+                "1 while a condition is raised (e.g. store: writes failing, ingest paused)",
+                labels=["condition"],
+            )
+            for name in sorted(snapshot.conditions):
+                degraded.add_metric([name], 1.0)
+            yield degraded
         depth = self._ops.spool_depth
         if callable(depth):
             yield GaugeMetricFamily(

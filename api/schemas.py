@@ -118,7 +118,20 @@ class SpoolOut(BaseModel):
     spooled_batches: int
 
 
+class PartOut(BaseModel):
+    state: str
+    """starting, running, restarting (down, restarting after a backoff), stopped, failed."""
+    restarts: int
+    last_error: str | None = None
+
+
 class HealthOut(BaseModel):
     status: str
+    """`ok`, or `degraded` (with HTTP 503) while anything in `problems`."""
     site: str
     store: str
+    """`ok`, `degraded: <why>` while writes fail (ingest paused), or `unavailable: ...`."""
+    problems: dict[str, str] = {}
+    """What is wrong now: a part down and its last error, a degraded condition."""
+    parts: dict[str, PartOut] = {}
+    """Every supervised part of this process."""

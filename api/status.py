@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from core.health import Health
+
 
 class MeterState(Protocol):
     up: bool
@@ -24,6 +26,7 @@ class CollectorStatus(Protocol):
 @dataclass
 class OpsContext:
     status: CollectorStatus | None = None
+    health: Health | None = None
     dead_letters_path: str = "data/dead-letters.jsonl"
     spool_depth: object = field(default=None)
     """A zero-argument callable giving the spool depth, when the store has a spool."""

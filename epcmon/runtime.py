@@ -28,12 +28,15 @@ from collectors.mqtt.subscriber import MqttSubscriber
 from collectors.writer import StoreWriter
 from core.config import Gateway, SiteConfig
 from core.errors import ConfigError
+from core.health import Health
+from epcmon.supervisor import PartRun, Supervisor
+from processing.schedule import Recompute
+from processing.statements import StatementStore
 from storage.base import TimeSeriesStore
 
 log = logging.getLogger("epcmon.run")
 
 Role = Literal["all", "collector", "api"]
-RECOMPUTE_EVERY_S = 3600
 
 
 @dataclass(frozen=True)
@@ -62,7 +65,8 @@ class Shard:
 
 
 class Collectors:
-    """The collectors of a site (or of one shard of it), writing to one store."""
+    """The collectors of a site (or of one shard of it), writing to one store: each gateway
+    poller and the MQTT subscriber is a part of its own under the supervisor."""
 
     def __init__(
         self,
@@ -73,10 +77,12 @@ class Collectors:
         shard: Shard = Shard(),
         mqtt_url: str | None = None,
         availability: Availability | None = None,
+        health: Health | None = None,
     ) -> None:
         self.site = site
         self.shard = shard
         self.availability = availability or Availability()
+        self.health = health or Health()
         self.writer = StoreWriter(store, self.availability)
         self.dead_letters = DeadLetters(data_dir / "dead-letters.jsonl")
         self.pollers = [
@@ -120,14 +126,12 @@ class Collectors:
             )
         return lines
 
-    async def run(self, stop: asyncio.Event) -> None:
-        tasks = [asyncio.create_task(p.run(stop)) for p in self.pollers]
+    def parts(self) -> list[tuple[str, PartRun]]:
+        """(name, run) of every long-running collector part."""
+        out: list[tuple[str, PartRun]] = [(f"modbus {p.gateway.id}", p.run) for p in self.pollers]
         if self.subscriber is not None:
-            tasks.append(asyncio.create_task(self.subscriber.run(stop)))
-        results = await asyncio.gather(*tasks, return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
-                raise result
+            out.append(("mqtt", self.subscriber.run))
+        return out
 
 
 class ApiServer(uvicorn.Server):
@@ -152,6 +156,46 @@ class ApiServer(uvicorn.Server):
             await task
             raise RuntimeError(f"the API could not listen on {self.config.host}:{self.config.port}")
         return task
+
+
+class ApiPart:
+    """The API as a supervised part: listens when started (so a port in use is found before
+    the service says it runs), serves until `stop`, and listens anew after a failure."""
+
+    def __init__(self, app: FastAPI, host: str, port: int) -> None:
+        self.app = app
+        self.host = host
+        self.port = port
+        self._serving: tuple[ApiServer, asyncio.Task[None]] | None = None
+
+    async def start(self) -> int:
+        """Listen now; return the bound port (the configured one, or the one 0 got)."""
+        server = ApiServer(
+            uvicorn.Config(
+                self.app, host=self.host, port=self.port, log_level="warning", lifespan="off"
+            )
+        )
+        task = await server.start_serving()
+        self._serving = (server, task)
+        if self.port == 0:
+            self.port = server.bound_port  # a restart listens where clients already look
+        return server.bound_port
+
+    async def run(self, stop: asyncio.Event) -> None:
+        if self._serving is None:
+            await self.start()
+        assert self._serving is not None
+        server, task = self._serving
+        self._serving = None
+        stopper = asyncio.create_task(stop.wait())
+        try:
+            await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopper.cancel()
+            if not task.done():
+                server.should_exit = True
+                await task
+        task.result()  # a server that ended by itself: its error, or a quiet return
 
 
 def open_store(site: SiteConfig) -> TimeSeriesStore:
@@ -180,7 +224,8 @@ async def _warm(app: FastAPI) -> None:
 
 
 async def run_service(site: SiteConfig, *, role: Role, shard: Shard, data_dir: Path) -> None:
-    """`epcmon run` / `epcmon collect`: the collectors and/or the API until a signal."""
+    """`epcmon run` / `epcmon collect`: the collectors, the recompute and/or the API, each a
+    supervised part, until a signal; raises only what no restart can fix."""
 
     def say(text: str) -> None:
         print(text, flush=True)
@@ -189,49 +234,47 @@ async def run_service(site: SiteConfig, *, role: Role, shard: Shard, data_dir: P
     # file is owned by one process, and a second one fails to open it with a clear error.
     stop = asyncio.Event()
     stop_on_signals(stop)
+    health = Health()
+    supervisor = Supervisor(health)
     store = open_store(site)
     where = site.storage.path if site.storage.backend == "duckdb" else site.storage.influx.url
     say(f"store: {site.storage.backend} {where}")
-    tasks: list[asyncio.Task[None]] = []
-    """The service's parts: when one of them ends, the service stops."""
+    statements: StatementStore | None = None
     background: list[asyncio.Task[None]] = []
-    server: ApiServer | None = None
     try:
         collectors: Collectors | None = None
         if role in ("all", "collector"):
-            collectors = Collectors(site, store, data_dir, shard=shard)
+            collectors = Collectors(site, store, data_dir, shard=shard, health=health)
             for line in collectors.describe():
                 say(line)
-            tasks.append(asyncio.create_task(collectors.run(stop)))
+            for name, part in collectors.parts():
+                supervisor.add(name, part)
         if role in ("all", "api"):
+            statements = StatementStore(site.storage.statements_file)
+            recompute = Recompute(site, store, statements, health)
+            every_s = site.schedule.recompute_every_s
+            supervisor.add("recompute", lambda stop: recompute.run(stop, every_s))
             app = create_app(
                 site,
                 store,
                 keys=KeyStore(site.api.keys_path),
                 status=collectors.availability if collectors else None,
                 data_dir=data_dir,
+                statements=statements,
+                health=health,
             )
-            server = ApiServer(
-                uvicorn.Config(
-                    app, host=site.api.host, port=site.api.port, log_level="warning", lifespan="off"
-                )
-            )
-            tasks.append(await server.start_serving())
-            say(f"API on http://{site.api.host}:{server.bound_port}")
+            api = ApiPart(app, site.api.host, site.api.port)
+            say(f"API on http://{site.api.host}:{await api.start()}")
+            supervisor.add("api", api.run)
             background.append(asyncio.create_task(_warm(app)))  # finishing it ends nothing
-        say("running; Ctrl-C or SIGTERM stops")
-        done, _ = await asyncio.wait(
-            [asyncio.create_task(stop.wait()), *tasks], return_when=asyncio.FIRST_COMPLETED
-        )
-        for task in done:
-            if task in tasks and task.exception() is not None:
-                raise task.exception()  # type: ignore[misc]
+        say(f"running {', '.join(supervisor.names)}; Ctrl-C or SIGTERM stops")
+        await supervisor.run(stop)
     finally:
         stop.set()
-        if server is not None:
-            server.should_exit = True
         for task in background:
             task.cancel()
-        await asyncio.gather(*tasks, *background, return_exceptions=True)
+        await asyncio.gather(*background, return_exceptions=True)
         store.close()
+        if statements is not None:
+            statements.close()
         say("stopped")

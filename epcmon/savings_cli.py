@@ -124,9 +124,10 @@ def print_baseline(baseline: Baseline, out: TextIO) -> None:
 
 def _savings_report(args: argparse.Namespace) -> int:
     from epcmon.sites import load
-    from processing.contract import fit_baseline, statement
+    from processing.contract import check_month_closed, fit_baseline, statement
 
     site = load(args.site)
+    check_month_closed(site, args.contract, args.month)  # before anything is fitted or stored
     store, statements = _open(site)
     try:
         baseline = None if args.refit else statements.latest_baseline(args.contract, args.utility)

@@ -777,6 +777,31 @@ def statements(
     return out
 
 
+def check_month_closed(site: SiteConfig, contract_id: str, month: str) -> None:
+    """Refuse (`InsufficientData`) a month that is not a closed month of the reporting period:
+    before it, or not over yet in the site's time zone. A statement of an open month would be
+    a final-looking number for a month that is still being consumed."""
+    contract = site.contract(contract_id)
+    end = _month_end(contract, month)
+    today = _local_today(site)
+    if end > today:
+        raise InsufficientData(
+            f"{month} has not ended (today is {today} in {site.site.timezone}): its statement "
+            f"can be written from {end}; `epcmon run` writes it by itself "
+            f"{contract.statements.settle_days} days later"
+        )
+
+
+def check_has_data(stmt: Statement) -> None:
+    """Refuse a statement with no reporting day counted: it would say 0 saved, not 'unknown'."""
+    p = stmt.month_savings
+    if p.days_used == 0:
+        raise InsufficientData(
+            f"no data for {stmt.month}: none of its {p.days} days has both the boundary's "
+            "consumption and the baseline's drivers in the store"
+        )
+
+
 def statement(
     site: SiteConfig,
     contract_id: str,
@@ -786,8 +811,12 @@ def statement(
     baseline: Baseline | None = None,
     utility: Utility = "electricity",
 ) -> Statement:
-    """The monthly statement of `month` (YYYY-MM), read from the store."""
-    return statements(site, contract_id, store, [month], baseline=baseline, utility=utility)[0]
+    """The monthly statement of `month` (YYYY-MM), read from the store. Refuses a month that
+    has not ended and one without data (`InsufficientData`)."""
+    check_month_closed(site, contract_id, month)
+    stmt = statements(site, contract_id, store, [month], baseline=baseline, utility=utility)[0]
+    check_has_data(stmt)
+    return stmt
 
 
 def recompute(stored: dict[str, Any]) -> Statement:
@@ -824,6 +853,8 @@ __all__ = [
     "SavingsResult",
     "Statement",
     "StatementInputs",
+    "check_has_data",
+    "check_month_closed",
     "compute_savings",
     "evaluate",
     "fit_baseline",

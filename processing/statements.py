@@ -1,7 +1,9 @@
 """Fitted baselines and monthly statements, kept in a small SQLite file beside the store.
 
-Append-only: a refit or a recomputed statement is a new row, and the old ones stay for the
-auditor (`history()`). Each row holds the whole JSON (model, findings, contract, inputs), so a
+Append-only: a refit or a recomputed statement is a new row (a new version of its month), and
+the old ones stay for the auditor (`history()`); the newest is served. The running month's
+provisional figures live apart, one row a month replaced on every pass, so an hourly refresh
+does not grow the auditor's record. Each row holds the whole JSON (model, findings, contract, inputs), so a
 statement can be recomputed from it alone (`contract.recompute`). SQLite, not the DuckDB
 store: this is small transactional state, and the DuckDB file belongs to one writer.
 """
@@ -11,9 +13,10 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 from processing.contract import Baseline, Statement
 
@@ -41,7 +44,34 @@ _SCHEMA = (
     )
     """,
     "CREATE INDEX IF NOT EXISTS statements_key ON statements (contract_id, utility, month)",
+    # The running month's figures (and those of a closed month still settling): one row per
+    # month, replaced on every pass; dropped once the month's final statement is written.
+    """
+    CREATE TABLE IF NOT EXISTS provisional (
+        contract_id TEXT NOT NULL,
+        utility TEXT NOT NULL,
+        month TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        inputs_digest TEXT NOT NULL,
+        avoided REAL NOT NULL,
+        body TEXT NOT NULL,
+        PRIMARY KEY (contract_id, utility, month)
+    )
+    """,
 )
+
+
+@dataclass(frozen=True, slots=True)
+class MonthEntry:
+    """One month of a contract as the API lists it: its newest figures and their status."""
+
+    month: str
+    status: Literal["final", "provisional"]
+    version: int
+    """How many final statements the month has had (0 while provisional); the newest is served."""
+    created_at: str
+    inputs_digest: str
+    avoided: float
 
 
 class StatementStore:
@@ -143,3 +173,76 @@ class StatementStore:
                 (contract_id, utility),
             ).fetchall()
         return [(str(m), str(c), str(d), float(a)) for m, c, d, a in rows]
+
+    def save_provisional(self, statement: Statement) -> None:
+        """Replace the month's provisional figures."""
+        body = json.dumps(statement.to_dict(), ensure_ascii=False)
+        with self._lock, self._con:
+            self._con.execute(
+                "INSERT OR REPLACE INTO provisional "
+                "(contract_id, utility, month, created_at, inputs_digest, avoided, body) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    statement.contract_id,
+                    statement.utility,
+                    statement.month,
+                    statement.created_at,
+                    statement.inputs_digest,
+                    statement.month_savings.avoided,
+                    body,
+                ),
+            )
+
+    def drop_provisional(self, contract_id: str, month: str, utility: str = "electricity") -> None:
+        with self._lock, self._con:
+            self._con.execute(
+                "DELETE FROM provisional WHERE contract_id = ? AND utility = ? AND month = ?",
+                (contract_id, utility, month),
+            )
+
+    def provisional_json(
+        self, contract_id: str, month: str, utility: str = "electricity"
+    ) -> dict[str, Any] | None:
+        with self._lock:
+            row = self._con.execute(
+                "SELECT body FROM provisional WHERE contract_id = ? AND utility = ? AND month = ?",
+                (contract_id, utility, month),
+            ).fetchone()
+        return None if row is None else dict(json.loads(row[0]))
+
+    def months(self, contract_id: str, utility: str = "electricity") -> list[MonthEntry]:
+        """Every month with figures, oldest first: the newest final statement of a month, or
+        its provisional figures while it has none."""
+        with self._lock:
+            final = self._con.execute(
+                "SELECT month, count(*), max(id) FROM statements "
+                "WHERE contract_id = ? AND utility = ? GROUP BY month",
+                (contract_id, utility),
+            ).fetchall()
+            newest = {
+                int(i): row
+                for i, *row in self._con.execute(
+                    "SELECT id, created_at, inputs_digest, avoided FROM statements "
+                    "WHERE id IN (SELECT max(id) FROM statements "
+                    "WHERE contract_id = ? AND utility = ? GROUP BY month)",
+                    (contract_id, utility),
+                ).fetchall()
+            }
+            provisional = self._con.execute(
+                "SELECT month, created_at, inputs_digest, avoided FROM provisional "
+                "WHERE contract_id = ? AND utility = ?",
+                (contract_id, utility),
+            ).fetchall()
+        entries = {
+            str(month): MonthEntry(
+                str(month), "final", int(n), str(newest[int(i)][0]), str(newest[int(i)][1]),
+                float(newest[int(i)][2]),
+            )
+            for month, n, i in final
+        }  # fmt: skip
+        for month, created, digest, avoided in provisional:
+            entries.setdefault(
+                str(month),
+                MonthEntry(str(month), "provisional", 0, str(created), str(digest), float(avoided)),
+            )
+        return [entries[m] for m in sorted(entries)]

@@ -9,6 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.keys import Role
+from core.health import Health
 from tests.api_fixtures import DAYS, T0, app_for, make_world
 
 
@@ -222,7 +223,13 @@ def test_cors_is_closed_by_default(world, client):
 def test_healthz_needs_no_key_and_reveals_nothing(client):
     r = client.get("/healthz")
     assert r.status_code == 200
-    assert r.json() == {"status": "ok", "site": "luan-admin-center", "store": "ok"}
+    assert r.json() == {
+        "status": "ok",
+        "site": "luan-admin-center",
+        "store": "ok",
+        "problems": {},
+        "parts": {},
+    }
 
 
 def test_metrics_in_prometheus_format(world, client):
@@ -321,7 +328,7 @@ def test_contract_savings_and_statement_agree(world, client):
     assert png.content[:8] == b"\x89PNG\r\n\x1a\n"
     missing = client.get(f"/api/v1/contracts/{own}/statements/2025-08", headers=h)
     assert missing.status_code == 404
-    assert "epcmon savings report" in missing.json()["detail"]
+    assert "the service writes it" in missing.json()["detail"]
 
 
 def test_no_baseline_is_a_clear_422(world, client):
@@ -401,3 +408,35 @@ def test_warm_caches_computes_the_savings(world):
 
     app = app_for(world)
     assert warm_caches(app) == 1  # the contract with a baseline; the other has none
+
+
+def test_healthz_names_what_is_down_and_metrics_count_it(world):
+    """A part down or the store degraded: 503 naming it; back: 200 (issue 12)."""
+    health = Health()
+    app = app_for(world, health=health)
+    health.part_state("mqtt", "running")
+    with TestClient(app) as c:
+        assert c.get("/healthz").status_code == 200
+        health.part_state("mqtt", "restarting", "RecursionError: maximum recursion depth")
+        health.degrade("store", "disk full; ingest paused")
+        r = c.get("/healthz")
+        assert r.status_code == 503
+        body = r.json()
+        assert body["status"] == "degraded"
+        assert body["store"] == "degraded: disk full; ingest paused"
+        assert body["problems"] == {
+            "part mqtt": "restarting: RecursionError: maximum recursion depth",
+            "store": "disk full; ingest paused",
+        }
+        assert body["parts"]["mqtt"] == {
+            "state": "restarting",
+            "restarts": 1,
+            "last_error": "RecursionError: maximum recursion depth",
+        }
+        text = c.get("/metrics", headers=auth(world, "viewer")).text
+        assert 'epcmon_part_restarts_total{part="mqtt"} 1.0' in text
+        assert 'epcmon_part_up{part="mqtt"} 0.0' in text
+        assert 'epcmon_degraded{condition="store"} 1.0' in text
+        health.part_state("mqtt", "running")
+        health.recover("store")
+        assert c.get("/healthz").json()["status"] == "ok"

@@ -256,16 +256,56 @@ def test_recompute_schedule(site, contract, store) -> None:  # type: ignore[no-u
         job = Recompute(site, store, statements)
         assert job.due_months(contract.id, date(2025, 9, 3)) == ["2025-07"]
         assert job.due_months(contract.id, date(2025, 9, 4)) == ["2025-07", "2025-08"]
+        assert job.open_months(contract.id, date(2025, 9, 3)) == ["2025-08", "2025-09"]
         first = job.run_once(date(2025, 10, 10))
         assert [(a.month, a.what) for a in first] == [
             ("", "baseline"),
             ("2025-07", "new"),
             ("2025-08", "new"),
             ("2025-09", "new"),
+            ("2025-10", "provisional"),  # the running month, refreshed every pass
         ]
         again = job.run_once(date(2025, 10, 10))
-        assert {a.what for a in again} == {"unchanged"}
+        assert [a.what for a in again] == ["unchanged"] * 3 + ["provisional"]
         assert len(statements.history(contract.id)) == 3
+        months = statements.months(contract.id)
+        assert [(e.month, e.status, e.version) for e in months] == [
+            ("2025-07", "final", 1),
+            ("2025-08", "final", 1),
+            ("2025-09", "final", 1),
+            ("2025-10", "provisional", 0),
+        ]
+        # October closes and settles: its final statement replaces the provisional figures
+        later = job.run_once(date(2025, 11, 4))
+        assert ("2025-10", "new") in [(a.month, a.what) for a in later]
+        assert statements.provisional_json(contract.id, "2025-10") is None
+        assert statements.months(contract.id)[3].status == "final"
+
+
+def test_recompute_skips_months_without_data(site, contract, store) -> None:  # type: ignore[no-untyped-def]
+    """The store's data ends 2026-02-03: later months get no statement (not a zero)."""
+    with StatementStore(":memory:") as statements:
+        actions = Recompute(site, store, statements).run_once(date(2026, 5, 20))
+        by_month = {a.month: a.what for a in actions}
+        assert by_month["2026-01"] == "new"
+        assert by_month["2026-03"] == by_month["2026-04"] == by_month["2026-05"] == "no data"
+        assert {e.month for e in statements.months(contract.id)} == {
+            f"{y}-{m:02d}" for y, m in [(2025, 7), (2025, 8), (2025, 9), (2025, 10), (2025, 11),
+                                        (2025, 12), (2026, 1), (2026, 2)]
+        }  # fmt: skip
+
+
+def test_statement_of_an_open_month_is_refused(site, contract, store) -> None:  # type: ignore[no-untyped-def]
+    """A month not over in the site's time zone: refused before anything is computed."""
+    from processing.contract import _local_today
+
+    this_month = _local_today(site).strftime("%Y-%m")
+    with pytest.raises(InsufficientData, match="has not ended"):
+        statement(site, contract.id, store, this_month)
+    with pytest.raises(InsufficientData, match="has not ended"):
+        statement(site, contract.id, store, "2099-01")
+    with pytest.raises(InsufficientData, match="no data for 2026-04"):
+        statement(site, contract.id, store, "2026-04")  # closed, but the store has no data
 
 
 def test_recompute_notices_corrected_data(site, contract, synthetic) -> None:  # type: ignore[no-untyped-def]
@@ -277,7 +317,11 @@ def test_recompute_notices_corrected_data(site, contract, synthetic) -> None:  #
         t = int(np.datetime64("2025-07-15T04:30").astype("datetime64[ms]").astype(np.int64))
         s.write(ReadingBatch.for_series("WX-ROOF", "outdoor_temperature", [t], [39.0]))
         actions = job.run_once(date(2025, 8, 10))
-        assert [(a.month, a.what) for a in actions] == [("2025-07", "updated")]
+        assert [(a.month, a.what) for a in actions] == [
+            ("2025-07", "updated"),  # a new version; the old one stays for the auditor
+            ("2025-08", "provisional"),
+        ]
+        assert [e.version for e in statements.months(contract.id)] == [2, 0]
 
 
 async def test_recompute_runs_until_stopped(site, contract, store) -> None:  # type: ignore[no-untyped-def]
@@ -460,6 +504,8 @@ def test_a_water_boundary(site, contract, synthetic) -> None:  # type: ignore[no
             ("electricity", "new"),
             ("water", "baseline"),
             ("water", "new"),
+            ("electricity", "provisional"),
+            ("water", "provisional"),
         }
 
 

@@ -23,7 +23,14 @@ from api.keys import Principal
 from api.routes.meters import ERRORS
 from core.config import Contract, SiteConfig
 from core.errors import InsufficientData, NotFound
-from processing.contract import Baseline, SavingsResult, Statement, compute_savings, parse_month
+from processing.contract import (
+    Baseline,
+    SavingsResult,
+    Statement,
+    check_month_closed,
+    compute_savings,
+    parse_month,
+)
 from processing.savings import PeriodSavings
 from processing.statements import StatementStore
 from storage.base import TimeSeriesStore
@@ -267,10 +274,22 @@ def contract_savings(
 def contract_statements(
     who: AnyKey, request: Request, site: SiteDep, contract_id: str, utility: Utility = "electricity"
 ) -> Response:
+    """Every month with figures: its newest final statement (`status` "final", `version` the
+    number of times it was written: late data makes a new version), or the running month's
+    provisional figures, refreshed by the service every pass."""
     contract = visible_contract(site, who, contract_id)
-    history = statements_of(request).history(contract.id, utility)
     return json_response(
-        [{"month": m, "created_at": c, "inputs_digest": d, "avoided": a} for m, c, d, a in history]
+        [
+            {
+                "month": e.month,
+                "status": e.status,
+                "version": e.version,
+                "created_at": e.created_at,
+                "inputs_digest": e.inputs_digest,
+                "avoided": e.avoided,
+            }
+            for e in statements_of(request).months(contract.id, utility)
+        ]
     )
 
 
@@ -287,12 +306,25 @@ def stored_statement(
         parse_month(month)
     except (ValueError, InsufficientData) as exc:
         raise BadRequest(f"month {month!r}: expected YYYY-MM") from exc
-    stmt = statements_of(request).latest_statement(contract.id, month, utility)
-    if stmt is None:
-        raise NotFound(
-            f"no statement for {contract.id} {month} (epcmon savings report --month {month})"
-        )
-    return stmt
+    store = statements_of(request)
+    stmt = store.latest_statement(contract.id, month, utility)
+    if stmt is not None:
+        return stmt
+    provisional = store.provisional_json(contract.id, month, utility)
+    if provisional is not None:
+        return Statement.from_dict(provisional)
+    check_month_closed(site, contract.id, month)  # refuses a month not over yet (422)
+    raise NotFound(
+        f"no statement for {contract.id} {month} yet: the service writes it "
+        f"{contract.statements.settle_days} days after the month ends, once its data is there"
+    )
+
+
+def status_of(request: Request, stmt: Statement) -> str:
+    stored = statements_of(request).latest_statement_json(
+        stmt.contract_id, stmt.month, stmt.utility
+    )
+    return "final" if stored is not None else "provisional"
 
 
 @router.get("/{contract_id}/statements/{month}", responses=ERRORS)
@@ -319,6 +351,7 @@ def contract_statement(
         )
     data = stmt.to_dict()
     data.pop("inputs", None)  # per-day inputs: in the stored record, not in every response
+    data["status"] = status_of(request, stmt)
     return json_response(data)
 
 

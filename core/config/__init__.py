@@ -49,7 +49,7 @@ from core.config.places import (
     SiteInfo,
     Tenant,
 )
-from core.config.site import ApiConfig, SiteConfig, contract_weather_station
+from core.config.site import ApiConfig, ScheduleConfig, SiteConfig, contract_weather_station
 from core.config.storage import SECRET_ENV, InfluxConfig, SpoolConfig, StorageConfig
 from core.config.topics import MqttRoute
 
@@ -78,6 +78,7 @@ __all__ = [
     "NonRoutineAdjustment",
     "PayloadField",
     "PayloadFormat",
+    "ScheduleConfig",
     "SimulationConfig",
     "SiteConfig",
     "SiteInfo",

@@ -38,6 +38,15 @@ class ApiConfig(_Model):
     """Origins allowed to call the API from a browser; none by default (CORS closed)."""
 
 
+class ScheduleConfig(_Model):
+    """What `epcmon run` does by itself on a timer: `[schedule]`."""
+
+    recompute_every_s: int = Field(default=3600, ge=60, le=86_400)
+    """How often the service brings every contract up to date: fits a missing baseline, writes
+    the statements of months that closed (and new versions when late data changed them), and
+    refreshes the running month's provisional figures. It also runs once at start."""
+
+
 class SiteConfig(_Model):
     # A validation error must not print the document, which may hold a misplaced secret.
     model_config = ConfigDict(hide_input_in_errors=True)
@@ -47,6 +56,7 @@ class SiteConfig(_Model):
     storage: StorageConfig = StorageConfig()
     mqtt: MqttConfig = MqttConfig()
     api: ApiConfig = ApiConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
     buildings: tuple[Building, ...] = Field(min_length=1)
     tenants: tuple[Tenant, ...] = ()
     gateways: tuple[Gateway, ...] = ()
