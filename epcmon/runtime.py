@@ -223,6 +223,90 @@ async def _warm(app: FastAPI) -> None:
         log.info("savings of %d contract boundaries computed and cached", computed)
 
 
+class Service:
+    """The parts of one epcmon process over one store, under one supervisor: the collectors
+    (role `all`/`collector`), the recompute and the API (role `all`/`api`). `epcmon run` and
+    `epcmon demo` both run one; the demo adds its simulators as parts of their own.
+
+        service = Service(site, store, data_dir, role="all")
+        port = await service.start()     # the API listens (a port in use fails here)
+        await service.run(stop)          # until stop; raises what no restart can fix
+        service.close()
+    """
+
+    def __init__(
+        self,
+        site: SiteConfig,
+        store: TimeSeriesStore,
+        data_dir: Path,
+        *,
+        role: Role = "all",
+        shard: Shard = Shard(),
+        mqtt_url: str | None = None,
+        keys: KeyStore | None = None,
+        health: Health | None = None,
+    ) -> None:
+        self.site = site
+        self.store = store
+        self.health = health or Health()
+        self.supervisor = Supervisor(self.health)
+        self.collectors: Collectors | None = None
+        self.statements: StatementStore | None = None
+        self.app: FastAPI | None = None
+        self._api: ApiPart | None = None
+        self._keys = keys
+        self._background: list[asyncio.Task[None]] = []
+        if role in ("all", "collector"):
+            self.collectors = Collectors(
+                site, store, data_dir, shard=shard, mqtt_url=mqtt_url, health=self.health
+            )
+            for name, part in self.collectors.parts():
+                self.supervisor.add(name, part)
+        if role in ("all", "api"):
+            self.statements = StatementStore(site.storage.statements_file)
+            recompute = Recompute(site, store, self.statements, self.health)
+            every_s = site.schedule.recompute_every_s
+            self.supervisor.add("recompute", lambda stop: recompute.run(stop, every_s))
+            if self._keys is None:
+                self._keys = KeyStore(site.api.keys_path)
+            self.app = create_app(
+                site,
+                store,
+                keys=self._keys,
+                status=self.collectors.availability if self.collectors else None,
+                data_dir=data_dir,
+                statements=self.statements,
+                health=self.health,
+            )
+            self._api = ApiPart(self.app, site.api.host, site.api.port)
+
+    def describe(self) -> list[str]:
+        return self.collectors.describe() if self.collectors is not None else []
+
+    async def start(self) -> int | None:
+        """Listen (when this process serves the API); return the bound port."""
+        if self._api is None or self.app is None:
+            return None
+        port = await self._api.start()
+        self.supervisor.add("api", self._api.run)
+        self._background.append(asyncio.create_task(_warm(self.app)))  # its end ends nothing
+        return port
+
+    async def run(self, stop: asyncio.Event) -> None:
+        try:
+            await self.supervisor.run(stop)
+        finally:
+            for task in self._background:
+                task.cancel()
+            await asyncio.gather(*self._background, return_exceptions=True)
+
+    def close(self) -> None:
+        if self.statements is not None:
+            self.statements.close()
+        if self._keys is not None:
+            self._keys.close()
+
+
 async def run_service(site: SiteConfig, *, role: Role, shard: Shard, data_dir: Path) -> None:
     """`epcmon run` / `epcmon collect`: the collectors, the recompute and/or the API, each a
     supervised part, until a signal; raises only what no restart can fix."""
@@ -234,47 +318,22 @@ async def run_service(site: SiteConfig, *, role: Role, shard: Shard, data_dir: P
     # file is owned by one process, and a second one fails to open it with a clear error.
     stop = asyncio.Event()
     stop_on_signals(stop)
-    health = Health()
-    supervisor = Supervisor(health)
     store = open_store(site)
     where = site.storage.path if site.storage.backend == "duckdb" else site.storage.influx.url
     say(f"store: {site.storage.backend} {where}")
-    statements: StatementStore | None = None
-    background: list[asyncio.Task[None]] = []
+    service: Service | None = None
     try:
-        collectors: Collectors | None = None
-        if role in ("all", "collector"):
-            collectors = Collectors(site, store, data_dir, shard=shard, health=health)
-            for line in collectors.describe():
-                say(line)
-            for name, part in collectors.parts():
-                supervisor.add(name, part)
-        if role in ("all", "api"):
-            statements = StatementStore(site.storage.statements_file)
-            recompute = Recompute(site, store, statements, health)
-            every_s = site.schedule.recompute_every_s
-            supervisor.add("recompute", lambda stop: recompute.run(stop, every_s))
-            app = create_app(
-                site,
-                store,
-                keys=KeyStore(site.api.keys_path),
-                status=collectors.availability if collectors else None,
-                data_dir=data_dir,
-                statements=statements,
-                health=health,
-            )
-            api = ApiPart(app, site.api.host, site.api.port)
-            say(f"API on http://{site.api.host}:{await api.start()}")
-            supervisor.add("api", api.run)
-            background.append(asyncio.create_task(_warm(app)))  # finishing it ends nothing
-        say(f"running {', '.join(supervisor.names)}; Ctrl-C or SIGTERM stops")
-        await supervisor.run(stop)
+        service = Service(site, store, data_dir, role=role, shard=shard)
+        for line in service.describe():
+            say(line)
+        port = await service.start()
+        if port is not None:
+            say(f"API on http://{site.api.host}:{port}")
+        say(f"running {', '.join(service.supervisor.names)}; Ctrl-C or SIGTERM stops")
+        await service.run(stop)
     finally:
         stop.set()
-        for task in background:
-            task.cancel()
-        await asyncio.gather(*background, return_exceptions=True)
+        if service is not None:
+            service.close()
         store.close()
-        if statements is not None:
-            statements.close()
         say("stopped")
