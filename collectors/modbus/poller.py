@@ -125,8 +125,6 @@ class _GuardedTransactions(TransactionManager):
     sent: deque[int]
     partial: int
     """Bytes of an incomplete answer received for the request in flight."""
-    stale: int
-    """Late answers to abandoned requests skipped on this connection."""
 
     def setup(self) -> None:
         # pymodbus silently empties a receive buffer past 264 bytes before anyone looks at
@@ -136,7 +134,6 @@ class _GuardedTransactions(TransactionManager):
         self.expected = None
         self.sent = deque(maxlen=32)
         self.partial = 0
-        self.stale = 0
 
     def pdu_send(self, pdu: ModbusPDU, addr: tuple[str, int] | None = None) -> None:
         self.expected = Expected(pdu.transaction_id, pdu.dev_id, pdu.function_code, pdu.count)
@@ -165,14 +162,12 @@ class _GuardedTransactions(TransactionManager):
         while used < len(data):
             expected = self.expected
             if expected is None or self.response_future.done():
-                self.stale += 1  # nobody is waiting: a late answer, or unsolicited bytes
-                return len(data)
+                return len(data)  # nobody is waiting: a late answer, or unsolicited bytes
             verdict = check_answer(data[used:], expected, self.sent)
             if isinstance(verdict, Incomplete):
                 self.partial = len(data) - used
                 return used
-            if isinstance(verdict, Stale):
-                self.stale += 1
+            if isinstance(verdict, Stale):  # the late answer to an abandoned request
                 used += verdict.used
                 continue
             if isinstance(verdict, Garbage):
@@ -281,8 +276,8 @@ class GatewayPoller:
         self._availability.count("modbus_drops" if kind == "drop" else "modbus_bad_frames")
         if self.episodes.fault(kind):
             log.warning(
-                "%s misbehaves: %s; polling on, reconnecting as needed (one line per change; "
-                "counts: modbus_drops, modbus_bad_frames in /metrics)",
+                "%s misbehaves: %s; polls go on, reconnecting as needed (counted in /metrics: "
+                "modbus_drops, modbus_bad_frames)",
                 self._where,
                 detail,
             )
@@ -459,9 +454,9 @@ class GatewayPoller:
         now = self._clock()
         if now < self._next_connect:
             return False
-        if self._connected_once:
-            self._availability.count("modbus_reconnects")
         if await self.client.connect():
+            if self._connected_once:
+                self._availability.count("modbus_reconnects")
             if self._connect_failures or not self._connected_once:
                 # after an outage a meter may have been replaced: read its identity again
                 # (not after a dropped connection re-opened at once)

@@ -57,8 +57,9 @@ GarbageKind = Literal[
 
 
 class GatewayFaults(_Model):
-    """Faults of one simulated Modbus TCP gateway, on its connections rather than one
-    meter: `[simulation.gateway_faults.<gateway id>]`. None unless configured."""
+    """Faults of a simulated gateway, all units: `[simulation.gateway_faults.<gateway id>]`.
+
+    They hit the gateway's connections rather than one meter; none unless configured."""
 
     drop_rate: float = Field(default=0.0, ge=0, le=1)
     """Probability that a request makes the gateway close the connection instead of answering
