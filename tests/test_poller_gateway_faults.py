@@ -218,6 +218,33 @@ async def test_each_kind_of_garbage_is_a_bad_answer_for_that_meter(kind):
         await gateway.stop()
 
 
+async def test_cycles_that_overrun_their_interval_are_one_line_not_one_a_cycle():
+    """Found running `epcmon run` against a garbage gateway: truncated answers cost a timeout
+    each, the cycles overran their 1 s interval, and each overrun was a log line."""
+    profiles = ["xintai-water"] * 3  # 3 truncated answers x 0.4 s: every cycle overruns
+    plan = FaultPlan(gateways={"gw": GatewayFaults(garbage_rate=1.0, garbage="truncated")})
+    gateway = await start_gateway("gw", profiles, plan)
+    site = site_with({"gw": (gateway.port, profiles)})
+    gw = site.gateways[0].model_copy(update={"timeout_s": 0.4})
+    availability = Availability()
+    with operator_logging() as records:
+        poller = GatewayPoller(gw, list(site.meters), Collect(), availability)
+        stop = asyncio.Event()
+        task = asyncio.create_task(poller.run(stop))
+        try:
+            overran = await wait_until(
+                lambda: availability.counters["modbus_cycle_overruns"] >= 3, timeout=15
+            )
+        finally:
+            stop.set()
+            await task
+            await gateway.stop()
+    assert overran, dict(availability.counters)
+    said = lines(records)
+    assert len([s for s in said if "longer than its 1s interval" in s]) == 1, said
+    assert len(said) <= 2 + len(profiles), said  # misbehaves, overruns, meters down
+
+
 # ------------------------------------------------------------------ dropped connections
 
 

@@ -264,6 +264,7 @@ class GatewayPoller:
         self._implausible: set[tuple[str, str]] = set()
         self.episodes = GatewayEpisodes()
         """Whether the gateway misbehaves now, and what it did since it started."""
+        self._overruns = GatewayEpisodes()
         quiet_pymodbus()
         self.client = _GuardedClient(gateway.host, port=gateway.port, timeout=gateway.timeout_s)
 
@@ -548,14 +549,25 @@ class GatewayPoller:
                 except TimeoutError:
                     pass
                 await self.poll_cycle(next_tick)
-                overrun = self._clock() - next_tick
-                if overrun > tick:
+                took = self._clock() - next_tick
+                if took > tick:
                     self._availability.count("modbus_cycle_overruns")
-                    log.warning(
-                        "gateway %s: cycle took %.1fs, longer than its %ds interval",
+                    if self._overruns.fault("overrun"):
+                        log.warning(
+                            "gateway %s: a cycle took %.1fs, longer than its %ds interval "
+                            "(one line until cycles fit again; counted: modbus_cycle_overruns)",
+                            self.gateway.id,
+                            took,
+                            tick,
+                        )
+                if (ended := self._overruns.cycle_done()) is not None:
+                    log.info(
+                        "gateway %s: cycles fit their %ds interval again (%d overruns in %d "
+                        "cycles)",
                         self.gateway.id,
-                        overrun,
                         tick,
+                        ended.faults["overrun"],
+                        ended.cycles,
                     )
         finally:
             self.client.close()
