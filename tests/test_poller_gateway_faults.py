@@ -245,6 +245,27 @@ async def test_cycles_that_overrun_their_interval_are_one_line_not_one_a_cycle()
     assert len(said) <= 2 + len(profiles), said  # misbehaves, overruns, meters down
 
 
+def test_pymodbus_speaks_again_when_an_operator_sets_its_logger_to_debug():
+    from pymodbus.logging import Log
+
+    from collectors.modbus.poller import quiet_pymodbus
+
+    quiet_pymodbus()
+    quiet_pymodbus()  # idempotent: one filter
+    logger = logging.getLogger("pymodbus.logging")
+    assert len([f for f in logger.filters if type(f).__name__ == "_PymodbusFilter"]) == 1
+    with operator_logging() as records:
+        Log.error("a frame pymodbus did not like ({})", 1)
+        Log.critical("pymodbus cannot go on ({})", 2)
+        logging.getLogger("pymodbus").setLevel(logging.DEBUG)
+        Log.error("a frame pymodbus did not like ({})", 3)
+    said = lines(records)
+    assert [s.split(":", 1)[1].split("\n")[0] for s in said] == [
+        " pymodbus cannot go on (2)",
+        " a frame pymodbus did not like (3)",
+    ], said
+
+
 # ------------------------------------------------------------------ dropped connections
 
 

@@ -6,7 +6,8 @@ another. Polls are aligned to wall-clock multiples of the interval, and each met
 carry the time its answer arrived.
 
 Error policy (DESIGN.md):
-- exception 6 (busy) is retried at once, up to `busy_retries`;
+- exception 6 (busy) is retried at once, up to `busy_retries`; a request the gateway dropped,
+  once (below); nothing else;
 - a timeout skips that unit for the cycle; a unit that keeps timing out is probed less often
   (every 2, 4, ... cycles, at most every 5 minutes), and after the units that answer, so a
   dead meter costs the others almost nothing and never shifts their cadence;
@@ -31,7 +32,9 @@ Gateways that misbehave (issue 12):
   gateway's faults only when they cost it `GATEWAY_FAULTS_BEFORE_DOWN` polls in a row;
 - pymodbus' own logger, which reports each of these with hex dumps of the last frames, is
   quieted by a filter (`quiet_pymodbus`): only its CRITICAL lines pass, and everything when an
-  operator sets the `pymodbus` logger to DEBUG.
+  operator sets the `pymodbus` logger to DEBUG;
+- cycles that overrun their interval (a gateway whose answers cost timeouts) are one line when
+  they start and one when cycles fit again, counted as `modbus_cycle_overruns`.
 """
 
 from __future__ import annotations
