@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.simulate
 	$(BIN)/python -m bench.page
 	$(BIN)/python -m bench.poll_modbus
+	$(BIN)/python -m bench.modbus_drops
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build *.egg-info

@@ -28,6 +28,7 @@ from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from core.config import SiteConfig
     from simulators.faults import FaultPlan
 
 GATEWAYS = 10
@@ -88,6 +89,12 @@ def plausible_values(profile_name: str) -> dict[str, float]:
     return out
 
 
+def gateway_id(index: int) -> str:
+    """The id of the index-th gateway, in the site `_site` builds and in `serve_in_child`
+    (where it keys the gateway's faults)."""
+    return f"gw{index:02d}"
+
+
 def _ratios(profile_name: str) -> dict[str, float]:
     return {"pt_ratio": PT, "ct_ratio": CT} if profile_name == "acrel-dtsd1352" else {}
 
@@ -121,8 +128,9 @@ def _serve(conn: Connection, gateways: list[list[str]], faults: FaultPlan | None
                 ],
                 clock=lambda: int(time.time() * 1000),
                 faults=faults,
+                name=gateway_id(g),
             )
-            for names in gateways
+            for g, names in enumerate(gateways)
         ]
         conn.send([await s.start() for s in servers])
         loop = asyncio.get_running_loop()
@@ -144,7 +152,7 @@ def serve_in_child(
 ) -> Iterator[list[int]]:
     """Simulated gateways in a child process (spawn), so their CPU does not share the
     caller's event loop: gateway i holds units 1..n of the profiles `gateways[i]` (faults
-    keyed `unit-<n>`); yields the gateways' loopback ports."""
+    keyed `unit-<n>`, the gateway's own `gateway_id(i)`); yields the gateways' loopback ports."""
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe()
     proc = ctx.Process(target=_serve, args=(child, gateways, faults), daemon=True)
@@ -161,7 +169,8 @@ def serve_in_child(
             proc.terminate()
 
 
-def _site(ports: list[int], per_gateway: int):  # type: ignore[no-untyped-def]
+def site_for(ports: list[int], per_gateway: int) -> SiteConfig:
+    """Gateways `gateway_id(i)` on `ports`, each with `per_gateway` meters of the mix."""
     from collectors.profiles import get_profile, load_profiles
     from core.config import parse_site
 
@@ -171,7 +180,7 @@ def _site(ports: list[int], per_gateway: int):  # type: ignore[no-untyped-def]
             "site": {"id": "bench", "name": "Bench", "latitude": 31, "longitude": 116},
             "buildings": [{"id": "b", "name": "B", "floor_area_m2": 1}],
             "gateways": [
-                {"id": f"gw{g:02d}", "host": "127.0.0.1", "port": port, "timeout_s": 2.0}
+                {"id": gateway_id(g), "host": "127.0.0.1", "port": port, "timeout_s": 2.0}
                 for g, port in enumerate(ports)
             ],
             "meters": [
@@ -180,7 +189,7 @@ def _site(ports: list[int], per_gateway: int):  # type: ignore[no-untyped-def]
                     "kind": get_profile(name).kind.value,
                     "building": "b",
                     "modbus": {
-                        "gateway": f"gw{g:02d}",
+                        "gateway": gateway_id(g),
                         "unit": unit,
                         "profile": name,
                         **_ratios(name),
@@ -208,7 +217,7 @@ async def _measure(ports: list[int], per_gateway: int, naive: bool) -> tuple[Cyc
     from collectors.modbus.poller import GatewayPoller
     from core.readings import ReadingBatch
 
-    site = _site(ports, per_gateway)
+    site = site_for(ports, per_gateway)
     availability = Availability()
     readings = 0
 

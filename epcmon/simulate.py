@@ -278,6 +278,8 @@ async def run_serve(site: SiteConfig, args: ServeArgs) -> int:
     sim.values(site.meters[0].id)  # integrate the counters up to now before serving
     for meter_id, f in faults.meters.items():
         say(f"fault on {meter_id}: {f.model_dump(exclude_defaults=True)}")
+    for gateway_id, g in faults.gateways.items():
+        say(f"fault on gateway {gateway_id}: {g.model_dump(exclude_defaults=True)}")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

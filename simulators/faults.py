@@ -16,11 +16,22 @@ site file's `[simulation.faults.<meter id>]`):
 | `duplicate_rate` | – | the same message twice |
 | `clock_skew_s` | – | device timestamps off by this much |
 
-Decisions are drawn from a generator seeded by (plan seed, meter id), so a run with the same
-plan and the same sequence of requests sees the same faults. An empty plan injects nothing.
+Per gateway id (`core.config.GatewayFaults`, the site file's
+`[simulation.gateway_faults.<gateway id>]`), faults of the gateway's connections, for every
+unit behind it (live servers only; a generated history does not show them):
 
-`FaultPlan.parse(["E-D01:busy_rate=0.2,delay_s=1.5", "W-MAIN:offline"])` reads the CLI's
-`--fault` options.
+| field | what the client sees |
+|---|---|
+| `drop_rate` | the gateway closes the connection on a request instead of answering |
+| `garbage_rate`, `garbage` | an answer that is not one: random bytes, a wrong byte count, a truncated or oversized MBAP frame, a wrong function code, transaction id or unit id |
+| `from_ms`/`until_ms` | the window in which both apply |
+
+Decisions are drawn from a generator seeded by (plan seed, meter id) or (plan seed, gateway
+id), so a run with the same plan and the same sequence of requests sees the same faults. An
+empty plan injects nothing.
+
+`FaultPlan.parse(["E-D01:busy_rate=0.2,delay_s=1.5", "W-MAIN:offline", "gw-1:drop_rate=0.15"])`
+reads the CLI's `--fault` options; the keys say whether an id is a meter's or a gateway's.
 """
 
 from __future__ import annotations
@@ -36,7 +47,8 @@ import numpy.typing as npt
 from pydantic import ValidationError
 
 from collectors.modbus.decode import RegisterSpec, RegisterType
-from core.config import Meter, MeterFaults, SiteConfig
+from core.config import GatewayFaults, Meter, MeterFaults, SiteConfig
+from core.config.faults import GarbageKind
 from core.errors import ConfigError
 from core.quantities import QUANTITIES
 from simulators import rand
@@ -65,58 +77,114 @@ INSTANTANEOUS = frozenset(
 COUNTERS = frozenset(q for q, spec in QUANTITIES.items() if spec.counter)
 DEFAULT_ROLLOVER_DELAY_MS = 60_000
 
-__all__ = ["FaultInjector", "FaultPlan", "MeterFaults", "ModbusOutcome", "apply_to_series"]
+GARBAGE_KINDS: tuple[GarbageKind, ...] = (
+    "random",
+    "length",
+    "truncated",
+    "oversized",
+    "function",
+    "transaction",
+    "unit",
+)
+"""The kinds of garbage a gateway can send (`any` draws one of these per answer)."""
+_METER_KEYS = frozenset(MeterFaults.model_fields)
+_GATEWAY_KEYS = frozenset(GatewayFaults.model_fields)
+
+__all__ = [
+    "GARBAGE_KINDS",
+    "FaultInjector",
+    "FaultPlan",
+    "GatewayFaults",
+    "GatewayOutcome",
+    "MeterFaults",
+    "ModbusOutcome",
+    "apply_to_series",
+    "garble",
+]
 
 
 @dataclass(frozen=True)
 class FaultPlan:
-    """Faults by meter id; meters not listed behave."""
+    """Faults by meter id and by gateway id; meters and gateways not listed behave."""
 
     meters: Mapping[str, MeterFaults] = field(default_factory=dict)
     seed: int = 0
+    gateways: Mapping[str, GatewayFaults] = field(default_factory=dict)
 
     def for_meter(self, meter_id: str) -> MeterFaults | None:
         return self.meters.get(meter_id)
 
+    def for_gateway(self, gateway_id: str) -> GatewayFaults | None:
+        return self.gateways.get(gateway_id)
+
     @property
     def empty(self) -> bool:
-        return not self.meters
+        return not self.meters and not self.gateways
 
     @classmethod
     def from_site(cls, site: SiteConfig) -> FaultPlan:
-        return cls(dict(site.simulation.faults), site.simulation.seed)
+        return cls(
+            dict(site.simulation.faults),
+            site.simulation.seed,
+            dict(site.simulation.gateway_faults),
+        )
 
     def merged(self, other: FaultPlan) -> FaultPlan:
-        """This plan with `other`'s meters added (other wins per meter)."""
-        return FaultPlan({**self.meters, **other.meters}, other.seed if other.meters else self.seed)
+        """This plan with `other`'s meters and gateways added (other wins per id)."""
+        return FaultPlan(
+            {**self.meters, **other.meters},
+            other.seed if not other.empty else self.seed,
+            {**self.gateways, **other.gateways},
+        )
 
     @classmethod
     def parse(cls, specs: Sequence[str], *, seed: int = 0) -> FaultPlan:
-        """`METER:key=value,key=value` or `METER:flag`, e.g. `E-D01:offline`."""
+        """`ID:key=value,key=value` or `ID:flag`, e.g. `E-D01:offline`; the keys say whether
+        ID is a meter (`MeterFaults`) or a gateway (`GatewayFaults`, e.g. `gw-1:drop_rate=0.15`)."""
         meters: dict[str, MeterFaults] = {}
+        gateways: dict[str, GatewayFaults] = {}
         for spec in specs:
-            meter, sep, rest = spec.partition(":")
-            if not sep or not meter or not rest:
-                raise ConfigError(f"fault {spec!r}: expected METER:key=value[,key=value]")
+            target, sep, rest = spec.partition(":")
+            if not sep or not target or not rest:
+                raise ConfigError(
+                    f"fault {spec!r}: expected METER:key=value[,key=value] "
+                    f"or GATEWAY:key=value[,key=value]"
+                )
             data: dict[str, object] = {}
             for item in rest.split(","):
                 key, eq, value = item.partition("=")
                 key = key.strip()
                 data[key] = value.strip() if eq else True
+            gateway_keys = sorted(k for k in data if k in _GATEWAY_KEYS)
+            meter_keys = sorted(k for k in data if k not in _GATEWAY_KEYS)
+            if gateway_keys and meter_keys:
+                raise ConfigError(
+                    f"fault {spec!r}: {', '.join(gateway_keys)} are a gateway's faults, "
+                    f"{', '.join(meter_keys)} a meter's: give them separately"
+                )
+            model: type[MeterFaults] | type[GatewayFaults]
+            model, what = (GatewayFaults, "gateway") if gateway_keys else (MeterFaults, "meter")
             try:
-                meters[meter] = MeterFaults.model_validate(data)
+                parsed = model.model_validate(data)
             except ValidationError as exc:
                 err = exc.errors(include_url=False)[0]
                 where = ".".join(str(p) for p in err["loc"])
                 raise ConfigError(
-                    f"fault {spec!r}: {where}: {err['msg']}", entity=f"meter {meter!r}"
+                    f"fault {spec!r}: {where}: {err['msg']}", entity=f"{what} {target!r}"
                 ) from None
-        return cls(meters, seed)
+            if isinstance(parsed, GatewayFaults):
+                gateways[target] = parsed
+            else:
+                meters[target] = parsed
+        return cls(meters, seed, gateways)
 
     def check(self, site: SiteConfig) -> None:
         for meter_id in self.meters:
             if meter_id not in site.meters_by_id:
                 raise ConfigError(f"fault for unknown meter {meter_id!r}", file=site.source)
+        for gateway_id in self.gateways:
+            if gateway_id not in site.gateways_by_id:
+                raise ConfigError(f"fault for unknown gateway {gateway_id!r}", file=site.source)
 
 
 def _offline(f: MeterFaults, now_ms: int) -> bool:
@@ -132,6 +200,71 @@ class ModbusOutcome(Enum):
     OFFLINE = "offline"
     BUSY = "busy"
     GATEWAY_NO_RESPONSE = "gateway_no_response"
+
+
+class GatewayOutcome(Enum):
+    """What a gateway does with one request, before any unit sees it."""
+
+    ANSWER = "answer"
+    DROP = "drop"
+    """Close the connection instead of answering."""
+    GARBAGE = "garbage"
+    """Send garbage instead of the answer."""
+
+
+def _in_window(start_ms: int | None, end_ms: int | None, now_ms: int) -> bool:
+    return (start_ms is None or now_ms >= start_ms) and (end_ms is None or now_ms < end_ms)
+
+
+def garble(kind: GarbageKind, frame: bytes, rng: np.random.Generator) -> bytes:
+    """Garbage in place of the Modbus TCP answer `frame` (MBAP header + PDU), as broken
+    gateways, serial noise and half-written buffers produce it. Pure but for `rng`."""
+    if kind == "any":
+        kind = GARBAGE_KINDS[int(rng.integers(0, len(GARBAGE_KINDS)))]
+    header, unit, pdu = frame[:6], frame[6], frame[7:]
+    tid = int.from_bytes(frame[0:2], "big")
+
+    def framed(tid: int, unit: int, pdu: bytes) -> bytes:
+        return (
+            tid.to_bytes(2, "big")
+            + b"\x00\x00"
+            + (len(pdu) + 1).to_bytes(2, "big")
+            + bytes([unit])
+            + pdu
+        )
+
+    if kind == "random":
+        return bytes(rng.integers(0, 256, size=int(rng.integers(1, 41)), dtype=np.uint8))
+    if kind == "length":
+        fc = pdu[0]
+        if fc & 0x80 or len(pdu) < 4:  # an exception answer: one byte too many
+            return framed(tid, unit, pdu + b"\x00")
+        count, data = pdu[1], pdu[2:]
+        way = int(rng.integers(0, 3))
+        if way == 0:  # the byte count promises more than the frame holds
+            return framed(tid, unit, bytes([fc, count]) + data[:-2])
+        if way == 1:  # one register fewer than asked, consistently framed
+            return framed(tid, unit, bytes([fc, count - 2]) + data[:-2])
+        return framed(tid, unit, bytes([fc, (count + 2) & 0xFF]) + data + b"\x12\x34")
+    if kind == "truncated":  # the header promises the whole frame; part of it comes
+        return frame[: int(rng.integers(7, len(frame)))]
+    if kind == "oversized":  # beyond the 253 bytes a PDU may have
+        size = int(rng.integers(300, 1200))
+        body = bytes([unit]) + pdu + bytes(size - 1 - len(pdu))
+        return header[:4] + size.to_bytes(2, "big") + body
+    if kind == "function":
+        fc = pdu[0] & 0x7F
+        way = int(rng.integers(0, 3))
+        if way == 0:  # the other read: same layout, easy to take for the answer
+            return framed(tid, unit, bytes([7 - fc if fc in (3, 4) else 3]) + pdu[1:])
+        if way == 1:  # a write-multiple echo (address, count)
+            return framed(tid, unit, b"\x10\x00\x00\x00\x01")
+        return framed(tid, unit, bytes([0x41]) + pdu[1:])  # a function nobody defined
+    if kind == "transaction":
+        return framed((tid + int(rng.integers(1, 1000))) % 0x10000, unit, pdu)
+    if kind == "unit":
+        return framed(tid, (unit + int(rng.integers(1, 255))) % 0x100, pdu)
+    raise ValueError(f"unknown garbage kind {kind!r}")
 
 
 def _wrap(raw: float, kind: RegisterType) -> float:
@@ -184,6 +317,32 @@ class FaultInjector:
         if f.delay_s:
             self._count("delay")
         return ModbusOutcome.ANSWER, f.delay_s
+
+    def gateway(self, gateway_id: str, now_ms: int) -> GatewayOutcome:
+        """What gateway `gateway_id` does with one request."""
+        f = self.plan.for_gateway(gateway_id)
+        if f is None or not _in_window(f.from_ms, f.until_ms, now_ms):
+            return GatewayOutcome.ANSWER
+        if not (f.drop_rate or f.garbage_rate):
+            return GatewayOutcome.ANSWER
+        u = float(self._rng(f"gateway:{gateway_id}").random())
+        if u < f.drop_rate:
+            self._count("drop")
+            return GatewayOutcome.DROP
+        if u < f.drop_rate + f.garbage_rate:
+            self._count("garbage")
+            return GatewayOutcome.GARBAGE
+        return GatewayOutcome.ANSWER
+
+    def garbage(self, gateway_id: str, frame: bytes) -> bytes:
+        """Garbage of the gateway's configured kind in place of the answer `frame`."""
+        f = self.plan.for_gateway(gateway_id)
+        kind: GarbageKind = f.garbage if f is not None else "any"
+        rng = self._rng(f"gateway:{gateway_id}")
+        if kind == "any":
+            kind = GARBAGE_KINDS[int(rng.integers(0, len(GARBAGE_KINDS)))]
+        self._count(f"garbage_{kind}")
+        return garble(kind, frame, rng)
 
     def _value_at(
         self, meter_id: str, quantity: str, at_ms: int, source: Callable[[int], dict[str, float]]

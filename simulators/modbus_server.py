@@ -7,7 +7,9 @@ read-only: a simulated meter refuses writes, as a metering-grade meter would.
 Like a real serial-to-Ethernet gateway, a unit id with no meter behind it is answered with
 exception 11 (gateway target device failed to respond). Faults (`simulators.faults`) make a
 unit stop answering, answer late, or answer exceptions 6 and 11; counters can reset or
-wrap at 32 bits, instantaneous values spike.
+wrap at 32 bits, instantaneous values spike; the gateway itself can close the connection on a
+request or answer garbage (random bytes, wrong lengths, truncated or oversized frames, wrong
+function codes, transaction or unit ids).
 
 One pymodbus detail is corrected here: its request handler stamps a response with the
 transaction id of the *latest* request on the connection, so an answer delayed past the
@@ -37,7 +39,7 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 from collectors.modbus.decode import RegisterSpec, RegisterType, encode
 from collectors.profiles import Profile
 from core.quantities import QUANTITIES, conversion_factor
-from simulators.faults import COUNTERS, FaultInjector, FaultPlan, ModbusOutcome
+from simulators.faults import COUNTERS, FaultInjector, FaultPlan, GatewayOutcome, ModbusOutcome
 
 ValueSource = Callable[[int], dict[str, float]]
 """now_ms -> canonical values of every quantity the meter knows."""
@@ -144,11 +146,17 @@ def _fields(unit: SimulatedUnit) -> tuple[Field, ...]:
 
 
 class _RequestHandler(ServerRequestHandler):
-    """pymodbus' handler, answering each request with its own transaction and unit id."""
+    """pymodbus' handler, answering each request with its own transaction and unit id, and
+    playing the gateway's faults: a dropped connection, garbage instead of the answer."""
 
     async def handle_request(self) -> None:
         pdu, addr = self.last_pdu, self.last_addr
         if not pdu:
+            return
+        gateway: SimulatedGateway = self.server.gateway
+        outcome = gateway.gateway_outcome()
+        if outcome is GatewayOutcome.DROP:
+            self.close()
             return
         try:
             response = await pdu.datastore_update(self.server.context, pdu.dev_id)
@@ -161,10 +169,16 @@ class _RequestHandler(ServerRequestHandler):
             response = ExceptionResponse(pdu.function_code, ExcCodes.DEVICE_FAILURE)
         response.transaction_id = pdu.transaction_id
         response.dev_id = pdu.dev_id
+        if outcome is GatewayOutcome.GARBAGE:
+            frame = self.framer.buildFrame(response)
+            self.send(gateway.garbage(frame), addr)
+            return
         self.server_send(response, addr)  # type: ignore[no-untyped-call]
 
 
 class _TcpServer(ModbusTcpServer):
+    gateway: SimulatedGateway
+
     def callback_new_connection(self) -> _RequestHandler:
         return _RequestHandler(  # type: ignore[no-untyped-call]
             self, self.trace_packet, self.trace_pdu, self.trace_connect
@@ -174,7 +188,8 @@ class _TcpServer(ModbusTcpServer):
 class SimulatedGateway:
     """A Modbus TCP server on loopback; `port=0` takes a free port (see `.port`).
 
-    `faults` (default: none) can be replaced while running: `gateway.faults = plan`.
+    `faults` (default: none) can be replaced while running: `gateway.faults = plan`; the
+    gateway's own faults are those of `name` (its gateway id) in the plan.
     `requests` counts the requests that reached a unit (answered or not)."""
 
     def __init__(
@@ -186,7 +201,9 @@ class SimulatedGateway:
         port: int = 0,
         faults: FaultPlan | None = None,
         start_ms: int | None = None,
+        name: str = "gateway",
     ) -> None:
+        self.name = name
         self._clock = clock
         self._injector = FaultInjector(
             faults or FaultPlan(), start_ms if start_ms is not None else clock()
@@ -215,6 +232,7 @@ class SimulatedGateway:
         )
         self.units = {u.unit: u for u in units}
         self._server = _TcpServer(devices, address=(host, port), ignore_missing_devices=True)
+        self._server.gateway = self
         self.host = host
         self.port = port
 
@@ -230,6 +248,14 @@ class SimulatedGateway:
     def injected(self) -> dict[str, int]:
         """Faults injected so far, by kind."""
         return dict(self._injector.injected)
+
+    def gateway_outcome(self) -> GatewayOutcome:
+        """What the gateway does with the request that just arrived."""
+        return self._injector.gateway(self.name, self._clock())
+
+    def garbage(self, frame: bytes) -> bytes:
+        """Garbage in place of the answer `frame`."""
+        return self._injector.garbage(self.name, frame)
 
     async def _no_meter(self, *_: Any) -> ExcCodes | None:
         return ExcCodes.GATEWAY_NO_RESPONSE

@@ -57,7 +57,12 @@ async def start_gateways(
             if not units:
                 continue
             sg = SimulatedGateway(
-                units, clock=sim.clock, host=host, port=0 if any_port else gw.port, faults=faults
+                units,
+                clock=sim.clock,
+                host=host,
+                port=0 if any_port else gw.port,
+                faults=faults,
+                name=gw.id,
             )
             await sg.start()
             started[gw.id] = sg

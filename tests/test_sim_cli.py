@@ -129,7 +129,7 @@ def test_serve_prints_its_gateways_and_answers_there():
         [
             sys.executable, "-m", "epcmon.cli", "simulate", "serve", "--site", str(SITE_FILE),
             "--any-port", "--start", "2024-03-04T10:00:00+08:00", "--speed", "60",
-            "--fault", "E-D55:busy_rate=1",
+            "--fault", "E-D55:busy_rate=1", "--fault", "gw-west:garbage_rate=1,garbage=unit",
         ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
@@ -216,6 +216,7 @@ def test_serve_prints_its_gateways_and_answers_there():
     output = "".join(seen)
     assert proc.returncode == 0, output
     assert "stopped; Modbus requests served" in output
+    assert "fault on gateway gw-west: {'garbage_rate': 1.0, 'garbage': 'unit'}" in output
     assert "Traceback" not in output
 
 

@@ -1,6 +1,6 @@
 """Faults appear when configured, and only then: Modbus exceptions 6 and 11, silence,
-late answers, counter resets and roll-overs, spikes; malformed, duplicated and clock-skewed
-MQTT messages; the same in a generated history."""
+late answers, counter resets and roll-overs, spikes; gateways that drop connections or answer
+garbage; malformed, duplicated and clock-skewed MQTT messages; the same in a generated history."""
 
 from __future__ import annotations
 
@@ -19,9 +19,9 @@ from pymodbus.exceptions import ModbusIOException
 from pyModbusTCP.client import ModbusClient
 
 from collectors.mqtt.payload import parse_payload
-from core.config import MeterFaults, parse_site
+from core.config import GatewayFaults, MeterFaults, parse_site
 from core.errors import ConfigError, PayloadError
-from simulators.faults import FaultPlan
+from simulators.faults import GARBAGE_KINDS, FaultPlan, garble
 from simulators.history import generate_history
 from simulators.mqtt_publisher import MqttMeterPublisher
 from tests.conftest import Broker
@@ -350,6 +350,113 @@ def test_faults_from_the_site_file_and_the_command_line():
         FaultPlan.parse(["E-D01"])
     assert FaultPlan().empty
     assert FaultPlan.from_site(site()).empty  # the reference site has none
+
+
+def test_gateway_faults_from_the_site_file_and_the_command_line():
+    import tomllib
+
+    from epcmon.simulate import faults_for
+    from tests.sim_helpers import SITE_FILE
+
+    data = tomllib.loads(SITE_FILE.read_text(encoding="utf-8"))
+    data["simulation"] = {
+        "gateway_faults": {"gw-east": {"drop_rate": 0.15, "garbage_rate": 0.05}},
+        "faults": {"E-D01": {"offline": True}},
+    }
+    plan = FaultPlan.from_site(parse_site(data))
+    assert plan.gateways["gw-east"].drop_rate == 0.15
+    assert plan.gateways["gw-east"].garbage == "any"
+    assert plan.meters["E-D01"].offline
+    data["simulation"] = {"gateway_faults": {"gw-nope": {"drop_rate": 0.1}}}
+    with pytest.raises(ConfigError, match=r"gateway_faults\.gw-nope: no gateway 'gw-nope'"):
+        parse_site(data)
+    data["simulation"] = {"gateway_faults": {"gw-east": {"drop_rate": 0.6, "garbage_rate": 0.6}}}
+    with pytest.raises(ConfigError, match="drop_rate"):
+        parse_site(data)
+    # --fault: the keys say whose fault it is
+    cli = FaultPlan.parse(
+        ["gw-east:drop_rate=0.15", "gw-west:garbage_rate=1,garbage=transaction", "E-D01:offline"]
+    )
+    assert cli.gateways["gw-east"].drop_rate == 0.15
+    assert cli.gateways["gw-west"].garbage == "transaction"
+    assert set(cli.meters) == {"E-D01"}
+    with pytest.raises(ConfigError, match="drop_rate are a gateway's faults, offline a meter's"):
+        FaultPlan.parse(["gw-east:drop_rate=0.1,offline"])
+    with pytest.raises(ConfigError, match=r"gateway 'gw-east': .*garbage: Input should be"):
+        FaultPlan.parse(["gw-east:garbage_rate=1,garbage=noise"])
+    with pytest.raises(ConfigError, match="unknown gateway 'gw-nope'"):
+        faults_for(site(), ("gw-nope:drop_rate=0.1",), 0)
+    merged = faults_for(site(), ("gw-east:drop_rate=0.1", "E-D01:offline"), 3)
+    assert set(merged.gateways) == {"gw-east"}
+    assert not merged.empty
+
+
+FRAME = bytes.fromhex("0009 0000 0009 05 03 06 0001 0002 0003")
+"""The answer to transaction 9, unit 5, FC 3, three registers."""
+
+
+@pytest.mark.parametrize("kind", GARBAGE_KINDS)
+def test_each_kind_of_garbage_breaks_what_it_says(kind):
+    rng = np.random.default_rng(1)
+    for _ in range(30):
+        out = garble(kind, FRAME, rng)
+        assert out != FRAME
+        if kind == "random":
+            assert 1 <= len(out) <= 40
+            continue
+        length = int.from_bytes(out[4:6], "big")
+        if kind == "truncated":  # the header promises the whole frame; part of it comes
+            assert out == FRAME[: len(out)]
+            assert 7 <= len(out) < 6 + length
+            continue
+        assert len(out) == 6 + length  # the others are framed as they claim
+        tid, unit, fc = int.from_bytes(out[0:2], "big"), out[6], out[7]
+        if kind == "oversized":
+            assert length > 254
+        elif kind == "transaction":
+            assert (unit, out[7:]) == (5, FRAME[7:])
+            assert tid != 9
+        elif kind == "unit":
+            assert (tid, out[7:]) == (9, FRAME[7:])
+            assert unit != 5
+        elif kind == "function":
+            assert (tid, unit) == (9, 5)
+            assert fc != 3
+        elif kind == "length":
+            assert (tid, unit, fc) == (9, 5, 3)
+            byte_count, data = out[8], out[9:]
+            assert (byte_count, len(data)) != (6, 6)
+
+
+def test_an_independent_client_sees_the_gateway_drop_and_garble_then_recover():
+    until = SUMMER_MORNING_MS + MINUTE_MS
+    plan = FaultPlan(
+        gateways={
+            # E-D01 and E-D54 are behind gw-main-lv2, W-MAIN behind gw-water
+            "gw-main-lv2": GatewayFaults(drop_rate=1.0, until_ms=until),
+            "gw-water": GatewayFaults(garbage_rate=1.0, garbage="transaction", until_ms=until),
+        }
+    )
+    with serving(["E-D01", "E-D54", "W-MAIN"], faults=plan) as served:
+        dropping, garbling = client(served, "E-D01", 1.0), client(served, "W-MAIN", 1.0)
+        beside = client(served, "E-D54", 1.0)  # every unit behind the gateway is hit
+        try:
+            for _ in range(3):
+                assert dropping.read_holding_registers(0x2000, 2) is None
+                assert garbling.read_holding_registers(1, 6) is None
+            assert beside.read_holding_registers(0x2000, 2) is None
+            assert served.gateway_of("E-D01").injected == {"drop": 4}
+            assert served.gateway_of("W-MAIN").injected == {
+                "garbage": 3,
+                "garbage_transaction": 3,
+            }
+            served.clock.advance(MINUTE_MS)  # the faults' window is over
+            assert dropping.read_holding_registers(0x2000, 2) is not None
+            assert garbling.read_holding_registers(1, 6) is not None
+        finally:
+            dropping.close()
+            garbling.close()
+            beside.close()
 
 
 # ------------------------------------------------------------------ history

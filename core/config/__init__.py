@@ -36,7 +36,7 @@ from core.config.contracts import (
     TouWindow,
 )
 from core.config.environment import INFLUX_ENV_PREFIX, influx_from_environment, with_environment
-from core.config.faults import MeterFaults, SimulationConfig
+from core.config.faults import GatewayFaults, MeterFaults, SimulationConfig
 from core.config.loading import load_site, parse_site
 from core.config.meters import Gateway, Meter, ModbusSource
 from core.config.mqtt import MqttConfig, MqttSource, PayloadField, PayloadFormat
@@ -65,6 +65,7 @@ __all__ = [
     "EndUse",
     "EntityId",
     "Gateway",
+    "GatewayFaults",
     "Guarantee",
     "InfluxConfig",
     "Measure",

@@ -1,8 +1,10 @@
-"""The simulators' settings and the fault schema: `[simulation]`, `[simulation.faults.<meter>]`."""
+"""The simulators' settings and the fault schema: `[simulation]`,
+`[simulation.faults.<meter>]`, `[simulation.gateway_faults.<gateway>]`."""
 
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -49,6 +51,39 @@ class MeterFaults(_Model):
         return self
 
 
+GarbageKind = Literal[
+    "any", "random", "length", "truncated", "oversized", "function", "transaction", "unit"
+]
+
+
+class GatewayFaults(_Model):
+    """Faults of a simulated gateway, all units: `[simulation.gateway_faults.<gateway id>]`.
+
+    They hit the gateway's connections rather than one meter; none unless configured."""
+
+    drop_rate: float = Field(default=0.0, ge=0, le=1)
+    """Probability that a request makes the gateway close the connection instead of answering
+    (the request is lost; the client must reconnect)."""
+    garbage_rate: float = Field(default=0.0, ge=0, le=1)
+    """Probability that a request is answered with garbage instead of its answer (1: always);
+    which kind, `garbage` says."""
+    garbage: GarbageKind = "any"
+    """The garbage: `random` bytes; a wrong byte count (`length`); a `truncated` frame (the
+    MBAP header promises more than is sent); an `oversized` frame (a length beyond what
+    Modbus allows); a wrong `function` code; a wrong `transaction` id; a wrong `unit` id;
+    `any` of these, drawn per answer."""
+    from_ms: int | None = None
+    """The faults start at this instant (UTC epoch ms, simulated time); absent: from the start."""
+    until_ms: int | None = None
+    """They end at this instant (UTC epoch ms, simulated time); absent: for good."""
+
+    @model_validator(mode="after")
+    def _rates_add_up(self) -> GatewayFaults:
+        if self.drop_rate + self.garbage_rate > 1:
+            raise FieldError("drop_rate", "drop_rate + garbage_rate must not exceed 1")
+        return self
+
+
 class SimulationConfig(_Model):
     """The meter simulators: `[simulation]`."""
 
@@ -63,6 +98,8 @@ class SimulationConfig(_Model):
     keep it before the first day you simulate."""
     faults: dict[EntityId, MeterFaults] = Field(default_factory=dict)
     """Faults by meter id; none unless listed."""
+    gateway_faults: dict[EntityId, GatewayFaults] = Field(default_factory=dict)
+    """Faults by gateway id (dropped connections, garbage answers); none unless listed."""
 
     @field_validator("start")
     @classmethod

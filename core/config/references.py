@@ -113,6 +113,9 @@ def check_references(cfg: SiteConfig, path: str, known_profiles: Collection[str]
     for meter_id in cfg.simulation.faults:
         if meter_id not in cfg.meters_by_id:
             raise fail("[simulation]", f"faults.{meter_id}", f"no meter {meter_id!r}")
+    for gateway_id in cfg.simulation.gateway_faults:
+        if gateway_id not in cfg.gateways_by_id:
+            raise fail("[simulation]", f"gateway_faults.{gateway_id}", f"no gateway {gateway_id!r}")
     # a cycle in parent links would make hierarchy queries loop
     for m in cfg.meters:
         seen = {m.id}
