@@ -54,7 +54,7 @@ from collectors.availability import Availability
 from collectors.deadletters import DeadLetter, DeadLetters
 from collectors.mqtt.payload import PayloadLimits, parse_payload
 from collectors.mqtt.routing import TopicRouter
-from core.config import SiteConfig
+from core.config import PayloadFormat, SiteConfig
 from core.errors import PayloadError, StoreError
 from core.health import Health
 from core.net import parse_mqtt_url
@@ -63,6 +63,7 @@ from core.readings import Reading, ReadingBatch
 log = logging.getLogger("epcmon.mqtt")
 
 Sink = Callable[[ReadingBatch], Awaitable[None]]
+Parser = Callable[[bytes, PayloadFormat, str, int, PayloadLimits], list[Reading]]
 PASSWORD_ENV = "EPCMON_MQTT_PASSWORD"
 CONDITION = "mqtt-ingest"
 """The `Health` condition raised while ingest is paused."""
@@ -237,6 +238,7 @@ class MqttSubscriber:
         health: Health | None = None,
         hold_s: float = HOLD_S,
         retry_max_s: float = RETRY_MAX_S,
+        parse: Parser = parse_payload,
     ) -> None:
         self.host, self.port = parse_mqtt_url(url)
         self.site = site
@@ -245,6 +247,7 @@ class MqttSubscriber:
         self.router = TopicRouter(site)
         self.limits = PayloadLimits.of_site(site)
         self._sink = sink
+        self._parse_payload = parse
         self._dead = dead_letters
         self._max_batch = max_batch
         cfg = site.mqtt
@@ -360,7 +363,7 @@ class MqttSubscriber:
                 raise PayloadError(
                     f"unknown meter: no meter is mapped to topic {item.topic[:200]!r}"
                 )
-            item.readings = parse_payload(
+            item.readings = self._parse_payload(
                 bytes(message.payload), route.fmt, route.meter_id, received_ms, self.limits
             )
         except PayloadError as exc:
