@@ -16,22 +16,26 @@ Bounded on disk: the file is rotated when it would grow past `max_file_bytes`
 a year of garbage takes at most `(keep_files + 1) * max_file_bytes`. `read()` reads backwards
 from the end of the files, never a whole file.
 
-A write that fails (disk full) raises `OSError`: the caller must not acknowledge the message.
+A write that fails (disk full) raises `OSError` and leaves the file as it was (all of a write
+or none of it): the caller must not acknowledge those messages.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import threading
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from core.config import MqttConfig
+
+log = logging.getLogger("epcmon.deadletters")
 
 MAX_PAYLOAD_BYTES = 65_536
 """Most payload bytes kept in a record: a payload within `[mqtt] max_payload_bytes`'s default
@@ -134,39 +138,31 @@ class DeadLetters:
         with self._lock:
             if self._size and self._size + len(data) > self.max_file_bytes:
                 self._rotate()
+            before = self.path.stat().st_size if self.path.exists() else 0
             try:
                 with self.path.open("ab") as fh:
                     fh.write(data)
                     fh.flush()
                     os.fsync(fh.fileno())
             except OSError:
-                # a partial line may be on disk; the next record starts on a line of its own
-                self._size = self.path.stat().st_size if self.path.exists() else 0
-                self._repair_tail()
+                self._truncate(before)
                 raise
-            self._size += len(data)
+            self._size = before + len(data)
             for letter in letters:
                 category = _category(letter.reason)
                 if category not in self.reasons and len(self.reasons) >= MAX_REASONS:
                     category = "other"
                 self.reasons[category] += 1
 
-    def _repair_tail(self) -> None:
-        """After a failed append, make sure the file ends with a newline (or is truncated
-        back to its last whole line), so a torn record cannot glue onto the next one."""
+    def _truncate(self, size: int) -> None:
+        """After a failed append, cut the file back to where it was: all of a write or none
+        of it, and no torn record (truncating frees space, so it works on a full disk)."""
         try:
             with self.path.open("rb+") as fh:
-                size = fh.seek(0, os.SEEK_END)
-                if size == 0:
-                    return
-                fh.seek(size - 1)
-                if fh.read(1) == b"\n":
-                    return
-                end = _last_newline_end(fh, size)
-                fh.truncate(end)
-            self._size = end
+                fh.truncate(size)
         except OSError:
-            pass  # the next failed write tries again; read() skips a torn line
+            log.warning("could not cut %s back after a failed write", self.path, exc_info=True)
+        self._size = size
 
     def _rotate(self) -> None:
         oldest = self._rotated(self.keep_files)
@@ -236,17 +232,3 @@ def _lines_backwards(path: Path) -> Iterator[bytes]:
                     yield line
         if rest.strip():
             yield rest
-
-
-def _last_newline_end(fh: BinaryIO, size: int) -> int:
-    """Offset just past the last newline of an open binary file (0 if none)."""
-    position = size
-    while position > 0:
-        step = min(_READ_CHUNK, position)
-        position -= step
-        fh.seek(position)
-        chunk = fh.read(step)
-        at = chunk.rfind(b"\n")
-        if at >= 0:
-            return position + at + 1
-    return 0

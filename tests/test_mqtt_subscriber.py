@@ -5,14 +5,11 @@ ingest without losing an ack; the subscriber can be run again after it raised.""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
-import os
-import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +26,7 @@ from core.config import parse_site
 from core.errors import StoreError
 from core.readings import Reading, ReadingBatch
 from storage.duckdb_store import DuckDBStore
-from tests.conftest import IN_CI
+from tests.fullfs import fill, small_filesystem
 from tests.hostile_payloads import corpus, valid_probe
 
 
@@ -624,41 +621,6 @@ async def test_run_can_be_called_again_after_it_raised(mosquitto, tmp_path):
 
 
 # --- dead letters on a full file system ---------------------------------------------------
-
-
-@contextlib.contextmanager
-def small_filesystem(where: Path, size_kb: int) -> Iterator[Path]:
-    """A real tmpfs of `size_kb` KiB mounted at `where` (needs root)."""
-    where.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs", str(where)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        reason = f"cannot mount a small tmpfs (needs root): {done.stderr.strip()}"
-        if IN_CI:
-            pytest.fail(reason)
-        pytest.skip(reason)
-    try:
-        yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=False)
-
-
-def fill(directory: Path) -> Path:
-    """Fill the file system of `directory` to the last byte; the filler file."""
-    filler = directory / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
-    try:
-        for chunk in (b"\0" * 65536, b"\0" * 512, b"\0"):
-            with contextlib.suppress(OSError):
-                while os.write(fd, chunk):
-                    pass
-    finally:
-        os.close(fd)
-    return filler
 
 
 async def test_dead_letters_on_a_full_disk_hold_the_ack_until_there_is_room(mosquitto, tmp_path):
