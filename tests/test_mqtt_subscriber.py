@@ -569,6 +569,41 @@ async def test_messages_held_during_a_store_fault_stay_with_the_broker(mosquitto
     store.close()
 
 
+async def test_ids_of_a_lost_connection_are_never_acked_on_the_next(mosquitto, tmp_path):
+    """The broker goes away while a run is held (store failing): the run is committed once the
+    store is back, but its message ids belong to the lost connection, so it is not acked on the
+    new one; the broker redelivers it, the store takes it once, and that copy is acked."""
+    prefix = f"t-{uuid.uuid4().hex[:8]}"
+    site = _hostile_site(prefix, mosquitto.url)
+    store = DuckDBStore(tmp_path / "s.duckdb")
+    availability = Availability()
+    dead = DeadLetters(tmp_path / "dead.jsonl")
+    gate = Gate(StoreWriter(store, availability))
+    gate.failing = True
+    sub = MqttSubscriber(site, mosquitto.url, gate, dead, availability, hold_s=5)
+    stop, task = await start(sub)
+    now_ms = int(time.time() * 1000)
+    pub = Pub(mosquitto.port)
+    for i in range(30):
+        pub.send(f"{prefix}/probe", valid_probe(i, now_ms))
+    pub.close()
+    await until(lambda: gate.refused >= 1, "a held run", task=task)
+    await asyncio.to_thread(mosquitto.stop)
+    await until(lambda: not sub._connected.is_set(), "the lost connection", task=task)
+    gate.failing = False
+    await until(
+        lambda: availability.counters["mqtt_unacked_after_reconnect"] > 0,
+        "the held run committed without an ack",
+        task=task,
+    )
+    await asyncio.to_thread(mosquitto.start)
+    await until(lambda: availability.counters["mqtt_messages"] == 30, "the redelivery", task=task)
+    stop.set()
+    await task
+    assert probes_stored(store) == 30
+    store.close()
+
+
 # --- restartable ----------------------------------------------------------------------------
 
 

@@ -293,9 +293,10 @@ class MqttSubscriber:
         try:
             while not stop.is_set():
                 items = await self._next_run(stop)
-                if not items:
-                    break
-                await self._handle(items, stop)
+                if items is None:
+                    break  # stopped
+                if items:
+                    await self._handle(items, stop)
         finally:
             await self._drop_link()
             self._queue = None
@@ -318,7 +319,8 @@ class MqttSubscriber:
             # joins paho's thread, which may be waiting out a reconnect delay
             await asyncio.to_thread(link.close)
 
-    async def _next_run(self, stop: asyncio.Event) -> list[_Item]:
+    async def _next_run(self, stop: asyncio.Event) -> list[_Item] | None:
+        """The next run of messages still ackable (maybe none), or None once `stop` is set."""
         assert self._queue is not None
         queue = self._queue
         if queue.empty():
@@ -328,7 +330,7 @@ class MqttSubscriber:
             stopper.cancel()
             if getter not in done:
                 getter.cancel()
-                return []
+                return None
             items = [getter.result()]
         else:
             items = [queue.get_nowait()]
