@@ -9,7 +9,7 @@ nothing the broker handed over is lost silently:
 
 Whatever the payload, a record is one line of valid UTF-8 JSON: a payload that is not UTF-8
 is kept as base64, lone surrogates in a topic or reason are escaped, and a payload longer
-than `max_payload_bytes` is cut there (`truncated`, with its full size in `payload_bytes`).
+than `max_payload_bytes` (by default `[mqtt] max_payload_bytes`) is cut there (`truncated`, with its full size in `payload_bytes`).
 
 Bounded on disk: the file is rotated when it would grow past `max_file_bytes`
 (`dead-letters.jsonl` -> `.1` -> `.2` ...), and only `keep_files` rotated files are kept, so
@@ -37,9 +37,6 @@ from core.config import MqttConfig
 
 log = logging.getLogger("epcmon.deadletters")
 
-MAX_PAYLOAD_BYTES = 65_536
-"""Most payload bytes kept in a record: a payload within `[mqtt] max_payload_bytes`'s default
-is kept whole (it can be replayed); a bigger one is cut, its reason says what was wrong."""
 MAX_REASONS = 64
 """Distinct reason categories counted; the rest are counted as `other`."""
 _READ_CHUNK = 64 * 1024
@@ -66,8 +63,8 @@ def _category(reason: str) -> str:
     return reason.split(":", 1)[0][:60]
 
 
-def record(letter: DeadLetter, max_payload_bytes: int = MAX_PAYLOAD_BYTES) -> dict[str, Any]:
-    """The JSON object stored for `letter`."""
+def record(letter: DeadLetter, max_payload_bytes: int) -> dict[str, Any]:
+    """The JSON object stored for `letter`, its payload cut at `max_payload_bytes`."""
     kept = letter.payload[:max_payload_bytes]
     truncated = len(kept) < len(letter.payload)
     text: str | None
@@ -99,13 +96,15 @@ class DeadLetters:
         *,
         max_file_bytes: int | None = None,
         keep_files: int | None = None,
-        max_payload_bytes: int = MAX_PAYLOAD_BYTES,
+        max_payload_bytes: int | None = None,
     ) -> None:
         defaults = MqttConfig()
         self.path = Path(path)
         self.max_file_bytes = max_file_bytes or defaults.dead_letter_file_bytes
         self.keep_files = keep_files or defaults.dead_letter_files
-        self.max_payload_bytes = max_payload_bytes
+        self.max_payload_bytes = max_payload_bytes or defaults.max_payload_bytes
+        """Payload bytes kept per record: by default `[mqtt] max_payload_bytes`'s, so a payload
+        the parser would read is kept whole (it can be replayed); a bigger one is cut."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._size = self.path.stat().st_size if self.path.exists() else 0
@@ -116,7 +115,10 @@ class DeadLetters:
     def for_mqtt(cls, path: str | Path, mqtt: MqttConfig) -> DeadLetters:
         """Rotation as the site file's `[mqtt] dead_letter_*` keys say."""
         return cls(
-            path, max_file_bytes=mqtt.dead_letter_file_bytes, keep_files=mqtt.dead_letter_files
+            path,
+            max_file_bytes=mqtt.dead_letter_file_bytes,
+            keep_files=mqtt.dead_letter_files,
+            max_payload_bytes=mqtt.max_payload_bytes,
         )
 
     @property

@@ -81,19 +81,29 @@ def test_the_site_file_sets_the_rotation(tmp_path: Path):
     site = parse_site(
         {
             "site": {"id": "t", "name": "T", "latitude": 31, "longitude": 116},
-            "mqtt": {"dead_letter_file_bytes": 5000, "dead_letter_files": 2},
+            "mqtt": {
+                "dead_letter_file_bytes": 5000,
+                "dead_letter_files": 2,
+                "max_payload_bytes": 1024,
+            },
             "buildings": [{"id": "b", "name": "B", "floor_area_m2": 100}],
         }
     )
     dead = DeadLetters.for_mqtt(tmp_path / "d.jsonl", site.mqtt)
-    assert (dead.max_file_bytes, dead.keep_files) == (5000, 2)
+    assert (dead.max_file_bytes, dead.keep_files, dead.max_payload_bytes) == (5000, 2, 1024)
+    dead.add(source="t", reason="r: x", payload=b"y" * 2000, received_ms=0)
+    assert dead.read()[0]["payload"] == "y" * 1024
     default = DeadLetters(tmp_path / "e.jsonl")
-    assert (default.max_file_bytes, default.keep_files) == (16 * 1024 * 1024, 4)
+    assert (default.max_file_bytes, default.keep_files, default.max_payload_bytes) == (
+        16 * 1024 * 1024,
+        4,
+        65_536,
+    )
 
 
 def test_read_does_not_load_a_whole_huge_file(tmp_path: Path):
     path = tmp_path / "d.jsonl"
-    line = json.dumps(record(_letter(0, b"z" * 1000))) + "\n"
+    line = json.dumps(record(_letter(0, b"z" * 1000), 65536)) + "\n"
     with path.open("w") as fh:
         for _ in range(40_000):  # ~45 MB
             fh.write(line)
@@ -110,7 +120,7 @@ def test_read_does_not_load_a_whole_huge_file(tmp_path: Path):
 
 def test_a_torn_or_foreign_line_is_skipped(tmp_path: Path):
     path = tmp_path / "d.jsonl"
-    good = json.dumps(record(_letter(1)))
+    good = json.dumps(record(_letter(1), 65536))
     path.write_text(f"{good}\nnot json\n[1, 2]\n\n{good}\n" + good[:30])
     assert [r["source"] for r in read_dead_letters(path)] == ["t/1", "t/1"]
 
