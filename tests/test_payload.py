@@ -408,3 +408,12 @@ def test_the_parser_is_not_slower_than_it_needs_to_be():
         parse_payload(payload, fmt, "M", NOW_MS, SITE_LIMITS)
     per_message_us = (time.perf_counter() - started) / n * 1e6
     assert per_message_us < 200
+
+
+def test_the_parser_benchmark_runs(capsys):
+    from bench.parse_payload import main
+
+    assert main(["--quick"]) == 0
+    out = capsys.readouterr().out
+    assert "flat payload -> 2 readings" in out
+    assert f"hostile corpus, {len(CORPUS)} cases: mean" in out

@@ -190,10 +190,11 @@ class _Link:
 
     def _on_message(self, _c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
         # Backpressure: wait for room, so paho stops reading the socket while we are full.
-        while not self.slots.acquire(timeout=0.1):
-            if self.closing.is_set():
-                return  # unacknowledged: the broker delivers it again
+        if not self.slots.acquire(blocking=False):
             self._sub.availability.count("mqtt_backpressure_waits")
+            while not self.slots.acquire(timeout=0.1):
+                if self.closing.is_set():
+                    return  # unacknowledged: the broker delivers it again
         item = _Item(self, self.generation, message)
         if self.closing.is_set() or not self._call(self._sub._enqueue, item):
             self.slots.release()
