@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -36,12 +37,38 @@ class MqttConfig(_Model):
     the broker pauses (the broker keeps the rest in our persistent session)."""
     routes: dict[str, MqttRoute] = Field(default_factory=dict)
     """Topic patterns that map many devices to meters: `[mqtt.routes.NAME]`."""
+    max_payload_bytes: int = Field(default=65_536, ge=256, le=16 * 1024 * 1024)
+    """Largest payload parsed; a longer one is a dead letter (meters send a few hundred bytes)."""
+    max_depth: int = Field(default=16, ge=1, le=256)
+    """Deepest nesting of JSON objects and arrays parsed (checked before parsing, without
+    recursion); a deeper payload is a dead letter."""
+    max_number_chars: int = Field(default=32, ge=8, le=400)
+    """Longest number literal (sign, digits, point, exponent) parsed: a reading or a timestamp
+    in nanoseconds needs at most ~20; longer is a dead letter, as are `NaN` and `Infinity`."""
+    earliest_timestamp: date = date(2010, 1, 1)
+    """Device timestamps before this date (local midnight) are refused: a clock that was never
+    set reads 1970 or 2000. `[site] commissioned`, when later, is the floor instead."""
+    max_future_skew_s: int = Field(default=600, ge=0, le=366 * 86_400)
+    """How far a device timestamp may be ahead of our receive time; further is refused (raise
+    it to collect from a simulator running faster than real time)."""
+    dead_letter_file_bytes: int = Field(default=16 * 1024 * 1024, ge=4_096)
+    """The dead-letter file is rotated when it would grow past this."""
+    dead_letter_files: int = Field(default=4, ge=1, le=100)
+    """Rotated dead-letter files kept besides the current one (the oldest is deleted): at most
+    `(dead_letter_files + 1) * dead_letter_file_bytes` on disk."""
 
     @field_validator("url")
     @classmethod
     def _valid_url(cls, value: str) -> str:
         if value:
             parse_mqtt_url(value)
+        return value
+
+    @field_validator("earliest_timestamp")
+    @classmethod
+    def _after_the_epoch(cls, value: date) -> date:
+        if value < date(1970, 1, 2):
+            raise ValueError("must be after 1970-01-01 (epoch 0 is what an unset clock sends)")
         return value
 
 

@@ -60,6 +60,9 @@ class SiteInfo(_Model):
     """Degrees east."""
     climate: str = ""
     """Free text, e.g. the GB 50176 climate zone."""
+    commissioned: date | None = None
+    """Date the monitoring went into service: device timestamps before it (local midnight)
+    are refused. Empty: `[mqtt] earliest_timestamp` is the only floor."""
 
     @field_validator("timezone")
     @classmethod
