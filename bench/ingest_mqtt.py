@@ -173,7 +173,7 @@ def collector(
 ) -> None:
     """One collector process: MqttSubscriber -> StoreWriter -> DuckDBStore, ack after commit."""
     from collectors.availability import Availability
-    from collectors.deadletters import DeadLetters
+    from storage.deadletters import DeadLetters
     from collectors.mqtt.subscriber import MqttSubscriber
     from collectors.writer import StoreWriter
     from core.config import parse_site

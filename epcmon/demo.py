@@ -22,7 +22,7 @@ from amqtt.broker import Broker
 from api.app import create_app
 from api.keys import KeyStore, Role
 from collectors.availability import Availability
-from collectors.deadletters import DeadLetters
+from storage.deadletters import DeadLetters
 from collectors.modbus.poller import GatewayPoller
 from collectors.mqtt.subscriber import MqttSubscriber
 from collectors.profiles import load_profiles

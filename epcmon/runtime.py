@@ -22,7 +22,7 @@ import storage
 from api.app import create_app, warm_caches
 from api.keys import KeyStore
 from collectors.availability import Availability
-from collectors.deadletters import DeadLetters
+from storage.deadletters import DeadLetters
 from collectors.modbus.poller import GatewayPoller
 from collectors.mqtt.subscriber import MqttSubscriber
 from collectors.writer import StoreWriter
@@ -84,7 +84,7 @@ class Collectors:
         self.availability = availability or Availability()
         self.health = health or Health()
         self.writer = StoreWriter(store, self.availability)
-        self.dead_letters = DeadLetters(data_dir / "dead-letters.jsonl")
+        self.dead_letters = DeadLetters.for_mqtt(data_dir / "dead-letters.jsonl", site.mqtt)
         self.pollers = [
             GatewayPoller(
                 gw,
@@ -112,7 +112,13 @@ class Collectors:
             base_id = site.mqtt.client_id or f"epcmon-{site.site.id}"
             client_id = base_id if shard.count == 1 else f"{base_id}-{shard.index}"
             self.subscriber = MqttSubscriber(
-                site, url, self.writer, self.dead_letters, self.availability, client_id=client_id
+                site,
+                url,
+                self.writer,
+                self.dead_letters,
+                self.availability,
+                client_id=client_id,
+                health=self.health,
             )
 
     def describe(self) -> list[str]:

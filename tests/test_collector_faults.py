@@ -20,7 +20,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from api.keys import KeyStore, Role
 from collectors.availability import Availability
-from collectors.deadletters import DeadLetters
+from storage.deadletters import DeadLetters
 from collectors.mqtt.subscriber import MqttSubscriber
 from collectors.writer import StoreWriter
 from core.config import parse_site

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from collectors.deadletters import DeadLetter, DeadLetters, read_dead_letters, record
+from storage.deadletters import DeadLetter, DeadLetters, read_dead_letters, record
 from core.config import parse_site
 from tests.fullfs import fill, small_filesystem
 

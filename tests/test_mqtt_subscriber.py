@@ -18,7 +18,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from collectors.availability import Availability
-from collectors.deadletters import DeadLetters
+from storage.deadletters import DeadLetters
 from collectors.mqtt.payload import parse_payload
 from collectors.mqtt.subscriber import MqttSubscriber
 from collectors.writer import StoreWriter

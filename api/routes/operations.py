@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import time
-from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -14,6 +12,7 @@ from api.deps import Reader, SiteDep, StoreDep
 from api.routes.meters import ERRORS
 from api.schemas import DeadLetterOut, MeterStatusOut, SpoolOut
 from core.readings import from_ms
+from storage.deadletters import read_dead_letters
 
 router = APIRouter(prefix="/api/v1/operations", tags=["operations"])
 
@@ -57,13 +56,10 @@ def meter_status(
 def dead_letters(
     _who: Reader, request: Request, limit: Annotated[int, Query(ge=1, le=1000)] = 100
 ) -> list[DeadLetterOut]:
-    path = Path(request.app.state.ops.dead_letters_path)
-    if not path.exists():
-        return []
-    lines = path.read_text(encoding="utf-8").splitlines()[-limit:]
+    # the newest first, from the end of the file and its rotated ones, never a whole file
+    records = read_dead_letters(request.app.state.ops.dead_letters_path, limit)
     out = []
-    for line in reversed(lines):
-        record = json.loads(line)
+    for record in reversed(records):
         out.append(
             DeadLetterOut(
                 time=iso(from_ms(int(record["received_ms"]))),

@@ -51,7 +51,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from collectors.availability import Availability
-from collectors.deadletters import DeadLetter, DeadLetters
+from storage.deadletters import DeadLetter, DeadLetters
 from collectors.mqtt.payload import PayloadLimits, parse_payload
 from collectors.mqtt.routing import TopicRouter
 from core.config import PayloadFormat, SiteConfig
