@@ -120,6 +120,10 @@ def _http_url(text: str) -> str:
     return text
 
 
+def _optional_http_url(text: str) -> str:
+    return _http_url(text) if text else text
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, reporting a usage error as one line (the option and what is wrong, and where
     the help is) instead of the whole usage block."""
@@ -417,8 +421,18 @@ def build_parser() -> argparse.ArgumentParser:
         default="EPCMON_VIEWER_KEY",
         help="env var holding the viewer API key the Infinity datasource sends",
     )
-    d.add_argument("--influx-url", default="", help="InfluxDB as Grafana reaches it")
-    d.add_argument("--api-url", default="", help="the epcmon API as Grafana reaches it")
+    d.add_argument(
+        "--influx-url",
+        type=_optional_http_url,
+        default="",
+        help="InfluxDB as Grafana reaches it",
+    )
+    d.add_argument(
+        "--api-url",
+        type=_optional_http_url,
+        default="",
+        help="the epcmon API as Grafana reaches it",
+    )
     d.set_defaults(func=_dashboards)
 
     p = sub.add_parser("store", help="operate on time-series stores")

@@ -278,6 +278,8 @@ def run_history(site: SiteConfig, opts: HistoryOptions) -> int:
         raise ConfigError(
             f"{out}: expected a .duckdb store, a .csv or a .parquet file", key="--out"
         )
+    if opts.truth and Path(opts.truth).resolve() == out.resolve():
+        raise ConfigError(f"{opts.truth}: the same file as --out", key="--truth")
     truth = _TableFile(Path(opts.truth), _TRUTH, "--truth") if opts.truth else None
     try:
         sink: _Sink = (
