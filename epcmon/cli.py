@@ -186,11 +186,22 @@ def _check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _mqtt_url(text: str | None, flag: str = "--mqtt-url") -> None:
+    from core.net import parse_mqtt_url
+
+    if text:
+        try:
+            parse_mqtt_url(text)
+        except ValueError as exc:
+            raise ConfigError(str(exc), key=flag) from None
+
+
 def _demo(args: argparse.Namespace) -> int:
     from epcmon.demo import DemoOptions, run_demo
     from epcmon.sites import load
 
     site = load(args.site)
+    _mqtt_url(args.mqtt_url)
     opts = DemoOptions(
         site_file=Path(args.site),
         data_dir=_directory(args.data_dir, "--data-dir"),
@@ -334,6 +345,7 @@ def _simulate_serve(args: argparse.Namespace) -> int:
     from epcmon.sites import load
 
     site = load(args.site)
+    _mqtt_url(args.mqtt_url)
     opts = ServeArgs(
         seed=args.seed,
         speed=args.speed,

@@ -126,8 +126,8 @@ def _listen(site: SiteConfig, opts: DemoOptions) -> list[socket.socket]:
     try:
         return ApiServer.listen(host, port, source=site.source)
     except ConfigError as exc:
-        flag = {"host": opts.host, "port": opts.port}.get(exc.key)
-        if flag is None:
+        given = {"host": opts.host, "port": opts.port}.get(exc.key)
+        if given is None:  # from the site file: the error names it
             raise
         raise ConfigError(exc.reason, key=f"--{exc.key}") from None
 

@@ -20,7 +20,6 @@ import pyarrow as pa
 
 from core.config import SiteConfig
 from core.errors import ConfigError
-from core.net import parse_mqtt_url
 from core.readings import ReadingBatch, from_ms, to_ms
 from simulators.clock import AcceleratedClock, RealClock
 from simulators.faults import FaultPlan
@@ -369,11 +368,6 @@ async def run_serve(site: SiteConfig, args: ServeArgs) -> int:
     seed = site.simulation.seed if args.seed is None else args.seed
     speed = args.speed if args.speed is not None else site.simulation.acceleration
     start = parse_moment(args.start, site, "--start") if args.start else site.simulation.start
-    if args.mqtt_url:
-        try:
-            parse_mqtt_url(args.mqtt_url)
-        except ValueError as exc:
-            raise ConfigError(str(exc), key="--mqtt-url") from None
     if not args.any_port:
         check_gateway_ports(site)
     clock: RealClock | AcceleratedClock

@@ -244,6 +244,8 @@ CASES = [
     Case("demo: --port -1", lambda e: demo(e, "--port", "-1"), 2, ("--port", "-1")),
     Case("demo: --host not this machine's", lambda e: demo(e, "--port", "0", "--host", "192.0.2.1"),
          2, ("--host", "192.0.2.1")),
+    Case("demo: --mqtt-url with port 99999", lambda e: demo(e, "--mqtt-url", "mqtt://127.0.0.1:99999"),
+         2, ("--mqtt-url", "99999")),
     Case("demo: --interval 0", lambda e: demo(e, "--interval", "0"), 2, ("--interval", "0")),
     Case("demo: --duration -2", lambda e: demo(e, "--duration", "-2"), 2, ("--duration", "-2")),
     Case("demo: --data-dir where none can be",
