@@ -8,5 +8,8 @@ umask 077
 mosquitto_passwd -b /etc/mosquitto/passwd epcmon "$EPCMON_MQTT_PASSWORD"
 mosquitto_passwd -b /etc/mosquitto/passwd "${MQTT_METERS_USERNAME:-meters}" "$MQTT_METERS_PASSWORD"
 chown mosquitto:mosquitto /etc/mosquitto/passwd
+# The broker drops to user `mosquitto` before saving: its persistence directory must be its
+# own, or persistence silently does nothing (docs/operations.md). Refuse to start otherwise.
 chown -R mosquitto:mosquitto /var/lib/mosquitto
+sh /etc/epcmon/check-mosquitto.sh /mosquitto/config/mosquitto.conf
 exec mosquitto -c /mosquitto/config/mosquitto.conf

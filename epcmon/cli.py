@@ -1,16 +1,180 @@
-"""The `epcmon` command."""
+"""The `epcmon` command.
+
+What a command raises is turned into an exit code in one place (`run_command`): a user error
+(the site file, an option, a file or port named by either, a meter or contract that does not
+exist, a store that cannot be opened) is one line on stderr and exit code 2; any other epcmon
+error is one line and exit code 1; anything unexpected is one line with a hint, exit code 1,
+and its traceback with `-v`. Options are checked when they are parsed, so argparse reports
+them (one line, naming the option) before anything starts.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
+import math
+import os
 import sys
+import traceback
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
-from core.errors import ConfigError, EpcmonError
+from core.errors import ConfigError, EpcmonError, NotFound, StoreUnavailable
+
+if TYPE_CHECKING:
+    from api.keys import KeyStore
+    from core.config import SiteConfig
 
 DEFAULT_SITE = "sites/luan-admin-center.toml"
+
+
+# ------------------------------------------------------------------ option types
+# Each returns the parsed value or raises ArgumentTypeError, which argparse reports as
+# "epcmon CMD: error: argument --OPTION: <message>".
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be 0 or more")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be 1 or more")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be a finite number above 0")
+    return value
+
+
+def _poll_interval(text: str) -> int:
+    value = _positive_int(text)
+    if value > 86_400:  # the site file's poll_interval_s bound
+        raise argparse.ArgumentTypeError(f"{text!r}: at most 86400 seconds")
+    return value
+
+
+def _port(text: str) -> int:
+    value = _non_negative_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (0-65535, 0: any free one)")
+    return value
+
+
+def _speed(text: str) -> float:
+    value = _positive_float(text)
+    if value > 1_000_000:  # the site file's [simulation] acceleration bound
+        raise argparse.ArgumentTypeError(f"{text!r}: at most 1000000 simulated seconds per second")
+    return value
+
+
+def _shard(text: str) -> str:
+    try:
+        i, n = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected i/n, e.g. 1/2") from None
+    if n < 1 or not 1 <= i <= n:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected i/n with 1 <= i <= n, e.g. 2/2")
+    return text
+
+
+def _history_interval(text: str) -> str:
+    from simulators.history import INTERVALS
+
+    if text not in INTERVALS:
+        *most, last = INTERVALS
+        raise argparse.ArgumentTypeError(f"{text!r}: one of {', '.join(most)} or {last}")
+    return text
+
+
+def _http_url(text: str) -> str:
+    from urllib.parse import urlsplit
+
+    from core.net import http_port
+
+    try:
+        parts = urlsplit(text)
+        http_port(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected http(s)://host[:port]")
+    return text
+
+
+def _optional_http_url(text: str) -> str:
+    return _http_url(text) if text else text
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, reporting a usage error as one line (the option and what is wrong, and where
+    the help is) instead of the whole usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+# ------------------------------------------------------------------ files and directories
+
+
+def _directory(text: str, flag: str) -> Path:
+    """A directory the command writes into: created when missing, refused (naming `flag`)
+    when it cannot be."""
+    path = Path(text)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ConfigError(f"{text}: exists and is not a directory", key=flag) from None
+    except OSError as exc:
+        raise ConfigError(f"{text}: cannot create it: {exc.strerror}", key=flag) from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(f"{text}: this user cannot write in it", key=flag)
+    return path
+
+
+def _open_keys(site: SiteConfig) -> KeyStore:
+    """The API keys file of `[api] keys_path`; one that cannot be opened is the site file's
+    error."""
+    import sqlite3
+
+    from api.keys import KeyStore
+
+    try:
+        return KeyStore(site.api.keys_path)
+    except (OSError, sqlite3.Error) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(
+            f"{site.api.keys_path}: cannot open the API keys file: {reason}",
+            file=site.source,
+            entity="[api]",
+            key="keys_path",
+        ) from exc
+
+
+def _in_site_file(exc: ConfigError, site: SiteConfig) -> ConfigError:
+    """A ConfigError raised by a part that knows the section and key it was given but not
+    the file they came from (the API server's `[api] port`): the same, naming the file."""
+    if exc.file or not exc.entity:
+        return exc
+    return ConfigError(exc.reason, file=site.source, entity=exc.entity, key=exc.key)
 
 
 def _check_config(args: argparse.Namespace) -> int:
@@ -22,14 +186,25 @@ def _check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _mqtt_url(text: str | None, flag: str = "--mqtt-url") -> None:
+    from core.net import parse_mqtt_url
+
+    if text:
+        try:
+            parse_mqtt_url(text)
+        except ValueError as exc:
+            raise ConfigError(str(exc), key=flag) from None
+
+
 def _demo(args: argparse.Namespace) -> int:
     from epcmon.demo import DemoOptions, run_demo
     from epcmon.sites import load
 
     site = load(args.site)
+    _mqtt_url(args.mqtt_url)
     opts = DemoOptions(
         site_file=Path(args.site),
-        data_dir=Path(args.data_dir),
+        data_dir=_directory(args.data_dir, "--data-dir"),
         host=args.host,
         port=args.port,
         interval_s=args.interval,
@@ -46,9 +221,13 @@ def _run(args: argparse.Namespace) -> int:
 
     site = load(args.site)
     role: Role = args.role
-    asyncio.run(
-        run_service(site, role=role, shard=Shard.parse(args.shard), data_dir=Path(args.data_dir))
-    )
+    data_dir = _directory(args.data_dir, "--data-dir")
+    if role in ("all", "api"):
+        _open_keys(site).close()  # before anything starts: a bad keys file is the site's error
+    try:
+        asyncio.run(run_service(site, role=role, shard=Shard.parse(args.shard), data_dir=data_dir))
+    except ConfigError as exc:
+        raise _in_site_file(exc, site) from exc
     return 0
 
 
@@ -66,7 +245,13 @@ def _dashboards(args: argparse.Namespace) -> int:
         ) from exc
     site = load(args.site)
     if args.dashboards_command == "build":
-        for path in write(site, Path(args.out)):
+        try:
+            written = write(site, Path(args.out))
+        except OSError as exc:
+            raise ConfigError(
+                f"{args.out}: cannot write {exc.filename or 'there'}: {exc.strerror}", key="--out"
+            ) from exc
+        for path in written:
             print(path)
         return 0
     from dashboards.grafana.client import GrafanaClient
@@ -100,18 +285,18 @@ def _store_copy(args: argparse.Namespace) -> int:
 
 
 def _keys(args: argparse.Namespace) -> int:
-    from api.keys import KeyStore, Role
+    from api.keys import Role
     from epcmon.sites import load
 
     site = load(args.site)
-    keys = KeyStore(site.api.keys_path)
+    keys = _open_keys(site)
     try:
         if args.keys_command == "create":
             contracts = tuple(args.contract or ())
             known = {c.id for c in site.contracts}
             for c in contracts:
                 if c not in known:
-                    raise ConfigError(f"no contract {c!r} in {site.source}")
+                    raise ConfigError(f"no contract {c!r} in {site.source}", key="--contract")
             key_id, key = keys.create(Role(args.role), contracts=contracts, name=args.name)
             print(
                 f"key id {key_id} ({args.role}{', contracts ' + ', '.join(contracts) if contracts else ''})"
@@ -137,13 +322,16 @@ def _simulate_history(args: argparse.Namespace) -> int:
     from epcmon.sites import load
 
     site = load(args.site)
+    meters = tuple(m.strip() for m in (args.meters or "").split(",") if m.strip())
+    if args.meters is not None and not meters:
+        raise ConfigError(f"{args.meters!r} names no meter", key="--meters")
     opts = HistoryOptions(
         start=args.start,
         end=args.end,
         interval=args.interval,
         seed=args.seed,
         quantities=args.quantities,
-        meters=tuple(m for m in (args.meters or "").split(",") if m),
+        meters=meters,
         out=args.out,
         truth=args.truth,
         faults=tuple(args.fault or ()),
@@ -157,6 +345,7 @@ def _simulate_serve(args: argparse.Namespace) -> int:
     from epcmon.sites import load
 
     site = load(args.site)
+    _mqtt_url(args.mqtt_url)
     opts = ServeArgs(
         seed=args.seed,
         speed=args.speed,
@@ -170,7 +359,7 @@ def _simulate_serve(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="epcmon", description=__doc__)
+    parser = _Parser(prog="epcmon", description="The `epcmon` command.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -183,12 +372,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default="data", help="where the DuckDB file goes (default ./data)")
     p.add_argument("--host", default=None, help="API address (default: the site file's api.host)")
     p.add_argument(
-        "--port", type=int, default=None, help="API port, 0 for any free one (default: api.port)"
+        "--port", type=_port, default=None, help="API port, 0 for any free one (default: api.port)"
     )
     p.add_argument(
-        "--interval", type=int, default=5, help="poll/publish interval in seconds (default 5)"
+        "--interval",
+        type=_poll_interval,
+        default=5,
+        help="poll/publish interval in seconds (default 5)",
     )
-    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    p.add_argument(
+        "--duration", type=_positive_float, default=None, help="stop after this many seconds"
+    )
     p.add_argument("--mqtt-url", default=None, help="use this broker instead of an embedded one")
     p.set_defaults(func=_demo)
 
@@ -198,7 +392,10 @@ def build_parser() -> argparse.ArgumentParser:
             "--data-dir", default="data", help="dead letters and other state (default ./data)"
         )
         p.add_argument(
-            "--shard", default="1/1", help="poll the i-th of n shares of the gateways (default 1/1)"
+            "--shard",
+            type=_shard,
+            default="1/1",
+            help="poll the i-th of n shares of the gateways (default 1/1)",
         )
 
     p = sub.add_parser(
@@ -225,7 +422,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=_dashboards)
     d = dash.add_parser("push", help="upsert the folder, datasources and dashboards into Grafana")
     d.add_argument("--site", default=DEFAULT_SITE)
-    d.add_argument("--grafana-url", required=True, help="e.g. http://127.0.0.1:3000")
+    d.add_argument(
+        "--grafana-url", type=_http_url, required=True, help="e.g. http://127.0.0.1:3000"
+    )
     d.add_argument(
         "--token-env", default="GRAFANA_TOKEN", help="env var holding a service-account token"
     )
@@ -234,8 +433,18 @@ def build_parser() -> argparse.ArgumentParser:
         default="EPCMON_VIEWER_KEY",
         help="env var holding the viewer API key the Infinity datasource sends",
     )
-    d.add_argument("--influx-url", default="", help="InfluxDB as Grafana reaches it")
-    d.add_argument("--api-url", default="", help="the epcmon API as Grafana reaches it")
+    d.add_argument(
+        "--influx-url",
+        type=_optional_http_url,
+        default="",
+        help="InfluxDB as Grafana reaches it",
+    )
+    d.add_argument(
+        "--api-url",
+        type=_optional_http_url,
+        default="",
+        help="the epcmon API as Grafana reaches it",
+    )
     d.set_defaults(func=_dashboards)
 
     p = sub.add_parser("store", help="operate on time-series stores")
@@ -263,7 +472,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--precision", choices=["ms", "s"], help="timestamp precision written")
     c.add_argument("--start", help="copy from this UTC time (ISO 8601; default: all history)")
     c.add_argument("--end", help="copy until this UTC time, exclusive (default: all history)")
-    c.add_argument("--batch", type=int, default=50_000, help="points per write (default 50000)")
+    c.add_argument(
+        "--batch", type=_positive_int, default=50_000, help="points per write (default 50000)"
+    )
     c.add_argument(
         "--state",
         default="epcmon-store-copy.json",
@@ -302,9 +513,17 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--site", default=DEFAULT_SITE, help=f"site file (default {DEFAULT_SITE})")
     h.add_argument("--from", dest="start", required=True, help="first day (local) or ISO time")
     h.add_argument("--to", dest="end", required=True, help="day after the last (local) or ISO time")
-    h.add_argument("--interval", default="15m", help="1m, 5m, 15m, 30m or 1h (default 15m)")
     h.add_argument(
-        "--seed", type=int, default=None, help="default: the site file's [simulation] seed"
+        "--interval",
+        type=_history_interval,
+        default="15m",
+        help="1m, 5m, 15m, 30m or 1h (default 15m)",
+    )
+    h.add_argument(
+        "--seed",
+        type=_non_negative_int,
+        default=None,
+        help="default: the site file's [simulation] seed",
     )
     h.add_argument(
         "--quantities",
@@ -334,11 +553,14 @@ def build_parser() -> argparse.ArgumentParser:
     v = sim.add_parser("serve", help="run the site's Modbus gateways and MQTT meters on loopback")
     v.add_argument("--site", default=DEFAULT_SITE, help=f"site file (default {DEFAULT_SITE})")
     v.add_argument(
-        "--seed", type=int, default=None, help="default: the site file's [simulation] seed"
+        "--seed",
+        type=_non_negative_int,
+        default=None,
+        help="default: the site file's [simulation] seed",
     )
     v.add_argument(
         "--speed",
-        type=float,
+        type=_speed,
         default=None,
         help="simulated seconds per second (default: [simulation] acceleration, 1)",
     )
@@ -361,9 +583,51 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="METER:KEY=VALUE,...",
         help="inject a fault, e.g. E-D01:busy_rate=0.2 or W-MAIN:offline (repeatable)",
     )
-    v.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    v.add_argument(
+        "--duration", type=_positive_float, default=None, help="stop after this many seconds"
+    )
     v.set_defaults(func=_simulate_serve)
     return parser
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _fail(code: int, line: str) -> int:
+    print(line, file=sys.stderr)
+    return code
+
+
+def run_command(command: Callable[[], int], *, verbose: bool) -> int:
+    """Run `command` and map what it raises to one line on stderr and an exit code:
+
+    - 2, a user error: `ConfigError` (the site file: file, entity and key; an option: the
+      option), `NotFound` (a meter, contract or key the user named), `StoreUnavailable` (the
+      store cannot be opened: a corrupt or locked file, a server that cannot be reached), and
+      an `OSError` about a file (a path the user gave: missing, a directory, unwritable);
+    - 1, any other `EpcmonError` (the meters', the data's), or an unexpected exception: one
+      line with its type and a hint, and its traceback with -v;
+    - 130, Ctrl-C.
+    """
+    try:
+        return command()
+    except ConfigError as exc:
+        # a bad site file lists every problem, one a line; everything else is one line
+        return _fail(2, f"configuration error: {exc}" if exc.file else f"error: {exc}")
+    except (NotFound, StoreUnavailable) as exc:
+        return _fail(2, f"error: {_one_line(str(exc))}")
+    except EpcmonError as exc:
+        return _fail(1, f"error: {_one_line(str(exc))}")
+    except KeyboardInterrupt:
+        return _fail(130, "interrupted")
+    except Exception as exc:
+        if isinstance(exc, OSError) and exc.filename is not None:
+            return _fail(2, f"error: {exc.filename}: {exc.strerror or _one_line(str(exc))}")
+        if verbose:
+            traceback.print_exc()
+        line = f"error: {type(exc).__name__}: {_one_line(str(exc))}"
+        return _fail(1, line if verbose else f"{line} (run with -v for the traceback)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -374,15 +638,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     for noisy in ("amqtt", "pymodbus", "transitions", "httpx", "httpcore", "matplotlib", "PIL"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    try:
-        code: int = args.func(args)
-    except ConfigError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
-        return 2
-    except EpcmonError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return code
+    return run_command(lambda: int(args.func(args)), verbose=args.verbose)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ from collectors.mqtt.subscriber import MqttSubscriber
 from collectors.profiles import load_profiles
 from collectors.writer import StoreWriter
 from core.config import Meter, SiteConfig, parse_site
+from core.errors import ConfigError
 from core.net import free_port
 from epcmon.runtime import ApiServer, stop_on_signals
 from simulators.clock import RealClock
@@ -116,22 +118,54 @@ def say_truth(
         )
 
 
+def _listen(site: SiteConfig, opts: DemoOptions) -> list[socket.socket]:
+    """The API's sockets, bound before anything starts: an address in use is one line naming
+    the option (`--port`, `--host`) or the site file's key it came from."""
+    host = opts.host if opts.host is not None else site.api.host
+    port = opts.port if opts.port is not None else site.api.port
+    try:
+        return ApiServer.listen(host, port, source=site.source)
+    except ConfigError as exc:
+        given = {"host": opts.host, "port": opts.port}.get(exc.key)
+        if given is None:  # from the site file: the error names it
+            raise
+        raise ConfigError(exc.reason, key=f"--{exc.key}") from None
+
+
 async def run_demo(site: SiteConfig, opts: DemoOptions) -> None:
     def say(text: str) -> None:
         print(text, flush=True)
 
     stop = asyncio.Event()
     stop_on_signals(stop)
+    sockets = _listen(site, opts)
+    # Whatever fails on the way up, everything started so far is stopped, in reverse order.
+    async with contextlib.AsyncExitStack() as started:
+        for sock in sockets:  # uvicorn closes them too when it ran; a second close is a no-op
+            started.callback(sock.close)
+        started.callback(stop.set)
+        availability = await _run_demo(site, opts, sockets, stop, started, say)
+    counts = dict(sorted(availability.counters.items()))
+    say(f"stopped cleanly; counters: {counts}")
 
+
+async def _run_demo(
+    site: SiteConfig,
+    opts: DemoOptions,
+    sockets: list[socket.socket],
+    stop: asyncio.Event,
+    started: contextlib.AsyncExitStack,
+    say: Callable[[str], None],
+) -> Availability:
     meters = pick_meters(site)
     sim = SimulatedSite(site, clock=RealClock())
     now_ms = sim.clock()
     sim.values(meters[0].id, now_ms)  # integrates every counter from the epoch to now
     say_truth(site, sim, now_ms, say)
 
-    broker: Broker | None = None
     mqtt_url = opts.mqtt_url or site.mqtt.url
-    if not mqtt_url and any(m.mqtt for m in meters):
+    embedded = not mqtt_url and any(m.mqtt for m in meters)
+    if embedded:
         port = free_port()
         broker = Broker(
             {
@@ -142,30 +176,37 @@ async def run_demo(site: SiteConfig, opts: DemoOptions) -> None:
             }
         )
         await broker.start()
+        started.push_async_callback(broker.shutdown)
         mqtt_url = f"mqtt://127.0.0.1:{port}"
         say(f"embedded MQTT broker (amqtt) on {mqtt_url}")
 
-    gateways: list[SimulatedGateway] = []
     ports: dict[str, int] = {}
     for gw in site.gateways:
         units = site_units(sim, [m for m in meters if m.modbus and m.modbus.gateway == gw.id])
         if units:
             gateway = SimulatedGateway(units, clock=sim.clock)
             ports[gw.id] = await gateway.start()
-            gateways.append(gateway)
+            started.push_async_callback(gateway.stop)
             say(
                 f"simulated gateway {gw.id} on 127.0.0.1:{ports[gw.id]} (units {', '.join(str(u.unit) for u in units)})"
             )
 
-    dsite = demo_site(site, meters, opts, mqtt_url, broker is not None, ports)
+    dsite = demo_site(site, meters, opts, mqtt_url, embedded, ports)
     opts.data_dir.mkdir(parents=True, exist_ok=True)
     store = DuckDBStore(dsite.storage.path)
+    started.callback(store.close)
     say(f"store: DuckDB {dsite.storage.path}")
     availability = Availability()
     writer = StoreWriter(store, availability)
     dead = DeadLetters(opts.data_dir / "dead-letters.jsonl")
 
     tasks: list[asyncio.Task[None]] = []
+
+    async def stop_tasks() -> None:
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    started.push_async_callback(stop_tasks)
     for gw in dsite.gateways:
         polled = [m for m in dsite.meters if m.modbus is not None and m.modbus.gateway == gw.id]
         tasks.append(asyncio.create_task(GatewayPoller(gw, polled, writer, availability).run(stop)))
@@ -188,18 +229,22 @@ async def run_demo(site: SiteConfig, opts: DemoOptions) -> None:
         tasks.append(asyncio.create_task(publisher.run(stop)))
 
     keys = KeyStore(opts.data_dir / "demo-api-keys.sqlite3")
+    started.callback(keys.close)
     demo_key_id, demo_key = keys.create(Role.ADMIN, name="epcmon demo")
+    started.callback(keys.revoke, demo_key_id)  # the printed key dies with the demo
     app = create_app(dsite, store, keys=keys, status=availability, data_dir=opts.data_dir)
     server = ApiServer(
         uvicorn.Config(
             app, host=dsite.api.host, port=dsite.api.port, log_level="warning", lifespan="off"
         )
     )
-    try:
-        api_task = await server.start_serving()
-    except BaseException:
-        stop.set()
-        raise
+    api_task = await server.start_serving(sockets)
+
+    async def stop_api() -> None:
+        server.should_exit = True
+        await asyncio.gather(api_task, return_exceptions=True)
+
+    started.push_async_callback(stop_api)
     bound = server.bound_port
     say(f"API on http://{dsite.api.host}:{bound}  (docs: /docs)")
     say(f"demo API key (admin, this run only): {demo_key}")
@@ -207,23 +252,9 @@ async def run_demo(site: SiteConfig, opts: DemoOptions) -> None:
         f'try: curl -H "Authorization: Bearer {demo_key}" http://{dsite.api.host}:{bound}/api/v1/meters'
     )
     say("running; Ctrl-C stops" if opts.duration_s is None else f"running for {opts.duration_s:g}s")
-
-    try:
-        if opts.duration_s is None:
-            await stop.wait()
-        else:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), opts.duration_s)
-    finally:
-        stop.set()
-        server.should_exit = True
-        await asyncio.gather(api_task, *tasks, return_exceptions=True)
-        for gateway in gateways:
-            await gateway.stop()
-        if broker is not None:
-            await broker.shutdown()
-        store.close()
-        keys.revoke(demo_key_id)  # the printed key dies with the demo
-        keys.close()
-        counts = dict(sorted(availability.counters.items()))
-        say(f"stopped cleanly; counters: {counts}")
+    if opts.duration_s is None:
+        await stop.wait()
+    else:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), opts.duration_s)
+    return availability

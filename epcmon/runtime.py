@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import signal
+import socket
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -141,7 +143,56 @@ class Collectors:
 
 
 class ApiServer(uvicorn.Server):
-    """uvicorn, minus its own signal handling: the process's runtime owns Ctrl-C."""
+    """uvicorn, minus its own signal handling: the process's runtime owns Ctrl-C.
+
+    It binds its listening sockets itself (`listen`), before anything is served: an address
+    it cannot listen on (a port in use, a host that is not this machine's) is a one-line
+    `ConfigError` naming `[api] port` or `host` (and the site file, when `source` is given),
+    raised to the caller, instead of uvicorn's log line and a `SystemExit` inside a task."""
+
+    def __init__(self, config: uvicorn.Config, *, source: str = "") -> None:
+        super().__init__(config)
+        self.source = source
+
+    @staticmethod
+    def listen(host: str, port: int, *, source: str = "") -> list[socket.socket]:
+        """Sockets bound to every address of `host` at `port` (0: a free one), as asyncio's
+        `create_server` would bind them."""
+        try:
+            addresses = socket.getaddrinfo(
+                host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            )
+        except socket.gaierror as exc:
+            raise ConfigError(
+                f"cannot listen on {host!r}: {exc.strerror}",
+                file=source,
+                entity="[api]",
+                key="host",
+            ) from None
+        sockets: list[socket.socket] = []
+        try:
+            for family, kind, proto, _name, address in dict.fromkeys(addresses):
+                sock = socket.socket(family, kind, proto)
+                sockets.append(sock)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.bind(address)
+        except OSError as exc:
+            for sock in sockets:
+                sock.close()
+            reason = {
+                errno.EADDRINUSE: "the port is already in use (by another epcmon, or another server)",
+                errno.EADDRNOTAVAIL: "not an address of this machine",
+                errno.EACCES: "permission denied (ports below 1024 need privileges)",
+            }.get(exc.errno or 0, exc.strerror or str(exc))
+            raise ConfigError(
+                f"cannot listen on {host}:{port}: {reason}",
+                file=source,
+                entity="[api]",
+                key="host" if exc.errno == errno.EADDRNOTAVAIL else "port",
+            ) from None
+        return sockets
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -153,12 +204,17 @@ class ApiServer(uvicorn.Server):
             return int(self.servers[0].sockets[0].getsockname()[1])
         return int(self.config.port)
 
-    async def start_serving(self) -> asyncio.Task[None]:
-        """Serve in a task; return once listening (or raise why it could not)."""
-        task = asyncio.create_task(self.serve())
+    async def start_serving(self, sockets: list[socket.socket] | None = None) -> asyncio.Task[None]:
+        """Serve in a task (on `sockets` from `listen`, or on ones bound now); return once
+        listening, or raise why it could not."""
+        if sockets is None:
+            sockets = self.listen(self.config.host, self.config.port, source=self.source)
+        task = asyncio.create_task(self.serve(sockets=sockets))
         while not self.started and not task.done():
             await asyncio.sleep(0.02)  # uvicorn signals readiness only through `started`
         if task.done():
+            for sock in sockets:
+                sock.close()
             await task
             raise RuntimeError(f"the API could not listen on {self.config.host}:{self.config.port}")
         return task

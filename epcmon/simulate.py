@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import signal
+import socket
 import sys
 import time
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from datetime import time as dtime
 from pathlib import Path
 from types import TracebackType
@@ -18,37 +20,87 @@ import pyarrow as pa
 
 from core.config import SiteConfig
 from core.errors import ConfigError
-from core.readings import ReadingBatch, from_ms
+from core.readings import ReadingBatch, from_ms, to_ms
 from simulators.clock import AcceleratedClock, RealClock
 from simulators.faults import FaultPlan
-from simulators.history import History, iter_history
+from simulators.history import INTERVALS, History, iter_history
 from simulators.model import SiteModel
 from simulators.serve import ServeOptions, serve_site
 from simulators.site import SimulatedSite
+from simulators.weather import LAST_DAY, ORIGIN_DAY
+
+# The days the simulation can play, local: the weather model's daily series runs from day
+# ORIGIN_DAY (2000-01-01) through LAST_DAY (2101-01-01) and is interpolated between local
+# noons, so the whole days it covers are the second through the second-to-last.
+SIMULATED_FROM = date(1970, 1, 1) + timedelta(days=ORIGIN_DAY + 1)
+SIMULATED_UNTIL = date(1970, 1, 1) + timedelta(days=LAST_DAY - 1)
+"""Exclusive: the last day simulated is the one before (2100-12-30)."""
+
+STORE_SUFFIXES = (".duckdb", ".db")
+TABLE_SUFFIXES = (".csv", ".parquet")
 
 
 def parse_moment(text: str, site: SiteConfig, what: str) -> datetime:
-    """A local date (midnight in the site's zone) or an ISO time with an offset."""
+    """A local date (midnight in the site's zone) or an ISO time with an offset, within the
+    days the simulation covers; `what` is the option it came from."""
     try:
         day = date.fromisoformat(text)
     except ValueError:
         pass
     else:
-        return datetime.combine(day, dtime(0), tzinfo=site.site.tz)
+        moment = datetime.combine(day, dtime(0), tzinfo=site.site.tz)
+        return _covered(moment, site, text, what)
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
-        raise ConfigError(f"{what}: {text!r} is neither a date nor an ISO time") from None
+        raise ConfigError(f"{text!r} is neither a date nor an ISO time", key=what) from None
     if moment.tzinfo is None:
-        raise ConfigError(f"{what}: {text!r} needs a UTC offset (or give a date)")
+        raise ConfigError(f"{text!r} needs a UTC offset (or give a date)", key=what)
+    return _covered(moment, site, text, what)
+
+
+def _covered(moment: datetime, site: SiteConfig, text: str, what: str) -> datetime:
+    first = datetime.combine(SIMULATED_FROM, dtime(0), tzinfo=site.site.tz)
+    last = datetime.combine(SIMULATED_UNTIL, dtime(0), tzinfo=site.site.tz)
+    if not first <= moment <= last:
+        raise ConfigError(
+            f"{text!r} is outside the days the simulation covers "
+            f"({SIMULATED_FROM} to {SIMULATED_UNTIL}, local)",
+            key=what,
+        )
     return moment
 
 
+def history_range(
+    site: SiteConfig, start_text: str, end_text: str, interval: str
+) -> tuple[datetime, datetime]:
+    """`--from` and `--to` of `simulate history`: both covered, in order, on the grid."""
+    if interval not in INTERVALS:
+        *most, last = INTERVALS
+        raise ConfigError(f"{interval!r}: one of {', '.join(most)} or {last}", key="--interval")
+    start = parse_moment(start_text, site, "--from")
+    end = parse_moment(end_text, site, "--to")
+    if end <= start:
+        raise ConfigError(f"{end_text!r} is not after --from {start_text!r}", key="--to")
+    step_ms = INTERVALS[interval] * 60_000
+    for text, moment, flag in ((start_text, start, "--from"), (end_text, end, "--to")):
+        if to_ms(moment) % step_ms:
+            raise ConfigError(
+                f"{text!r} is not on the {interval} grid of --interval (in UTC)", key=flag
+            )
+    return start, end
+
+
 def faults_for(site: SiteConfig, specs: tuple[str, ...], seed: int) -> FaultPlan:
+    """The site file's faults with those of `--fault` added (a bad one names the option)."""
     plan = FaultPlan.from_site(site)
     if specs:
-        extra = FaultPlan.parse(specs, seed=seed)
-        extra.check(site)
+        try:
+            extra = FaultPlan.parse(specs, seed=seed)
+            extra.check(site)
+        except ConfigError as exc:
+            what = ": ".join(part for part in (exc.entity, exc.reason) if part)
+            raise ConfigError(what, key="--fault") from None
         plan = plan.merged(extra)
     return plan
 
@@ -127,20 +179,23 @@ def _truth_table(part: History) -> pa.Table:
 
 
 class _TableFile:
-    """CSV or Parquet, written part by part."""
+    """CSV or Parquet, written part by part; `flag` is the option that named it."""
 
-    def __init__(self, path: Path, schema: pa.Schema) -> None:
+    def __init__(self, path: Path, schema: pa.Schema, flag: str) -> None:
         import pyarrow.csv as pacsv
         import pyarrow.parquet as pq
 
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.suffix not in TABLE_SUFFIXES:
+            raise ConfigError(f"{path}: expected a .csv or .parquet file", key=flag)
         self._writer: pq.ParquetWriter | pacsv.CSVWriter
-        if path.suffix == ".parquet":
-            self._writer = pq.ParquetWriter(str(path), schema, compression="zstd")
-        elif path.suffix == ".csv":
-            self._writer = pacsv.CSVWriter(str(path), schema)
-        else:
-            raise ConfigError(f"{path}: expected a .csv or .parquet file")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if path.suffix == ".parquet":
+                self._writer = pq.ParquetWriter(str(path), schema, compression="zstd")
+            else:
+                self._writer = pacsv.CSVWriter(str(path), schema)
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot write it: {_reason(exc)}", key=flag) from exc
 
     def write_table(self, table: pa.Table) -> None:
         self._writer.write_table(table)
@@ -149,9 +204,13 @@ class _TableFile:
         self._writer.close()
 
 
+def _reason(exc: OSError) -> str:
+    return exc.strerror if exc.strerror and exc.filename else str(exc)
+
+
 class _ReadingsFile:
     def __init__(self, path: Path) -> None:
-        self._file = _TableFile(path, _SCHEMA)
+        self._file = _TableFile(path, _SCHEMA, "--out")
 
     def write(self, part: History) -> None:
         self._file.write_table(_readings_table(part.readings))
@@ -161,10 +220,16 @@ class _ReadingsFile:
 
 
 class _Store:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, site: SiteConfig, flag: str | None) -> None:
         from storage.duckdb_store import DuckDBStore
 
-        self._store = DuckDBStore(path)
+        try:
+            self._store = DuckDBStore(path)
+        except OSError as exc:  # its directory cannot be made
+            reason = f"{path}: cannot create it: {_reason(exc)}"
+            if flag is None:
+                raise ConfigError(reason, file=site.source, entity="[storage]", key="path") from exc
+            raise ConfigError(reason, key=flag) from exc
         self.written = 0
 
     def write(self, part: History) -> None:
@@ -202,12 +267,29 @@ class _Progress:
 
 def run_history(site: SiteConfig, opts: HistoryOptions) -> int:
     seed = site.simulation.seed if opts.seed is None else opts.seed
-    start = parse_moment(opts.start, site, "--from")
-    end = parse_moment(opts.end, site, "--to")
+    start, end = history_range(site, opts.start, opts.end, opts.interval)
+    for meter_id in opts.meters:
+        if meter_id not in site.meters_by_id:
+            raise ConfigError(f"no meter {meter_id!r} in {site.source}", key="--meters")
     faults = faults_for(site, opts.faults, seed)
     out = Path(opts.out) if opts.out else Path(site.storage.path)
-    sink: _Sink = _ReadingsFile(out) if out.suffix in (".csv", ".parquet") else _Store(out)
-    truth = _TableFile(Path(opts.truth), _TRUTH) if opts.truth else None
+    if opts.out and out.suffix not in STORE_SUFFIXES + TABLE_SUFFIXES:
+        raise ConfigError(
+            f"{out}: expected a .duckdb store, a .csv or a .parquet file", key="--out"
+        )
+    if opts.truth and Path(opts.truth).resolve() == out.resolve():
+        raise ConfigError(f"{opts.truth}: the same file as --out", key="--truth")
+    truth = _TableFile(Path(opts.truth), _TRUTH, "--truth") if opts.truth else None
+    try:
+        sink: _Sink = (
+            _ReadingsFile(out)
+            if out.suffix in TABLE_SUFFIXES
+            else _Store(out, site, "--out" if opts.out else None)
+        )
+    except BaseException:
+        if truth is not None:
+            truth.close()
+        raise
     model = SiteModel(site, seed)
     began = time.perf_counter()
     readings = 0
@@ -247,6 +329,27 @@ def run_history(site: SiteConfig, opts: HistoryOptions) -> int:
 # ------------------------------------------------------------------ serve
 
 
+def check_gateway_ports(site: SiteConfig) -> None:
+    """Each gateway with meters is served on 127.0.0.1 at its port in the site file: say which
+    one is taken before any is started (pymodbus would only say it could not listen)."""
+    for gw in site.gateways:
+        if gw.port == 0 or not any(m.modbus and m.modbus.gateway == gw.id for m in site.meters):
+            continue
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as asyncio's servers
+            try:
+                sock.bind(("127.0.0.1", gw.port))
+            except OSError as exc:
+                reason = "already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+                raise ConfigError(
+                    f"cannot serve on 127.0.0.1:{gw.port}: {reason} "
+                    "(--any-port serves every gateway on a free port)",
+                    file=site.source,
+                    entity=f"gateway {gw.id!r}",
+                    key="port",
+                ) from None
+
+
 @dataclass(frozen=True)
 class ServeArgs:
     seed: int | None = None
@@ -265,6 +368,8 @@ async def run_serve(site: SiteConfig, args: ServeArgs) -> int:
     seed = site.simulation.seed if args.seed is None else args.seed
     speed = args.speed if args.speed is not None else site.simulation.acceleration
     start = parse_moment(args.start, site, "--start") if args.start else site.simulation.start
+    if not args.any_port:
+        check_gateway_ports(site)
     clock: RealClock | AcceleratedClock
     if speed == 1.0 and start is None:
         clock = RealClock()

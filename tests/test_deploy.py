@@ -1,20 +1,29 @@
 """The deployment files: deploy/compose.yaml parses and references only files that exist, the
 Dockerfile copies what exists, the environment variables the program reads are exactly the
 ones documented (and the other way round), the systemd units pass `systemd-analyze verify`,
-deploy/mosquitto.conf runs on the real Mosquitto and refuses anonymous clients, and the
-deployment site file is the reference site with only its deployment sections changed."""
+deploy/mosquitto.conf runs on the real Mosquitto and refuses anonymous clients, its persistence
+directory is checked to be writable by the user Mosquitto runs as (and a broker whose directory
+is not loses its queued messages on a crash, shown on the real Mosquitto), and the deployment
+site file is the reference site with only its deployment sections changed."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
+import tempfile
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
 import yaml
 
 from core.config import INFLUX_ENV_PREFIX, InfluxConfig, load_site
-from tests.conftest import require
+from tests.conftest import IN_CI, require
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
@@ -199,61 +208,371 @@ def test_the_readme_links_the_operations_guide_and_the_deploy_files():
             assert (ROOT / path).exists(), path
 
 
+def deploy_mosquitto_conf(
+    directory: Path,
+    port: int,
+    persistence: Path,
+    *,
+    autosave_s: int | None = None,
+    log: Path | None = None,
+) -> Path:
+    """deploy/mosquitto.conf with only the listener, the paths (and the autosave interval)
+    changed; the password file (user `epcmon`, password `s3cret`) beside it; the log in `log`
+    (flushed line by line, unlike stdout), or none."""
+    passwd_tool = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
+    passwd = directory / "passwd"
+    subprocess.run([passwd_tool, "-b", "-c", str(passwd), "epcmon", "s3cret"], check=True)
+    passwd.chmod(0o644)  # read after Mosquitto dropped to its user
+    conf = (DEPLOY / "mosquitto.conf").read_text()
+    for old, new in (
+        ("listener 1883", f"listener {port} 127.0.0.1"),
+        ("/etc/mosquitto/passwd", str(passwd)),
+        ("persistence_location /var/lib/mosquitto/", f"persistence_location {persistence}/"),
+    ) + ((("autosave_interval 60", f"autosave_interval {autosave_s}"),) if autosave_s else ()):
+        assert old in conf, old
+        conf = conf.replace(old, new)
+    path = directory / "mosquitto.conf"
+    path.write_text(conf + (f"log_dest file {log}\n" if log else "log_dest none\n"))
+    return path
+
+
 def test_the_deploy_mosquitto_conf_runs_and_refuses_anonymous_clients(tmp_path):
     """deploy/mosquitto.conf on the real Mosquitto: only the port and paths are changed."""
-    import threading
-
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
-
     from tests.conftest import free_port, wait_for_port
 
     binary = require("mosquitto", "mosquitto")
-    passwd_tool = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
-    passwd = tmp_path / "passwd"
-    subprocess.run([passwd_tool, "-b", "-c", str(passwd), "epcmon", "s3cret"], check=True)
     port = free_port()
-    conf = (DEPLOY / "mosquitto.conf").read_text()
-    conf = conf.replace("listener 1883", f"listener {port} 127.0.0.1")
-    conf = conf.replace("/etc/mosquitto/passwd", str(passwd))
-    conf = conf.replace("/var/lib/mosquitto/", f"{tmp_path}/")
-    conf += "log_dest none\n" + ("user root\n" if __import__("os").geteuid() == 0 else "")
-    (tmp_path / "mosquitto.conf").write_text(conf)
+    conf = deploy_mosquitto_conf(tmp_path, port, tmp_path)
+    # as root Mosquitto drops to user `mosquitto`, which cannot write pytest's temp dir
+    with conf.open("a") as fh:
+        fh.write("user root\n" if os.geteuid() == 0 else "")
     proc = subprocess.Popen(
-        [binary, "-c", str(tmp_path / "mosquitto.conf")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        [binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
         wait_for_port(port, proc)
-
-        def connect(username: str | None, password: str | None) -> bool:
-            answered = threading.Event()
-            ok: list[bool] = []
-            c = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-            if username:
-                c.username_pw_set(username, password)
-
-            def on_connect(_c: object, _u: object, _f: object, reason: object, _p: object) -> None:
-                ok.append(not getattr(reason, "is_failure", True))
-                answered.set()
-
-            c.on_connect = on_connect
-            c.connect("127.0.0.1", port)
-            c.loop_start()
-            try:
-                assert answered.wait(10), "no CONNACK"
-            finally:
-                c.disconnect()
-                c.loop_stop()
-            return ok[0]
-
-        assert not connect(None, None)
-        assert not connect("epcmon", "wrong")
-        assert connect("epcmon", "s3cret")
+        assert not connect(port, None, None)
+        assert not connect(port, "epcmon", "wrong")
+        assert connect(port, "epcmon", "s3cret")
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def connect(port: int, username: str | None, password: str | None) -> bool:
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    answered = threading.Event()
+    ok: list[bool] = []
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    if username:
+        c.username_pw_set(username, password)
+
+    def on_connect(_c: object, _u: object, _f: object, reason: object, _p: object) -> None:
+        ok.append(not getattr(reason, "is_failure", True))
+        answered.set()
+
+    c.on_connect = on_connect
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    try:
+        assert answered.wait(10), "no CONNACK"
+    finally:
+        c.disconnect()
+        c.loop_stop()
+    return ok[0]
+
+
+# ------------------------------------------------------------------ Mosquitto's persistence
+
+CHECK = DEPLOY / "check-mosquitto.sh"
+
+
+def check_mosquitto(conf: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["sh", str(CHECK), str(conf)], capture_output=True, text=True, timeout=30, check=False
+    )
+
+
+def require_root_and_the_mosquitto_user() -> tuple[int, int]:
+    """Mosquitto runs as user `mosquitto` only when started as root: what these tests show."""
+    import pwd
+
+    reason = ""
+    if os.geteuid() != 0:
+        reason = "needs root: Mosquitto drops to user `mosquitto` only when started as root"
+    else:
+        try:
+            entry = pwd.getpwnam("mosquitto")
+        except KeyError:
+            reason = "no user `mosquitto` (the Debian package mosquitto creates it)"
+    if reason:
+        if IN_CI:
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return entry.pw_uid, entry.pw_gid
+
+
+@contextmanager
+def reachable_dir() -> Iterator[Path]:
+    """A temp dir user `mosquitto` can reach (pytest's are private to root)."""
+    directory = Path(tempfile.mkdtemp(prefix="epcmon-mosquitto-"))
+    directory.chmod(0o755)
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory)
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        (("persistence true", "persistence false"), "persistence is off"),
+        (("persistence true\n", ""), "persistence is off"),
+        (("persistence_location /var/lib/mosquitto/\n", ""), "persistence_location is not set"),
+        (("/var/lib/mosquitto/", "/var/lib/mosquitto"), "does not end in /"),
+        (("/var/lib/mosquitto/", "/nonexistent/epcmon-mosquitto/"), "does not exist"),
+    ],
+)
+def test_check_mosquitto_refuses_a_configuration_without_persistence(
+    tmp_path: Path, change: tuple[str, str], says: str
+):
+    conf = (DEPLOY / "mosquitto.conf").read_text()
+    assert change[0] in conf
+    (tmp_path / "mosquitto.conf").write_text(conf.replace(change[0], change[1]))
+    done = check_mosquitto(tmp_path / "mosquitto.conf")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert len(done.stdout.splitlines()) == 1
+    assert says in done.stdout
+
+
+def test_check_mosquitto_follows_include_dir(tmp_path: Path):
+    """Debian: /etc/mosquitto/mosquitto.conf includes conf.d/, where deploy/mosquitto.conf goes."""
+    (tmp_path / "conf.d").mkdir()
+    (tmp_path / "main.conf").write_text(f"persistence false\ninclude_dir {tmp_path}/conf.d\n")
+    (tmp_path / "conf.d" / "epcmon.conf").write_text(
+        f"persistence true\npersistence_location {tmp_path}/nothing-here/\n"
+    )
+    done = check_mosquitto(tmp_path / "main.conf")
+    assert done.returncode == 1
+    assert f"{tmp_path}/nothing-here/ does not exist" in done.stdout
+
+
+def test_check_mosquitto_fails_on_a_root_owned_directory_and_passes_when_mosquitto_owns_it():
+    uid, gid = require_root_and_the_mosquitto_user()
+    require("mosquitto", "mosquitto")
+    with reachable_dir() as directory:
+        persistence = directory / "persistence"
+        persistence.mkdir(mode=0o755)  # root's, as `mkdir` as root leaves it
+        conf = deploy_mosquitto_conf(directory, 1883, persistence)
+        done = check_mosquitto(conf)
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert done.stdout.startswith("check-mosquitto: FAIL: user mosquitto cannot write ")
+        assert f"{persistence}/ (owner root:root" in done.stdout
+        assert f"chown -R mosquitto: {persistence}/" in done.stdout
+        os.chown(persistence, uid, gid)
+        done = check_mosquitto(conf)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert (
+            done.stdout
+            == f"check-mosquitto: OK: user mosquitto can write {persistence}/ (persistence true, {conf})\n"
+        )
+
+
+@pytest.mark.parametrize("writable", [True, False], ids=["mosquitto-owned", "root-owned"])
+def test_queued_messages_survive_a_broker_kill_only_when_its_user_can_write_the_directory(
+    writable: bool,
+):
+    """The point of the check, on the real Mosquitto run as the deploy configures it: a
+    collector's persistent session holds QoS 1 messages while the collector is away; the
+    broker saves them (autosave, here every second), is killed with SIGKILL and restarted.
+    With its directory writable the session and every message come back; with a root-owned
+    directory each save fails in the broker's log only, and both are gone."""
+    import signal
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    from tests.conftest import free_port, wait_for_port
+
+    uid, gid = require_root_and_the_mosquitto_user()
+    binary = require("mosquitto", "mosquitto")
+    messages = [f"reading {i}".encode() for i in range(50)]
+    client_id = f"collector-{uuid.uuid4().hex[:8]}"
+    topic = f"epcmon-test/{client_id}/power"
+
+    def client(cid: str) -> mqtt.Client:
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cid, protocol=mqtt.MQTTv5)
+        c.username_pw_set("epcmon", "s3cret")
+        return c
+
+    def collector(on_message: object = None) -> tuple[mqtt.Client, threading.Event, list[bool]]:
+        """The collector's session: stable id, not clean, kept for an hour."""
+        c = client(client_id)
+        connected = threading.Event()
+        present: list[bool] = []
+
+        def on_connect(_c: object, _u: object, flags: object, _r: object, _p: object) -> None:
+            present.append(bool(getattr(flags, "session_present", False)))
+            connected.set()
+
+        c.on_connect = on_connect
+        if on_message is not None:
+            c.on_message = on_message  # type: ignore[assignment]
+        expiry = Properties(PacketTypes.CONNECT)
+        expiry.SessionExpiryInterval = 3600
+        c.connect("127.0.0.1", port, clean_start=False, properties=expiry)
+        c.loop_start()
+        assert connected.wait(10), "no CONNACK"
+        return c, connected, present
+
+    def saves() -> int:
+        return log_path.read_text().count("Saving in-memory database")
+
+    def wait_until(condition: object, what: str, timeout: float = 20.0) -> None:
+        import time
+
+        deadline = time.monotonic() + timeout
+        while not condition():  # type: ignore[operator]
+            assert time.monotonic() < deadline, f"{what}; broker log:\n{log_path.read_text()}"
+            time.sleep(0.05)  # the broker works in its own process: look again
+
+    with reachable_dir() as directory:
+        persistence = directory / "persistence"
+        persistence.mkdir(mode=0o755)
+        if writable:
+            os.chown(persistence, uid, gid)
+        port = free_port()
+        log_path = directory / "broker.log"
+        log_path.touch()
+        os.chown(log_path, uid, gid)  # Mosquitto writes it as its user
+        conf = deploy_mosquitto_conf(directory, port, persistence, autosave_s=1, log=log_path)
+        assert check_mosquitto(conf).returncode == (0 if writable else 1)
+        broker = subprocess.Popen(
+            [binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        try:
+            wait_for_port(port, broker)
+            # the collector subscribes, then goes away
+            sub, _, _ = collector()
+            subscribed = threading.Event()
+            sub.on_subscribe = lambda *_: subscribed.set()
+            sub.subscribe(topic, qos=1)
+            assert subscribed.wait(10), "no SUBACK"
+            sub.disconnect()
+            sub.loop_stop()
+            # meters publish while it is away: the broker queues them in the session
+            meter = client(f"meter-{client_id}")
+            meter.connect("127.0.0.1", port)
+            meter.loop_start()
+            for payload in messages:
+                meter.publish(topic, payload, qos=1).wait_for_publish(10)
+            meter.disconnect()
+            meter.loop_stop()
+            # two saves begun after the last PUBACK: the first of them is complete
+            before = saves()
+            wait_until(lambda: saves() >= before + 2, "the broker did not save twice")
+            broker.send_signal(signal.SIGKILL)
+            broker.wait(10)
+
+            broker = subprocess.Popen(
+                [binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+            wait_for_port(port, broker)
+            got: list[bytes] = []
+            lock = threading.Lock()
+
+            def on_message(_c: object, _u: object, msg: mqtt.MQTTMessage) -> None:
+                with lock:
+                    got.append(msg.payload)
+
+            sub, _, present = collector(on_message)
+            try:
+                if writable:
+                    assert present == [True]
+                    wait_until(lambda: len(got) >= len(messages), "queued messages missing")
+                    assert got == messages  # every one, in order, once
+                else:
+                    assert present == [False]  # the broker forgot the session
+                    # anything still queued would be delivered before a message sent now
+                    subscribed.clear()
+                    sub.on_subscribe = lambda *_: subscribed.set()
+                    sub.subscribe(topic, qos=1)
+                    assert subscribed.wait(10), "no SUBACK"
+                    marker = client(f"marker-{client_id}")
+                    marker.connect("127.0.0.1", port)
+                    marker.loop_start()
+                    marker.publish(topic, b"marker", qos=1).wait_for_publish(10)
+                    marker.disconnect()
+                    marker.loop_stop()
+                    wait_until(lambda: b"marker" in got, "the marker did not arrive")
+                    assert got == [b"marker"]  # the 50 queued readings are lost
+                    text = log_path.read_text()
+                    assert "Error saving in-memory database" in text
+                    assert "Permission denied" in text
+            finally:
+                sub.disconnect()
+                sub.loop_stop()
+        finally:
+            if broker.poll() is None:
+                broker.terminate()
+                broker.wait(10)
+
+
+def test_compose_and_systemd_give_mosquitto_its_directory_and_check_it(tmp_path: Path):
+    """Compose: the entrypoint chowns the volume, then runs the check, then the broker.
+    Debian: a drop-in for mosquitto.service creates the directory for user `mosquitto` and
+    runs the check before every start (systemd-analyze verify loads it)."""
+    services = compose()["services"]
+    assert isinstance(services, dict)
+    assert (
+        "./check-mosquitto.sh:/etc/epcmon/check-mosquitto.sh:ro" in services["mosquitto"]["volumes"]
+    )
+    entrypoint = (DEPLOY / "mosquitto-entrypoint.sh").read_text().splitlines()
+    chown = entrypoint.index("chown -R mosquitto:mosquitto /var/lib/mosquitto")
+    check = entrypoint.index("sh /etc/epcmon/check-mosquitto.sh /mosquitto/config/mosquitto.conf")
+    start = entrypoint.index("exec mosquitto -c /mosquitto/config/mosquitto.conf")
+    assert chown < check < start
+    assert "set -eu" in entrypoint  # a failed check stops the container
+
+    dropin = DEPLOY / "systemd" / "mosquitto.service.d" / "epcmon.conf"
+    text = dropin.read_text()
+    assert (
+        "ExecStartPre=/usr/bin/install -d -o mosquitto -g mosquitto -m 750 /var/lib/mosquitto"
+        in text
+    )
+    assert "ExecStartPre=/opt/epcmon/check-mosquitto.sh /etc/mosquitto/mosquitto.conf" in text
+    guide = (ROOT / "docs" / "operations.md").read_text()
+    assert "install -m 755 deploy/check-mosquitto.sh /opt/epcmon/check-mosquitto.sh" in guide
+    assert "deploy/systemd/mosquitto.service.d/epcmon.conf" in guide
+
+    analyze = require("systemd-analyze", "systemd")
+    unit = Path("/lib/systemd/system/mosquitto.service")
+    if not unit.exists():
+        reason = "Debian's mosquitto.service is not installed (package mosquitto)"
+        if IN_CI:
+            pytest.fail(reason)
+        pytest.skip(reason)
+    shutil.copy(unit, tmp_path / "mosquitto.service")
+    (tmp_path / "mosquitto.service.d").mkdir()
+    (tmp_path / "mosquitto.service.d" / "epcmon.conf").write_text(
+        text.replace("/opt/epcmon/check-mosquitto.sh", str(CHECK))
+    )
+    result = subprocess.run(
+        [analyze, "verify", "--man=no", str(tmp_path / "mosquitto.service")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "SYSTEMD_LOG_LEVEL": "debug"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert (
+        f"DropIn Path: {tmp_path}/mosquitto.service.d/epcmon.conf" in result.stdout + result.stderr
+    )
+    assert not [line for line in result.stderr.splitlines() if "warning" in line.lower()]
 
 
 def test_the_alert_rules_use_only_metrics_epcmon_exports():
