@@ -247,7 +247,7 @@ class Spool:
         for batch_id, spooled_ms, payload in rows:
             try:
                 batch = deserialise(payload)
-            except (pa.ArrowException, ValueError) as exc:
+            except (pa.ArrowException, ValueError, OSError) as exc:  # a damaged row
                 self.reject(batch_id, f"unreadable spool row: {exc}")
                 continue
             taken.append(Spooled(batch_id, spooled_ms, batch))
@@ -296,7 +296,7 @@ class Spool:
             ).fetchall()
         out: list[tuple[Spooled, str]] = []
         for batch_id, spooled_ms, reason, payload in rows:
-            with contextlib.suppress(pa.ArrowException, ValueError):
+            with contextlib.suppress(pa.ArrowException, ValueError, OSError):
                 out.append((Spooled(int(batch_id), int(spooled_ms), deserialise(payload)), reason))
         return out
 

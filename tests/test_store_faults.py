@@ -13,6 +13,8 @@ import errno
 import os
 import sqlite3
 import subprocess
+import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,15 +27,16 @@ from api.app import create_app
 from api.keys import KeyStore, Role
 from collectors.availability import Availability
 from collectors.writer import StoreWriter
-from core.config import StorageConfig
+from core.config import InfluxConfig, StorageConfig
 from core.errors import BadReadings, ConfigError, StoreError, StoreUnavailable
 from core.health import Health
 from core.readings import STORABLE_FROM_MS, STORABLE_UNTIL_MS, ReadingBatch, storable
 from epcmon.sites import load
 from storage import open_store
 from storage.duckdb_store import DuckDBStore
+from storage.influx import InfluxStore
 from storage.spool import Spool, SpoolingStore
-from tests.conftest import IN_CI
+from tests.conftest import IN_CI, InfluxServer
 
 ROOT = Path(__file__).resolve().parents[1]
 T0 = 1_772_323_200_000  # 2026-03-01T00:00Z
@@ -372,3 +375,84 @@ def test_a_read_only_spool_file_system_is_a_config_error(small_fs: SmallFs) -> N
     subprocess.run(["mount", "-o", "remount,ro", str(small_fs.root)], check=True)
     with pytest.raises(ConfigError, match=r"\[storage.spool\]: path: .*Read-only"):
         Spool(small_fs.root / "spool.sqlite3")
+
+
+# -- InfluxDB: times it cannot hold, points it refuses ----------------------------------------
+
+
+def influx_config(server: InfluxServer, database: str) -> InfluxConfig:
+    return InfluxConfig(
+        url=server.url, mode="v1", database=database, retries=0, retry_backoff_s=0.0
+    )
+
+
+def influx_count(server: InfluxServer, database: str) -> int:
+    answer = server.query('SELECT count("value") FROM "power"', database)
+    series = answer["results"][0].get("series")  # type: ignore[index]
+    return int(series[0]["values"][0][1]) if series else 0
+
+
+@pytest.mark.parametrize("bad", [10**17, -1, STORABLE_UNTIL_MS])
+def test_influx_refuses_times_it_cannot_hold_before_asking_the_server(
+    influxdb: InfluxServer, influx_db: str, bad: int
+) -> None:
+    with InfluxStore(influx_config(influxdb, influx_db)) as store:
+        with pytest.raises(BadReadings, match="outside the storable range"):
+            store.write(ReadingBatch.for_series("E-01", "power", [T0, bad], [1.0, 2.0]))
+    assert influx_count(influxdb, influx_db) == 0
+
+
+def test_points_the_server_refuses_are_bad_readings_and_never_spooled(
+    influxdb: InfluxServer, tmp_path: Path
+) -> None:
+    database = f"rp_{uuid.uuid4().hex[:8]}"
+    influxdb.query(f'CREATE DATABASE "{database}" WITH DURATION 1h')
+    try:
+        inner = InfluxStore(influx_config(influxdb, database))
+        store = SpoolingStore(inner, Spool(tmp_path / "spool.sqlite3"), replay_interval_s=0)
+        old = ReadingBatch.for_series("E-01", "power", [T0], [1.0])  # beyond the 1 h policy
+        with pytest.raises(BadReadings, match="retention policy") as refused:
+            store.write(old)
+        assert not isinstance(refused.value, StoreError)
+        assert store.spool.depth == 0
+        store.close()
+    finally:
+        influxdb.query(f'DROP DATABASE "{database}"')
+
+
+def test_a_spooled_batch_the_server_refuses_is_set_aside_and_the_rest_drains(
+    influxdb: InfluxServer, tmp_path: Path
+) -> None:
+    """Spooled while the database was missing (HTTP 404): an old batch the retention policy
+    refuses must not block the ones queued behind it."""
+    database = f"rp_{uuid.uuid4().hex[:8]}"
+    health = Health()
+    inner = InfluxStore(influx_config(influxdb, database))
+    store = SpoolingStore(
+        inner, Spool(tmp_path / "spool.sqlite3"), replay_interval_s=0, health=health
+    )
+    now = int(time.time() * 1000) // 1000 * 1000
+    recent = [
+        ReadingBatch.for_series("E-01", "power", now - 60_000 * (10 - i) + np.arange(3), [i] * 3)
+        for i in range(4)
+    ]
+    store.write(recent[0])
+    store.write(ReadingBatch.for_series("E-02", "power", [T0, T0 + 1], [7.0, 8.0]))  # old
+    for batch in recent[1:]:
+        store.write(batch)
+    assert store.spool.depth == 5
+    assert health.is_degraded("spool")
+    influxdb.query(f'CREATE DATABASE "{database}" WITH DURATION 1h')
+    try:
+        assert store.replay() == 4
+        assert store.spool.depth == 0
+        assert store.spool.rejected == 1
+        assert store.rejected_batches == 1
+        ((kept, reason),) = store.spool.rejected_batches()
+        assert kept.batch.meter_id.tolist() == ["E-02", "E-02"]
+        assert "retention policy" in reason
+        assert influx_count(influxdb, database) == 12
+        assert not health.is_degraded("spool")
+        store.close()
+    finally:
+        influxdb.query(f'DROP DATABASE "{database}"')

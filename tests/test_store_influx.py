@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from core.config import InfluxConfig, SiteConfig, load_site
-from core.errors import StoreError, StoreUnavailable
+from core.errors import BadReadings, StoreError, StoreUnavailable
 from core.readings import Reading, ReadingBatch
 from storage.base import Agg, Every
 from storage.influx import InfluxStore
@@ -419,13 +419,13 @@ def test_retries_run_out_into_unavailable(fake: Fake) -> None:
 
 
 @pytest.mark.parametrize("mode", ["v1", "v2"])
-def test_refused_points_are_an_error_and_not_retried(fake: Fake, mode: str) -> None:
+def test_refused_points_are_bad_readings_and_not_retried(fake: Fake, mode: str) -> None:
     fake.script = [(400, {}, b'{"error":"field type conflict"}')]
     config = InfluxConfig.model_validate({"url": fake.url, "mode": mode, "bucket": "b"})
     with InfluxStore(config, sleep=lambda s: None) as store:
-        with pytest.raises(StoreError, match="field type conflict") as refused:
+        with pytest.raises(BadReadings, match="field type conflict") as refused:
             store.write(ONE)
-        assert not isinstance(refused.value, StoreUnavailable)
+        assert not isinstance(refused.value, StoreError)  # not spooled: trying again cannot help
     assert len(fake.requests) == 1
 
 

@@ -29,8 +29,8 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from core.config import InfluxConfig, SiteConfig
-from core.errors import StoreError, StoreUnavailable
-from core.readings import Reading, ReadingBatch
+from core.errors import BadReadings, StoreError, StoreUnavailable
+from core.readings import Reading, ReadingBatch, check_storable
 from storage.base import Agg, Every, Series, increase_per_bucket, local_midnight_ms, time_zone
 from storage.influx import influxql as q
 from storage.influx.lineproto import encode
@@ -154,10 +154,15 @@ class InfluxStore:
         """Store a batch; return the points written (distinct keys, NaN/inf left out).
 
         Raises `StoreUnavailable` when the server cannot take it after the retries (the
-        spool's cue), `StoreError` when it refuses the points themselves.
+        spool's cue), `BadReadings` for readings it cannot hold (a time outside the storable
+        range, a name line protocol cannot carry, points the server refuses: HTTP 400).
         """
         self._check_open()
-        lines = encode(batch, self._tags_for, self.config.precision)
+        check_storable(batch)
+        try:
+            lines = encode(batch, self._tags_for, self.config.precision)
+        except ValueError as exc:
+            raise BadReadings(f"{self!r} cannot hold these readings: {exc}") from exc
         if lines.skipped:
             self.skipped_nonfinite += lines.skipped
             log.warning(
