@@ -396,9 +396,11 @@ def influx_count(server: InfluxServer, database: str) -> int:
 def test_influx_refuses_times_it_cannot_hold_before_asking_the_server(
     influxdb: InfluxServer, influx_db: str, bad: int
 ) -> None:
-    with InfluxStore(influx_config(influxdb, influx_db)) as store:
-        with pytest.raises(BadReadings, match="outside the storable range"):
-            store.write(ReadingBatch.for_series("E-01", "power", [T0, bad], [1.0, 2.0]))
+    with (
+        InfluxStore(influx_config(influxdb, influx_db)) as store,
+        pytest.raises(BadReadings, match="outside the storable range"),
+    ):
+        store.write(ReadingBatch.for_series("E-01", "power", [T0, bad], [1.0, 2.0]))
     assert influx_count(influxdb, influx_db) == 0
 
 
