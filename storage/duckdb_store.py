@@ -229,7 +229,7 @@ class DuckDBStore:
         with self._meta_lock:
             self._con = con
         self.reopened += 1
-        log.warning("DuckDB store %s reopened after a fatal error", self._path)
+        log.info("DuckDB store %s reopened after a fatal error", self._path)
         return con
 
     def _release_file(self) -> None:
@@ -287,6 +287,7 @@ class DuckDBStore:
         """A cursor for a query; a database DuckDB invalidated is `StoreUnavailable` (and is
         reopened by the next write or read), not a crash of the caller."""
         cursor = self._cursor()
+        generation = self._generation
         try:
             yield cursor
         except duckdb.FatalException as exc:
@@ -294,11 +295,18 @@ class DuckDBStore:
             raise StoreUnavailable(
                 f"DuckDB store {self._path} failed and is being reopened: {_first_line(exc)}"
             ) from exc
+        except duckdb.ConnectionException as exc:
+            if generation == self._generation:
+                raise
+            # the cursor was closed under this query because the database is being reopened
+            raise StoreUnavailable(
+                f"DuckDB store {self._path} is being reopened: {_first_line(exc)}"
+            ) from exc
 
     def _invalidated(self, exc: duckdb.Error) -> None:
         """DuckDB said the database must be restarted: drop the connection (the next use
         reopens it)."""
-        log.error("DuckDB store %s invalidated: %s", self._path, _first_line(exc))
+        log.debug("DuckDB store %s invalidated: %s", self._path, _first_line(exc))
         with self._write_lock:
             self._drop_connection()
 
@@ -353,7 +361,8 @@ class DuckDBStore:
                 if isinstance(exc, duckdb.FatalException) or _is_invalidated(exc):
                     # The commit may or may not have reached the file: the reopen reloads
                     # the newest points from it, so a retry rewrites rather than duplicates.
-                    log.error("DuckDB store %s invalidated: %s", self._path, _first_line(exc))
+                    # Raised as a StoreError: the writer reports it (once per outage).
+                    log.debug("DuckDB store %s invalidated: %s", self._path, _first_line(exc))
                     self._drop_connection()
                 raise StoreError(
                     f"writing {len(ts)} points to DuckDB store {self._path} failed: "

@@ -189,6 +189,7 @@ def test_a_checkpoint_failing_on_a_full_disk_does_not_end_the_store(small_fs: Sm
 
     small_fs.free()
     store.write(failed)
+    assert store.reopened >= 1  # DuckDB invalidated the database; the store opened it again
     acknowledged.append(failed)
     after = minutes(index, 20_000)
     store.write(after)
