@@ -47,7 +47,7 @@ import os
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -147,6 +147,8 @@ class Taken:
     ids: tuple[int, ...]
     spooled_ms: tuple[int, ...]
     tables: tuple[pa.Table, ...]
+    unreadable: int = 0
+    """Rows that could not be read back, moved to `rejected` instead."""
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -291,6 +293,7 @@ class Spool:
         ids: list[int] = []
         times: list[int] = []
         tables: list[pa.Table] = []
+        unreadable = 0
         for batch_id, spooled_ms, payload in rows:
             try:
                 table = _read_table(payload)
@@ -298,11 +301,18 @@ class Spool:
                     raise ValueError(f"unexpected columns {table.schema.names}")
             except (pa.ArrowException, ValueError, OSError) as exc:  # a damaged row
                 self.reject(batch_id, f"unreadable spool row: {exc}")
+                log.error(
+                    "spooled batch %d cannot be read back (%s): set aside in %s (table rejected)",
+                    batch_id,
+                    exc,
+                    self.path,
+                )
+                unreadable += 1
                 continue
             ids.append(batch_id)
             times.append(spooled_ms)
             tables.append(table)
-        return Taken(tuple(ids), tuple(times), tuple(tables))
+        return Taken(tuple(ids), tuple(times), tuple(tables), unreadable)
 
     def pop(self, batch_id: int) -> None:
         """Remove a batch once it is stored."""
@@ -469,9 +479,11 @@ class SpoolingStore:
         write. Blocking (run it in a worker thread); writes go on into the spool meanwhile."""
         with self._drain_lock:
             taken = self.spool.take(self.drain_points)
+            self.rejected_batches += taken.unreadable
             if not taken:
-                self._drained()
-                return DrainStep()
+                if self.spool.depth == 0:
+                    self._drained()
+                return DrainStep(rejected=taken.unreadable)
             chunk = taken.chunk()
             try:
                 self.inner.write(chunk)
@@ -483,6 +495,8 @@ class SpoolingStore:
             else:
                 self.spool.pop_range(taken.ids[0], taken.ids[-1])
                 step = DrainStep(batches=len(taken), points=len(chunk))
+            if taken.unreadable:
+                step = replace(step, rejected=step.rejected + taken.unreadable)
             self.replayed_batches += step.batches
             self.replayed_points += step.points
             if step.failed is None and self.spool.depth == 0:
