@@ -437,8 +437,18 @@ def test_a_spool_left_by_an_earlier_run_is_degraded_until_drained(
     second = SpoolingStore(flaky, Spool(path), health=health)
     assert health.is_degraded("spool")
     assert "2 batches waiting" in health.snapshot().conditions["spool"].detail
-    assert second.replay() == 2
+
+    async def scenario() -> None:  # no write arrives: the drain alone empties it
+        stop = asyncio.Event()
+        drain = asyncio.create_task(SpoolDrain(second, idle_s=0.05).run(stop))
+        await until(lambda: second.spool.depth == 0)
+        stop.set()
+        await drain
+
+    asyncio.run(scenario())
+    assert second.replayed_batches == 2
     assert not health.is_degraded("spool")
+    assert len(flaky.inner.read_raw("E-01", "power", 0, 2**53)) == 20
 
 
 def test_an_unreadable_spooled_batch_is_set_aside(flaky: Switchable, tmp_path: Path) -> None:

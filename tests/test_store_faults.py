@@ -28,7 +28,7 @@ from api.keys import KeyStore, Role
 from collectors.availability import Availability
 from collectors.writer import StoreWriter
 from core.config import InfluxConfig, StorageConfig
-from core.errors import BadReadings, ConfigError, StoreError, StoreUnavailable
+from core.errors import BadReadings, ConfigError, SpoolFull, StoreError, StoreUnavailable
 from core.health import Health
 from core.readings import STORABLE_FROM_MS, STORABLE_UNTIL_MS, ReadingBatch, storable
 from epcmon.sites import load
@@ -459,3 +459,62 @@ def test_a_spooled_batch_the_server_refuses_is_set_aside_and_the_rest_drains(
         store.close()
     finally:
         influxdb.query(f'DROP DATABASE "{database}"')
+
+
+def test_the_store_writer_spools_while_it_can_and_pauses_when_the_spool_is_full(
+    small_fs: SmallFs, tmp_path: Path
+) -> None:
+    """One shared Health: the store on a full disk, the spool elsewhere. Writes are spooled
+    (`spool` degraded, ingest not paused) until the spool is full (`store`: ingest paused);
+    bad data is refused and counted, never spooled."""
+    health = Health()
+    availability = Availability()
+    duck = DuckDBStore(small_fs.root / "store.duckdb")
+    store = SpoolingStore(
+        duck,
+        Spool(tmp_path / "spool.sqlite3", max_bytes=1 << 20),
+        replay_interval_s=0,
+        health=health,
+    )
+    writer = StoreWriter(store, availability, health=health)
+    rng = np.random.default_rng(1)
+
+    def noisy(index: int) -> ReadingBatch:  # incompressible values: the spool fills up
+        batch = minutes(index, 5_000)
+        return ReadingBatch(batch.meter_id, batch.quantity, batch.ts_ms, rng.random(len(batch)))
+
+    async def scenario() -> None:
+        await writer(minutes(0, 100))
+        small_fs.fill()
+        await writer(minutes(1, 100))  # spooled: no error, ingest goes on
+        assert store.spool.depth == 1
+        assert health.is_degraded("spool")
+        assert not health.is_degraded("store")
+        with pytest.raises(BadReadings):
+            await writer(ReadingBatch.for_series("E-00", "power", [10**17], [1.0]))
+        assert store.spool.depth == 1
+        index = 2
+        refused: BaseException | None = None
+        while refused is None and index < 100:
+            try:
+                await writer(noisy(index))
+            except SpoolFull as exc:
+                refused = exc
+            index += 1
+        assert refused is not None, "the spool never filled up"
+        assert health.is_degraded("store")
+        assert health.snapshot().conditions["store"].detail.endswith("ingest paused")
+        small_fs.free()
+        spooled = store.spool.depth
+        await writer(minutes(index, 100))  # one chunk is replayed first, this one queues
+        assert not health.is_degraded("store")
+        assert store.spool.depth < spooled
+        assert health.is_degraded("spool")
+        await asyncio.to_thread(store.replay)
+        assert store.spool.depth == 0
+        assert not health.is_degraded("spool")
+
+    asyncio.run(scenario())
+    assert availability.counters["readings_refused"] == 1
+    assert availability.counters["store_write_failures"] == 1
+    store.close()
