@@ -21,7 +21,11 @@ hand to the store. Each run, on a fresh database:
 
 The first run also replays its outage hour one spooled batch per write, as the spool did
 before `SpoolDrain` (`drain_points=1`), for comparison. Figures: medians over the runs.
-Target: catch-up at >= 5 times the live ingest rate.
+
+Target: catch-up at >= 5 times the ingest rate of the ingest benchmark (`bench.ingest_mqtt`,
+end to end through a collector; its README figure is the anchor, not re-measured here). The
+live rate measured here is the store's own rate for collector-sized batches, an upper bound
+of what collectors can hand it; the catch-up is printed against both.
 """
 
 from __future__ import annotations
@@ -55,6 +59,9 @@ SITE = Path(__file__).resolve().parents[1] / "sites/luan-admin-center.toml"
 START_MS = 1_772_323_200_000  # 2026-03-01T00:00Z
 HOUR_S = 3600
 TARGET = 5.0
+INGEST_ANCHOR = 2 * 4_144
+"""Readings/s of the MQTT ingest benchmark (README: 2 collectors on `$share`, 4,144 msg/s of 2
+readings each; one collector: 2,367 msg/s)."""
 
 
 @dataclass(frozen=True)
@@ -316,15 +323,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     catchup = statistics.median(r.catchup_s for r in runs)
     live = statistics.median(r.live_rate for r in runs)
     points = runs[0].outage_points
-    ratio = points / catchup / live
+    drain_rate = points / catchup
+    ratio = drain_rate / live
     span = "1-hour" if sizes.seconds == HOUR_S else f"{minutes}-minute"
-    verdict = "n/a" if args.quick else ("ok" if ratio >= TARGET else "MISSED")
+    verdict = "n/a" if args.quick else ("ok" if drain_rate >= TARGET * INGEST_ANCHOR else "MISSED")
     print()
     print(
         f"a {span} outage catches up in {catchup:.2f} s ({ratio:.1f}x the ingest rate: "
-        f"{points / catchup:,.0f} against {live:,.0f} points/s live; "
-        f"{sizes.seconds / catchup:,.0f}x real time), median of {len(runs)}; "
-        f"target >= {TARGET:g}x: {verdict}"
+        f"{drain_rate:,.0f} against {live:,.0f} points/s of live collector-sized writes in this "
+        f"run; {sizes.seconds / catchup:,.0f}x real time), median of {len(runs)}"
+    )
+    print(
+        f"against the MQTT ingest benchmark (anchor {INGEST_ANCHOR:,} readings/s, two collectors): "
+        f"{drain_rate / INGEST_ANCHOR:.0f}x; target >= {TARGET:g}x: {verdict}"
     )
     print(
         "(a running service's drain finds the store back within replay_interval_s, 5 s by "

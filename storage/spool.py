@@ -423,6 +423,7 @@ class SpoolingStore:
         that no write reaches the store directly while an earlier one is being spooled."""
         self._drain_lock = threading.Lock()
         """One replay step at a time."""
+
         self._state_lock = threading.Lock()
         self._down = spool.depth > 0
         self._last_failure = float("-inf")

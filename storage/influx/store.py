@@ -74,6 +74,8 @@ class InfluxStore:
         self._site_id = site.site.id if site is not None else None
         self._tags: dict[str, dict[str, str]] = {}
         self._tags_lock = threading.Lock()
+        self._prefixes: dict[tuple[str, str], str] = {}
+        """Escaped line-protocol prefix of each series written (dict updates are atomic)."""
         self.skipped_nonfinite = 0
         """Readings left out because InfluxDB cannot hold NaN or infinity."""
         c = config
@@ -160,7 +162,7 @@ class InfluxStore:
         self._check_open()
         check_storable(batch)
         try:
-            lines = encode(batch, self._tags_for, self.config.precision)
+            lines = encode(batch, self._tags_for, self.config.precision, self._prefixes)
         except ValueError as exc:
             raise BadReadings(f"{self!r} cannot hold these readings: {exc}") from exc
         if lines.skipped:
