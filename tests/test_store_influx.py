@@ -581,3 +581,17 @@ def test_real_influxdb_2_and_3(mode: str, prefix: str) -> None:
         )
         assert days.value.tolist() == [120.0]
         assert (meter, "energy_import") in store.series_keys()
+
+
+def test_cached_prefixes_give_the_same_lines() -> None:
+    batch = ReadingBatch.from_readings(
+        [Reading("E 1", "power", T0, 1.0), Reading("E,2", "energy_import", T0, 2.5)]
+    )
+    cache: dict[tuple[str, str], str] = {}
+    first = encode(batch, meter_only, prefixes=cache)
+    assert first.data == encode(batch, meter_only).data
+    assert cache == {
+        ("E 1", "power"): r"power,meter=E\ 1 value=",
+        ("E,2", "energy_import"): r"energy_import,meter=E\,2 value=",
+    }
+    assert encode(batch, lambda meter: {"meter": "never asked"}, prefixes=cache).data == first.data
