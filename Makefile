@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.ingest_mqtt
 	$(BIN)/python -m bench.scale_out
 	$(BIN)/python -m bench.influx
+	$(BIN)/python -m bench.spool_catchup
 	$(BIN)/python -m bench.baselines
 	$(BIN)/python -m bench.simulate
 	$(BIN)/python -m bench.page

@@ -7,6 +7,8 @@
     │   ├── DeviceBusy       Modbus exception 6: try again later
     │   └── BadResponse      an answer we cannot use (exception code, short frame)
     ├── PayloadError         an MQTT payload we cannot parse (goes to the dead letters)
+    ├── BadReadings          readings no store may hold (a time outside the storable range,
+    │                        points the server refuses): the data's fault, never retried
     ├── StoreError           the time-series store
     │   ├── StoreUnavailable cannot be reached now: spool and retry
     │   └── SpoolFull        cannot be reached and the spool is at its bound: an alarm
@@ -56,8 +58,22 @@ class PayloadError(EpcmonError):
     """A message payload that cannot be turned into readings."""
 
 
+class BadReadings(EpcmonError):
+    """Readings a store refuses because of what they are, not because of the store's state:
+    a time outside `core.readings.STORABLE_FROM_MS`..`STORABLE_UNTIL_MS`, or points the
+    server itself refuses (InfluxDB: HTTP 400). Trying again cannot help, so this is not a
+    `StoreError`: nothing is spooled or retried, and the whole batch is refused.
+
+    `rows` are the indices of the offending readings in the batch, when they are known."""
+
+    def __init__(self, message: str, *, rows: tuple[int, ...] = ()) -> None:
+        super().__init__(message)
+        self.rows = rows
+
+
 class StoreError(EpcmonError):
-    """The time-series store failed."""
+    """The time-series store failed: unavailable, full, locked, failing I/O. The same write
+    may succeed later (spool it, or keep it unacknowledged and retry)."""
 
 
 class StoreUnavailable(StoreError):

@@ -3,6 +3,11 @@
 `Reading` is the unit of meaning; `ReadingBatch` is the unit of transport (columnar numpy
 arrays), so that a million points cross the store API without a million Python objects.
 Timestamps are integer milliseconds since the Unix epoch, UTC, everywhere inside epcmon.
+
+What a store may hold is bounded once, here: `STORABLE_FROM_MS` <= ts < `STORABLE_UNTIL_MS`
+(1970-01-01 to 2200-01-01 UTC). Every backend refuses a batch with a reading outside it
+(`check_storable`, raising `BadReadings`), and the collectors' plausibility windows must lie
+inside it.
 """
 
 from __future__ import annotations
@@ -14,6 +19,17 @@ from datetime import UTC, datetime
 import numpy as np
 import numpy.typing as npt
 
+from core.errors import BadReadings
+
+STORABLE_FROM_MS = 0
+"""1970-01-01T00:00Z, the first storable instant: no meter reading is older, and nothing
+before the epoch survives every client's conversion (negative ms)."""
+STORABLE_UNTIL_MS = 7_258_118_400_000
+"""2200-01-01T00:00Z, the first instant not storable. Every store and client represents all
+instants before it: InfluxDB's int64 nanoseconds end in 2262, DuckDB's microseconds (ms *
+1000 in int64) far later, Python's `datetime` in 9999. A timestamp of 1e17 ms (year
+248,073) overflowed `ts * 1000` before this bound existed."""
+
 
 def to_ms(moment: datetime) -> int:
     """UTC epoch milliseconds of an aware datetime (naive datetimes are refused)."""
@@ -24,6 +40,35 @@ def to_ms(moment: datetime) -> int:
 
 def from_ms(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def storable(ts_ms: npt.ArrayLike) -> npt.NDArray[np.bool_]:
+    """Which of these epoch-ms timestamps a store may hold (see the module doc)."""
+    ts = np.asarray(ts_ms, dtype=np.int64)
+    return np.asarray((ts >= STORABLE_FROM_MS) & (ts < STORABLE_UNTIL_MS), dtype=np.bool_)
+
+
+def check_storable(batch: ReadingBatch) -> None:
+    """Refuse a batch with a timestamp outside the storable range (`BadReadings`, naming
+    the first offending reading and how many there are)."""
+    if len(batch) == 0:
+        return
+    ts = np.asarray(batch.ts_ms)
+    if ts.dtype.kind not in "iu":  # floats or objects: compare without a lossy cast first
+        ts = np.asarray(ts, dtype=np.float64)
+        good = np.isfinite(ts) & (ts >= STORABLE_FROM_MS) & (ts < STORABLE_UNTIL_MS)
+    else:
+        good = storable(ts)
+    if bool(good.all()):
+        return
+    bad = np.flatnonzero(~good)
+    first = int(bad[0])
+    raise BadReadings(
+        f"{len(bad)} of {len(batch)} readings have a time outside the storable range "
+        f"1970-01-01..2200-01-01 UTC, e.g. {batch.meter_id[first]} {batch.quantity[first]} "
+        f"at {ts[first]} ms: the batch is refused (bad data, not a store fault)",
+        rows=tuple(int(i) for i in bad),
+    )
 
 
 @dataclass(frozen=True, slots=True)

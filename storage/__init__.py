@@ -7,6 +7,8 @@ import os
 from collections.abc import Mapping
 
 from core.config import SiteConfig, StorageConfig
+from core.errors import ConfigError
+from core.health import Health
 from storage.base import Agg, Every, Series, TimeSeriesStore
 
 __all__ = ["Agg", "Every", "Series", "TimeSeriesStore", "open_store"]
@@ -20,11 +22,20 @@ def open_store(
     *,
     spool: bool = True,
     environ: Mapping[str, str] | None = None,
+    health: Health | None = None,
 ) -> TimeSeriesStore:
     """The store `config` describes. InfluxDB gets its secrets from the environment
     (`EPCMON_INFLUX_TOKEN`, `EPCMON_INFLUX_PASSWORD`), the site's meter tags from `site`, and
     the durable spool in front of it unless `spool=False` (e.g. for `epcmon store copy`,
-    which should stop, and resume later, rather than spool)."""
+    which should stop, and resume later, rather than spool); the spool reports to `health`.
+
+    DuckDB gets no spool: it fails when its own disk is full or failing, where a spool on
+    that disk cannot help either; the collectors then hold back (MQTT unacknowledged, kept
+    by the broker) until it takes writes again.
+
+    Raises `StoreUnavailable` for a DuckDB file that cannot be opened (locked, corrupt) and
+    `ConfigError` naming the site file, `[storage.spool]` and `path` for a spool path that
+    cannot hold a spool."""
     from storage.duckdb_store import DuckDBStore
     from storage.influx import InfluxStore
     from storage.spool import Spool, SpoolingStore
@@ -42,8 +53,17 @@ def open_store(
     store = InfluxStore(influx, token=token, password=password, site=site)
     if not spool:
         return store
+    try:
+        spooled = Spool(config.spool.path, config.spool.max_bytes)
+    except ConfigError as exc:
+        store.close()
+        if site is None or not site.source:
+            raise
+        raise ConfigError(exc.reason, file=site.source, entity=exc.entity, key=exc.key) from exc
     return SpoolingStore(
         store,
-        Spool(config.spool.path, config.spool.max_bytes),
+        spooled,
         replay_interval_s=config.spool.replay_interval_s,
+        drain_points=config.spool.drain_points,
+        health=health,
     )

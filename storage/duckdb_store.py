@@ -28,7 +28,10 @@ series and newest-timestamp maps are guarded by another, held only briefly.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -39,9 +42,22 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from core.errors import StoreError, StoreUnavailable
-from core.readings import Reading, ReadingBatch
+from core.readings import (
+    STORABLE_FROM_MS,
+    STORABLE_UNTIL_MS,
+    Reading,
+    ReadingBatch,
+    check_storable,
+)
 from storage.base import Agg, Every, Series, increase_per_bucket
 from storage.columns import factorize_pairs, series_time_order
+
+log = logging.getLogger(__name__)
+
+_CONNECT_CONFIG: dict[str, str | bool | int | float | list[str]] = {
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+}
 
 _SCHEMA = (
     """
@@ -103,7 +119,14 @@ class DuckDBStore:
         self._file_key: str | None = None
         if self._path != ":memory:":
             file = Path(path).expanduser().resolve()
-            file.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                file.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreUnavailable(
+                    f"cannot create the directory of DuckDB store {file}: {exc.strerror or exc}; "
+                    "choose a path in a directory epcmon can write"
+                ) from exc
+            _check_header(file)
             with _OPEN_FILES_LOCK:
                 if str(file) in _OPEN_FILES:
                     raise StoreUnavailable(
@@ -113,14 +136,17 @@ class DuckDBStore:
                 _OPEN_FILES.add(str(file))
             self._file_key = str(file)
         try:
-            self._con = self._connect()
+            con = self._connect()
         except BaseException:
             self._release_file()
             raise
+        self._con: duckdb.DuckDBPyConnection | None = con
         self._write_lock = threading.Lock()
         self._meta_lock = threading.Lock()
         self._local = threading.local()
         self._cursors: list[duckdb.DuckDBPyConnection] = []
+        self._generation = 0
+        """Bumped when the connection is replaced: cursors of older generations are closed."""
         self._closed = False
         self._time_zones: frozenset[str] | None = None
         # Guarded by _meta_lock; changed only by a writer holding _write_lock.
@@ -129,37 +155,82 @@ class DuckDBStore:
         self._max_ts: dict[int, int] = {}
         self._last_value: dict[int, float] = {}
         """The value at `_max_ts` of each series: `latest()` answers from memory."""
-        self._load_state()
+        self.reopened = 0
+        """How often the connection was replaced after DuckDB invalidated the database."""
+        try:
+            self._load_state(con)
+        except duckdb.Error as exc:
+            con.close()
+            self._release_file()
+            raise StoreUnavailable(_open_failure(self._path, exc)) from exc
 
     # -- opening and closing -------------------------------------------------------------
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
         try:
-            con = duckdb.connect(self._path)
-        except duckdb.IOException as exc:
-            raise StoreUnavailable(
-                f"cannot open DuckDB store {self._path}: the file is locked or unreadable; "
-                f"another epcmon process probably owns it ({exc})"
-            ) from exc
+            # Never fetch extensions from the network: a foreign file (a SQLite database)
+            # would otherwise make DuckDB download a scanner for it.
+            con = duckdb.connect(self._path, config=_CONNECT_CONFIG)
+        except duckdb.Error as exc:
+            raise StoreUnavailable(_open_failure(self._path, exc)) from exc
         try:
             con.execute("SET TimeZone = 'UTC'")
             for statement in _SCHEMA:
                 con.execute(statement)
+        except duckdb.Error as exc:
+            con.close()
+            raise StoreUnavailable(_open_failure(self._path, exc)) from exc
         except BaseException:
             con.close()
             raise
         return con
 
-    def _load_state(self) -> None:
-        rows = self._con.execute("SELECT series_id, meter_id, quantity FROM series").fetchall()
-        for sid, meter_id, quantity in rows:
-            self._sid_by_key[(meter_id, quantity)] = sid
-            self._key_by_sid[sid] = (meter_id, quantity)
-        newest = self._con.execute(
+    def _load_state(self, con: duckdb.DuckDBPyConnection) -> None:
+        """The series and the newest point of each, from the file (at open, and after a
+        reopen: a commit DuckDB reported as failed may have reached the file)."""
+        rows = con.execute("SELECT series_id, meter_id, quantity FROM series").fetchall()
+        newest = con.execute(
             "SELECT series_id, epoch_ms(max(ts)), arg_max(value, ts) FROM readings GROUP BY series_id"
         ).fetchall()
-        self._max_ts = {sid: ts_ms for sid, ts_ms, _v in newest}
-        self._last_value = {sid: value for sid, _t, value in newest}
+        with self._meta_lock:
+            self._sid_by_key = {(m, q): sid for sid, m, q in rows}
+            self._key_by_sid = {sid: (m, q) for sid, m, q in rows}
+            self._max_ts = {sid: ts_ms for sid, ts_ms, _v in newest}
+            self._last_value = {sid: value for sid, _t, value in newest}
+
+    def _drop_connection(self) -> None:
+        """Close the connection and every cursor on it (DuckDB frees an invalidated database
+        only when nothing refers to it any more). Needs _write_lock."""
+        with self._meta_lock:
+            self._generation += 1
+            cursors, self._cursors = self._cursors, []
+            con, self._con = self._con, None
+        for cursor in cursors:
+            with contextlib.suppress(duckdb.Error):
+                cursor.close()
+        if con is not None:
+            with contextlib.suppress(duckdb.Error):
+                con.close()
+
+    def _reopen(self) -> duckdb.DuckDBPyConnection:
+        """A working connection, reconnecting if the last one was dropped. Needs _write_lock.
+        Raises StoreUnavailable while the file cannot be opened (e.g. replaying its WAL
+        needs disk space that is not there yet)."""
+        if self._con is not None:
+            return self._con
+        con = self._connect()
+        try:
+            self._load_state(con)
+        except duckdb.Error as exc:
+            con.close()
+            raise StoreUnavailable(
+                f"DuckDB store {self._path} reopened but could not be read: {exc}"
+            ) from exc
+        with self._meta_lock:
+            self._con = con
+        self.reopened += 1
+        log.info("DuckDB store %s reopened after a fatal error", self._path)
+        return con
 
     def _release_file(self) -> None:
         if self._file_key is not None:
@@ -168,14 +239,11 @@ class DuckDBStore:
             self._file_key = None
 
     def close(self) -> None:
-        with self._write_lock, self._meta_lock:
+        with self._write_lock:
             if self._closed:
                 return
             self._closed = True
-            for cursor in self._cursors:
-                cursor.close()
-            self._cursors.clear()
-            self._con.close()
+            self._drop_connection()
             self._release_file()
 
     def __enter__(self) -> Self:
@@ -190,21 +258,57 @@ class DuckDBStore:
         self.close()
 
     def _cursor(self) -> duckdb.DuckDBPyConnection:
-        cursor: duckdb.DuckDBPyConnection | None = getattr(self._local, "cursor", None)
-        if cursor is None:
-            with self._meta_lock:
+        """This thread's cursor on the current connection (reopened if it was dropped)."""
+        local = self._local
+        cursor: duckdb.DuckDBPyConnection | None = getattr(local, "cursor", None)
+        self._check_open()
+        if cursor is not None and local.generation == self._generation:
+            return cursor
+        if self._con is None:
+            with self._write_lock:
                 self._check_open()
-                cursor = self._con.cursor()
-                cursor.execute("SET TimeZone = 'UTC'")
-                self._cursors.append(cursor)
-            self._local.cursor = cursor
-        else:
+                self._reopen()
+        with self._meta_lock:
             self._check_open()
+            if self._con is None:
+                raise StoreUnavailable(f"DuckDB store {self._path} is being reopened")
+            cursor = self._con.cursor()
+            cursor.execute("SET TimeZone = 'UTC'")
+            self._cursors.append(cursor)
+            local.cursor, local.generation = cursor, self._generation
         return cursor
 
     def _check_open(self) -> None:
         if self._closed:
             raise StoreError(f"DuckDB store {self._path} is closed")
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A cursor for a query; a database DuckDB invalidated is `StoreUnavailable` (and is
+        reopened by the next write or read), not a crash of the caller."""
+        cursor = self._cursor()
+        generation = self._generation
+        try:
+            yield cursor
+        except duckdb.FatalException as exc:
+            self._invalidated(exc)
+            raise StoreUnavailable(
+                f"DuckDB store {self._path} failed and is being reopened: {_first_line(exc)}"
+            ) from exc
+        except duckdb.ConnectionException as exc:
+            if generation == self._generation:
+                raise
+            # the cursor was closed under this query because the database is being reopened
+            raise StoreUnavailable(
+                f"DuckDB store {self._path} is being reopened: {_first_line(exc)}"
+            ) from exc
+
+    def _invalidated(self, exc: duckdb.Error) -> None:
+        """DuckDB said the database must be restarted: drop the connection (the next use
+        reopens it)."""
+        log.debug("DuckDB store %s invalidated: %s", self._path, _first_line(exc))
+        with self._write_lock:
+            self._drop_connection()
 
     # -- writing -----------------------------------------------------------------------
 
@@ -212,10 +316,23 @@ class DuckDBStore:
         """Store a batch; return the number of points written (distinct keys in the batch).
 
         Two readings of the batch with the same key: the later one in the batch wins.
+        Raises `BadReadings` (nothing written) for a time outside the storable range, and
+        `StoreError` for any failure of the database or its disk (full, I/O error): then
+        nothing of the batch is visible, the newest-point memory is unchanged, and the same
+        write may be tried again (after DuckDB invalidated the database, the next write
+        reopens it first).
         """
         if len(batch) == 0:
             return 0
+        check_storable(batch)
         with self._write_lock:
+            self._check_open()
+            try:
+                self._reopen()
+            except StoreUnavailable as exc:
+                raise StoreUnavailable(
+                    f"writing {len(batch)} points to DuckDB store {self._path} failed: {exc}"
+                ) from exc
             cursor = self._cursor()
             pairs, pair_keys = factorize_pairs(batch.meter_id, batch.quantity)
             # Only writers change the maps, and this writer holds _write_lock: read freely.
@@ -238,39 +355,19 @@ class DuckDBStore:
             ts = np.asarray(batch.ts_ms, dtype=np.int64)[order]
             value = np.asarray(batch.value, dtype=np.float64)[order]
             overlap = ts <= pair_max[pairs]
-
-            table = pa.table(
-                {
-                    "series_id": pa.array(sid, type=pa.int32()),
-                    "ts": pa.array(ts * 1000, type=pa.timestamp("us")),
-                    "value": pa.array(value, type=pa.float64()),
-                }
-            )
-            cursor.execute("BEGIN TRANSACTION")
             try:
-                if new_series:
-                    cursor.executemany(
-                        "INSERT INTO series (series_id, meter_id, quantity) VALUES (?, ?, ?)",
-                        new_series,
-                    )
-                if overlap.any():
-                    self._delete_existing(cursor, sid[overlap], ts[overlap])
-                cursor.register("_epcmon_batch", table)
-                try:
-                    cursor.execute(
-                        "INSERT INTO readings SELECT series_id, ts, value FROM _epcmon_batch"
-                    )
-                finally:
-                    cursor.unregister("_epcmon_batch")
-                cursor.execute("COMMIT")
+                self._transaction(cursor, new_series, sid, ts, value, overlap)
             except duckdb.Error as exc:
-                cursor.execute("ROLLBACK")
+                if isinstance(exc, duckdb.FatalException) or _is_invalidated(exc):
+                    # The commit may or may not have reached the file: the reopen reloads
+                    # the newest points from it, so a retry rewrites rather than duplicates.
+                    # Raised as a StoreError: the writer reports it (once per outage).
+                    log.debug("DuckDB store %s invalidated: %s", self._path, _first_line(exc))
+                    self._drop_connection()
                 raise StoreError(
-                    f"writing {len(ts)} points to DuckDB store {self._path} failed: {exc}"
+                    f"writing {len(ts)} points to DuckDB store {self._path} failed: "
+                    f"{_first_line(exc)}"
                 ) from exc
-            except BaseException:
-                cursor.execute("ROLLBACK")
-                raise
 
             # Rows are grouped by series, time-ordered: the last row of each run is its newest.
             last = np.flatnonzero(np.append(pairs[1:] != pairs[:-1], True))
@@ -285,6 +382,51 @@ class DuckDBStore:
                         self._max_ts[s] = t
                         self._last_value[s] = v
             return len(ts)
+
+    def _transaction(
+        self,
+        cursor: duckdb.DuckDBPyConnection,
+        new_series: list[tuple[int, str, str]],
+        sid: npt.NDArray[np.int64],
+        ts: npt.NDArray[np.int64],
+        value: npt.NDArray[np.float64],
+        overlap: npt.NDArray[np.bool_],
+    ) -> None:
+        """One transaction: new series, the points they replace deleted, the points added.
+        On any failure it is rolled back if DuckDB still has it (a failed COMMIT has already
+        ended it; an invalidated database refuses the ROLLBACK too): the first error is the
+        one raised."""
+        table = pa.table(
+            {
+                "series_id": pa.array(sid, type=pa.int32()),
+                "ts": pa.array(ts * 1000, type=pa.timestamp("us")),
+                "value": pa.array(value, type=pa.float64()),
+            }
+        )
+        # Registered outside the transaction: unregistering inside an aborted one fails
+        # and would hide the error that aborted it.
+        cursor.register("_epcmon_batch", table)
+        try:
+            cursor.execute("BEGIN TRANSACTION")
+            try:
+                if new_series:
+                    cursor.executemany(
+                        "INSERT INTO series (series_id, meter_id, quantity) VALUES (?, ?, ?)",
+                        new_series,
+                    )
+                if overlap.any():
+                    self._delete_existing(cursor, sid[overlap], ts[overlap])
+                cursor.execute(
+                    "INSERT INTO readings SELECT series_id, ts, value FROM _epcmon_batch"
+                )
+                cursor.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(duckdb.Error):
+                    cursor.execute("ROLLBACK")
+                raise
+        finally:
+            with contextlib.suppress(duckdb.Error):
+                cursor.unregister("_epcmon_batch")
 
     @staticmethod
     def _delete_existing(
@@ -309,7 +451,8 @@ class DuckDBStore:
                 """
             )
         finally:
-            cursor.unregister("_epcmon_overlap")
+            with contextlib.suppress(duckdb.Error):  # would hide the DELETE's own error
+                cursor.unregister("_epcmon_overlap")
 
     # -- reading -----------------------------------------------------------------------
 
@@ -319,17 +462,19 @@ class DuckDBStore:
 
     def read_raw(self, meter_id: str, quantity: str, start_ms: int, end_ms: int) -> Series:
         """Points with start <= ts < end, in time order; unknown series read as empty."""
-        cursor = self._cursor()
+        self._check_open()
+        start_ms, end_ms = _clamp(start_ms, end_ms)
         sid = self._series_id(meter_id, quantity)
         if sid is None or end_ms <= start_ms:
             return Series.empty()
-        result = cursor.sql(
-            f"""
-            SELECT ts, value FROM readings
-            WHERE series_id = {sid} AND ts >= {_sql_ts(start_ms)} AND ts < {_sql_ts(end_ms)}
-            ORDER BY ts
-            """
-        ).to_arrow_table()
+        with self._reading() as cursor:
+            result = cursor.sql(
+                f"""
+                SELECT ts, value FROM readings
+                WHERE series_id = {sid} AND ts >= {_sql_ts(start_ms)} AND ts < {_sql_ts(end_ms)}
+                ORDER BY ts
+                """
+            ).to_arrow_table()
         return Series(
             _arrow_ts_ms(result.column("ts")),
             np.asarray(result.column("value").to_numpy(), dtype=np.float64),
@@ -351,9 +496,10 @@ class DuckDBStore:
         months start at local midnight in `tz`, so a day in a DST change lasts 23 or 25 hours.
         """
         agg = Agg(agg)
-        cursor = self._cursor()
+        self._check_open()
         if every.is_calendar:
-            self._check_time_zone(cursor, tz)
+            self._check_time_zone(tz)
+        start_ms, end_ms = _clamp(start_ms, end_ms)
         sid = self._series_id(meter_id, quantity)
         if sid is None or end_ms <= start_ms:
             return Series.empty()
@@ -389,7 +535,8 @@ class DuckDBStore:
                 ) ORDER BY t
             """
             params["tz"] = tz
-        result = cursor.execute(query, params).fetchnumpy()
+        with self._reading() as cursor:
+            result = cursor.execute(query, params).fetchnumpy()
         return Series(
             np.asarray(result["t"], dtype=np.int64),
             np.asarray(result["v"], dtype=np.float64),
@@ -414,10 +561,11 @@ class DuckDBStore:
         )
         return increase_per_bucket(lasts, first)
 
-    def _check_time_zone(self, cursor: duckdb.DuckDBPyConnection, tz: str) -> None:
+    def _check_time_zone(self, tz: str) -> None:
         zones = self._time_zones
         if zones is None:
-            rows = cursor.execute("SELECT name FROM pg_timezone_names()").fetchall()
+            with self._reading() as cursor:
+                rows = cursor.execute("SELECT name FROM pg_timezone_names()").fetchall()
             zones = self._time_zones = frozenset(name for (name,) in rows)
         if tz not in zones:
             raise ValueError(
@@ -448,6 +596,67 @@ class DuckDBStore:
 
 
 # -- pure helpers ------------------------------------------------------------------------
+
+_DUCKDB_MAGIC = b"DUCK"
+"""Bytes 8-11 of every DuckDB database file."""
+
+_WHAT_TO_DO = (
+    "restore it from a backup, or move it away and let epcmon create an empty store "
+    "(`epcmon store copy` can fill it from another store)"
+)
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def _is_invalidated(exc: duckdb.Error) -> bool:
+    return "invalidated" in str(exc)
+
+
+def _check_header(file: Path) -> None:
+    """Refuse a file that is not a DuckDB database before DuckDB sees it (DuckDB would try
+    to load a reader extension for a SQLite file, or fail with a message that hides the
+    file's name)."""
+    if file.is_dir():
+        raise StoreUnavailable(
+            f"DuckDB store {file} is a directory; point [storage] path at a file"
+        )
+    try:
+        with file.open("rb") as handle:
+            head = handle.read(16)
+    except FileNotFoundError:
+        return  # a new store
+    except OSError as exc:
+        raise StoreUnavailable(f"cannot read DuckDB store {file}: {exc.strerror or exc}") from exc
+    if head[8:12] == _DUCKDB_MAGIC:
+        return
+    if not head:
+        what = "is empty (0 bytes: a store whose creation was interrupted?)"
+    elif head.startswith(b"SQLite format 3"):
+        what = "is a SQLite database, not a DuckDB store"
+    else:
+        what = "is not a DuckDB database"
+    raise StoreUnavailable(f"DuckDB store {file} {what}; {_WHAT_TO_DO}")
+
+
+def _open_failure(path: str, exc: duckdb.Error) -> str:
+    """One line saying why DuckDB could not open `path`, and what to do."""
+    said = _first_line(exc)
+    if "could not set lock" in said.lower() or "conflicting lock" in said.lower():
+        return (
+            f"cannot open DuckDB store {path}: the file is locked; another epcmon process "
+            f"probably owns it ({said})"
+        )
+    if isinstance(exc, duckdb.IOException) and "No space left" in said:
+        return f"cannot open DuckDB store {path}: its disk is full ({said})"
+    return f"DuckDB store {path} is corrupt or unreadable ({said}); {_WHAT_TO_DO}"
+
+
+def _clamp(start_ms: int, end_ms: int) -> tuple[int, int]:
+    """A read range cut to the storable range: nothing lies outside it, and a bound far
+    outside it would not convert to a TIMESTAMP."""
+    return max(int(start_ms), STORABLE_FROM_MS), min(int(end_ms), STORABLE_UNTIL_MS)
 
 
 def _sql_ts(ms: int) -> str:

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from core.config import InfluxConfig, SiteConfig, load_site
-from core.errors import StoreError, StoreUnavailable
+from core.errors import BadReadings, StoreError, StoreUnavailable
 from core.readings import Reading, ReadingBatch
 from storage.base import Agg, Every
 from storage.influx import InfluxStore
@@ -419,13 +419,13 @@ def test_retries_run_out_into_unavailable(fake: Fake) -> None:
 
 
 @pytest.mark.parametrize("mode", ["v1", "v2"])
-def test_refused_points_are_an_error_and_not_retried(fake: Fake, mode: str) -> None:
+def test_refused_points_are_bad_readings_and_not_retried(fake: Fake, mode: str) -> None:
     fake.script = [(400, {}, b'{"error":"field type conflict"}')]
     config = InfluxConfig.model_validate({"url": fake.url, "mode": mode, "bucket": "b"})
     with InfluxStore(config, sleep=lambda s: None) as store:
-        with pytest.raises(StoreError, match="field type conflict") as refused:
+        with pytest.raises(BadReadings, match="field type conflict") as refused:
             store.write(ONE)
-        assert not isinstance(refused.value, StoreUnavailable)
+        assert not isinstance(refused.value, StoreError)  # not spooled: trying again cannot help
     assert len(fake.requests) == 1
 
 
@@ -581,3 +581,17 @@ def test_real_influxdb_2_and_3(mode: str, prefix: str) -> None:
         )
         assert days.value.tolist() == [120.0]
         assert (meter, "energy_import") in store.series_keys()
+
+
+def test_cached_prefixes_give_the_same_lines() -> None:
+    batch = ReadingBatch.from_readings(
+        [Reading("E 1", "power", T0, 1.0), Reading("E,2", "energy_import", T0, 2.5)]
+    )
+    cache: dict[tuple[str, str], str] = {}
+    first = encode(batch, meter_only, prefixes=cache)
+    assert first.data == encode(batch, meter_only).data
+    assert cache == {
+        ("E 1", "power"): r"power,meter=E\ 1 value=",
+        ("E,2", "energy_import"): r"energy_import,meter=E\,2 value=",
+    }
+    assert encode(batch, lambda meter: {"meter": "never asked"}, prefixes=cache).data == first.data

@@ -82,11 +82,16 @@ class SpoolConfig(_Model):
     """The durable spool for writes the store cannot take now: `[storage.spool]`."""
 
     path: str = "data/spool.sqlite3"
-    """SQLite file of spooled batches, relative to the working directory."""
+    """SQLite file of spooled batches, relative to the working directory. Its directory must
+    be writable (SQLite keeps its `-wal` and `-shm` files beside it)."""
     max_bytes: int = Field(default=1 << 30, ge=1 << 20)
     """Bound of the spool's payload in bytes; reaching it raises `SpoolFull`, never drops."""
     replay_interval_s: float = Field(default=5.0, ge=0, le=3600)
-    """While batches are spooled, how often a write first tries the store again."""
+    """While the store refuses writes, how often the spool drain tries it again (the
+    longest a recovered store waits for its backlog)."""
+    drain_points: int = Field(default=100_000, ge=1_000, le=1_000_000)
+    """Most readings per replay write: the drain coalesces the oldest spooled batches up to
+    this many into one write."""
 
 
 class StorageConfig(_Model):

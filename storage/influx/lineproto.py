@@ -13,7 +13,7 @@ protocol. NaN and infinities cannot be stored in InfluxDB: they are left out and
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -86,12 +86,15 @@ def encode(
     batch: ReadingBatch,
     tags_for: Callable[[str], Mapping[str, str]],
     precision: Precision = "ms",
+    prefixes: MutableMapping[tuple[str, str], str] | None = None,
 ) -> Lines:
     """Line protocol for `batch`, one line per distinct (meter, quantity, ts), the last
     reading of a key in the batch winning; grouped by series and in time order.
 
     `tags_for(meter_id)` gives a meter's tags. With `precision="s"`, a timestamp that is not
     a whole second is refused (ValueError) rather than silently merged with its neighbour.
+    `prefixes`, when given, caches each series' escaped prefix across calls (a store's
+    series and their tags do not change while it runs).
     """
     if len(batch) == 0:
         return Lines(b"", np.zeros(1, dtype=np.int64), 0)
@@ -116,8 +119,16 @@ def encode(
         raise ValueError(f"precision {precision!r}: expected 'ms' or 's'")
     if len(value) == 0:
         return Lines(b"", np.zeros(1, dtype=np.int64), skipped)
-    prefixes = pa.array([series_prefix(quantity, tags_for(meter)) for meter, quantity in keys])
-    prefix = pa.DictionaryArray.from_arrays(pa.array(pairs, type=pa.int32()), prefixes)
+    if prefixes is None:
+        texts = [series_prefix(quantity, tags_for(meter)) for meter, quantity in keys]
+    else:
+        texts = []
+        for key in keys:
+            text = prefixes.get(key)
+            if text is None:
+                text = prefixes[key] = series_prefix(key[1], tags_for(key[0]))
+            texts.append(text)
+    prefix = pa.DictionaryArray.from_arrays(pa.array(pairs, type=pa.int32()), pa.array(texts))
     lines = pc.binary_join_element_wise(
         prefix.cast(pa.large_string()),
         pc.cast(pa.array(value), pa.large_string()),

@@ -29,8 +29,8 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from core.config import InfluxConfig, SiteConfig
-from core.errors import StoreError, StoreUnavailable
-from core.readings import Reading, ReadingBatch
+from core.errors import BadReadings, StoreError, StoreUnavailable
+from core.readings import Reading, ReadingBatch, check_storable
 from storage.base import Agg, Every, Series, increase_per_bucket, local_midnight_ms, time_zone
 from storage.influx import influxql as q
 from storage.influx.lineproto import encode
@@ -74,6 +74,8 @@ class InfluxStore:
         self._site_id = site.site.id if site is not None else None
         self._tags: dict[str, dict[str, str]] = {}
         self._tags_lock = threading.Lock()
+        self._prefixes: dict[tuple[str, str], str] = {}
+        """Escaped line-protocol prefix of each series written (dict updates are atomic)."""
         self.skipped_nonfinite = 0
         """Readings left out because InfluxDB cannot hold NaN or infinity."""
         c = config
@@ -154,10 +156,15 @@ class InfluxStore:
         """Store a batch; return the points written (distinct keys, NaN/inf left out).
 
         Raises `StoreUnavailable` when the server cannot take it after the retries (the
-        spool's cue), `StoreError` when it refuses the points themselves.
+        spool's cue), `BadReadings` for readings it cannot hold (a time outside the storable
+        range, a name line protocol cannot carry, points the server refuses: HTTP 400).
         """
         self._check_open()
-        lines = encode(batch, self._tags_for, self.config.precision)
+        check_storable(batch)
+        try:
+            lines = encode(batch, self._tags_for, self.config.precision, self._prefixes)
+        except ValueError as exc:
+            raise BadReadings(f"{self!r} cannot hold these readings: {exc}") from exc
         if lines.skipped:
             self.skipped_nonfinite += lines.skipped
             log.warning(

@@ -7,7 +7,10 @@ A write target posts one body once and says whether trying again can help:
   and spools when the retries run out;
 - `StoreUnavailable`: the server answers but will not take writes until someone acts (HTTP
   401/403: credentials, 404: no such database or bucket); spooled at once, not retried;
-- `StoreError`: the server refused the data itself (HTTP 400, 413, ...).
+- `BadReadings`: the server refused the points themselves (HTTP 400, 422: a type conflict,
+  points beyond the retention policy, a time it cannot parse); trying again cannot help, so
+  they are neither retried nor spooled;
+- `StoreError`: anything else the server refuses (HTTP 413, ...): spooled, tried later.
 
 Secrets live only in the clients' headers: never in a URL, a message or a repr.
 """
@@ -25,7 +28,7 @@ from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.domain.write_precision import WritePrecision
 from influxdb_client.rest import ApiException
 
-from core.errors import StoreError, StoreUnavailable
+from core.errors import BadReadings, StoreError, StoreUnavailable
 
 Mode = Literal["v1", "v2", "v3"]
 
@@ -70,7 +73,9 @@ def classify(status: int, body: bytes | str, retry_after: str | None, where: str
         return StoreUnavailable(f"{where}: HTTP {status}, credentials refused: {said}")
     if status == 404:
         return StoreUnavailable(f"{where}: HTTP 404, no such database or bucket: {said}")
-    return StoreError(f"{where}: HTTP {status}, the server refused the points: {said}")
+    if status in (400, 422):
+        return BadReadings(f"{where}: HTTP {status}, the server refused the points: {said}")
+    return StoreError(f"{where}: HTTP {status}: {said}")
 
 
 class V1WriteTarget:
