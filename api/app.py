@@ -60,6 +60,7 @@ def create_app(
         health=app.state.health,
         dead_letters_path=str((data_dir or Path("data")) / "dead-letters.jsonl"),
         spool_depth=(lambda: spool.depth) if spool is not None else None,
+        spool_store=store if spool is not None else None,
     )
     if site.api.cors_origins:
         app.add_middleware(

@@ -68,6 +68,19 @@ class _CollectorsMetrics(Collector):
             yield GaugeMetricFamily(
                 "epcmon_spool_batches", "batches waiting in the spool", value=float(depth())
             )
+        spooling = self._ops.spool_store
+        if spooling is not None:
+            events = CounterMetricFamily(
+                "epcmon_spool_events", "the spool's batches and points", labels=["event"]
+            )
+            for name in (
+                "spooled_batches",
+                "replayed_batches",
+                "replayed_points",
+                "rejected_batches",
+            ):
+                events.add_metric([name], float(getattr(spooling, name, 0)))
+            yield events
 
 
 class _LatencyMiddleware:

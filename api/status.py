@@ -29,4 +29,6 @@ class OpsContext:
     health: Health | None = None
     dead_letters_path: str = "data/dead-letters.jsonl"
     spool_depth: object = field(default=None)
+    spool_store: object = field(default=None)
+    """The `SpoolingStore`, when the store has a spool (its replay counters reach /metrics)."""
     """A zero-argument callable giving the spool depth, when the store has a spool."""

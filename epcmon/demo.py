@@ -17,21 +17,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import uvicorn
 from amqtt.broker import Broker
 
-from api.app import create_app
 from api.keys import KeyStore, Role
 from collectors.availability import Availability
-from storage.deadletters import DeadLetters
-from collectors.modbus.poller import GatewayPoller
-from collectors.mqtt.subscriber import MqttSubscriber
 from collectors.profiles import load_profiles
-from collectors.writer import StoreWriter
 from core.config import Meter, SiteConfig, parse_site
 from core.errors import ConfigError
 from core.net import free_port
-from epcmon.runtime import ApiServer, stop_on_signals
+from epcmon.api_server import ApiServer
+from epcmon.runtime import Service, stop_on_signals
 from simulators.clock import RealClock
 from simulators.modbus_server import SimulatedGateway
 from simulators.mqtt_publisher import MqttMeterPublisher
@@ -196,20 +191,11 @@ async def _run_demo(
     store = DuckDBStore(dsite.storage.path)
     started.callback(store.close)
     say(f"store: DuckDB {dsite.storage.path}")
-    availability = Availability()
-    writer = StoreWriter(store, availability)
-    dead = DeadLetters(opts.data_dir / "dead-letters.jsonl")
-
-    tasks: list[asyncio.Task[None]] = []
-
-    async def stop_tasks() -> None:
-        stop.set()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-    started.push_async_callback(stop_tasks)
-    for gw in dsite.gateways:
-        polled = [m for m in dsite.meters if m.modbus is not None and m.modbus.gateway == gw.id]
-        tasks.append(asyncio.create_task(GatewayPoller(gw, polled, writer, availability).run(stop)))
+    keys = KeyStore(opts.data_dir / "demo-api-keys.sqlite3")
+    service = Service(dsite, store, opts.data_dir, keys=keys, mqtt_url=mqtt_url)
+    started.callback(service.close)
+    demo_key_id, demo_key = keys.create(Role.ADMIN, name="epcmon demo")
+    started.callback(keys.revoke, demo_key_id)  # the printed key dies with the demo
     for m in dsite.meters:
         where = (
             f"gateway {m.modbus.gateway} unit {m.modbus.unit} ({m.modbus.profile})"
@@ -218,43 +204,31 @@ async def _run_demo(
         )
         say(f"meter {m.id} [{m.kind.value}] {m.name}: {where}, every {m.poll_interval_s}s")
     if any(m.mqtt for m in dsite.meters):
-        subscriber = MqttSubscriber(dsite, mqtt_url, writer, dead, availability)
-        tasks.append(asyncio.create_task(subscriber.run(stop)))
         publisher = MqttMeterPublisher(
             dsite,
             [(m, sim.source(m.id)) for m in dsite.meters if m.mqtt],
             mqtt_url,
             clock=sim.clock,
         )
-        tasks.append(asyncio.create_task(publisher.run(stop)))
+        service.supervisor.add("simulated mqtt meters", publisher.run)
+    bound = await service.start(sockets)
+    running = asyncio.create_task(service.run(stop))
 
-    keys = KeyStore(opts.data_dir / "demo-api-keys.sqlite3")
-    started.callback(keys.close)
-    demo_key_id, demo_key = keys.create(Role.ADMIN, name="epcmon demo")
-    started.callback(keys.revoke, demo_key_id)  # the printed key dies with the demo
-    app = create_app(dsite, store, keys=keys, status=availability, data_dir=opts.data_dir)
-    server = ApiServer(
-        uvicorn.Config(
-            app, host=dsite.api.host, port=dsite.api.port, log_level="warning", lifespan="off"
-        )
-    )
-    api_task = await server.start_serving(sockets)
+    async def stop_service() -> None:
+        stop.set()
+        await running
 
-    async def stop_api() -> None:
-        server.should_exit = True
-        await asyncio.gather(api_task, return_exceptions=True)
-
-    started.push_async_callback(stop_api)
-    bound = server.bound_port
+    started.push_async_callback(stop_service)
     say(f"API on http://{dsite.api.host}:{bound}  (docs: /docs)")
     say(f"demo API key (admin, this run only): {demo_key}")
     say(
         f'try: curl -H "Authorization: Bearer {demo_key}" http://{dsite.api.host}:{bound}/api/v1/meters'
     )
     say("running; Ctrl-C stops" if opts.duration_s is None else f"running for {opts.duration_s:g}s")
-    if opts.duration_s is None:
-        await stop.wait()
-    else:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), opts.duration_s)
-    return availability
+    stopped = asyncio.create_task(stop.wait())
+    await asyncio.wait(
+        {stopped, running}, timeout=opts.duration_s, return_when=asyncio.FIRST_COMPLETED
+    )
+    stopped.cancel()
+    assert service.collectors is not None
+    return service.collectors.availability

@@ -6,35 +6,33 @@ Settings, stores and clients are built here, never at import time.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import errno
 import logging
 import signal
 import socket
 import zlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import uvicorn
 from fastapi import FastAPI
 
 import storage
 from api.app import create_app, warm_caches
 from api.keys import KeyStore
 from collectors.availability import Availability
-from storage.deadletters import DeadLetters
 from collectors.modbus.poller import GatewayPoller
 from collectors.mqtt.subscriber import MqttSubscriber
 from collectors.writer import StoreWriter
 from core.config import Gateway, SiteConfig
 from core.errors import ConfigError
 from core.health import Health
+from epcmon.api_server import ApiPart
 from epcmon.supervisor import PartRun, Supervisor
 from processing.schedule import Recompute
 from processing.statements import StatementStore
 from storage.base import TimeSeriesStore
+from storage.deadletters import DeadLetters
+from storage.spool import SpoolDrain, SpoolingStore
 
 log = logging.getLogger("epcmon.run")
 
@@ -85,7 +83,7 @@ class Collectors:
         self.shard = shard
         self.availability = availability or Availability()
         self.health = health or Health()
-        self.writer = StoreWriter(store, self.availability)
+        self.writer = StoreWriter(store, self.availability, health=self.health)
         self.dead_letters = DeadLetters.for_mqtt(data_dir / "dead-letters.jsonl", site.mqtt)
         self.pollers = [
             GatewayPoller(
@@ -142,131 +140,10 @@ class Collectors:
         return out
 
 
-class ApiServer(uvicorn.Server):
-    """uvicorn, minus its own signal handling: the process's runtime owns Ctrl-C.
-
-    It binds its listening sockets itself (`listen`), before anything is served: an address
-    it cannot listen on (a port in use, a host that is not this machine's) is a one-line
-    `ConfigError` naming `[api] port` or `host` (and the site file, when `source` is given),
-    raised to the caller, instead of uvicorn's log line and a `SystemExit` inside a task."""
-
-    def __init__(self, config: uvicorn.Config, *, source: str = "") -> None:
-        super().__init__(config)
-        self.source = source
-
-    @staticmethod
-    def listen(host: str, port: int, *, source: str = "") -> list[socket.socket]:
-        """Sockets bound to every address of `host` at `port` (0: a free one), as asyncio's
-        `create_server` would bind them."""
-        try:
-            addresses = socket.getaddrinfo(
-                host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-            )
-        except socket.gaierror as exc:
-            raise ConfigError(
-                f"cannot listen on {host!r}: {exc.strerror}",
-                file=source,
-                entity="[api]",
-                key="host",
-            ) from None
-        sockets: list[socket.socket] = []
-        try:
-            for family, kind, proto, _name, address in dict.fromkeys(addresses):
-                sock = socket.socket(family, kind, proto)
-                sockets.append(sock)
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                if family == socket.AF_INET6:
-                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-                sock.bind(address)
-        except OSError as exc:
-            for sock in sockets:
-                sock.close()
-            reason = {
-                errno.EADDRINUSE: "the port is already in use (by another epcmon, or another server)",
-                errno.EADDRNOTAVAIL: "not an address of this machine",
-                errno.EACCES: "permission denied (ports below 1024 need privileges)",
-            }.get(exc.errno or 0, exc.strerror or str(exc))
-            raise ConfigError(
-                f"cannot listen on {host}:{port}: {reason}",
-                file=source,
-                entity="[api]",
-                key="host" if exc.errno == errno.EADDRNOTAVAIL else "port",
-            ) from None
-        return sockets
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-    @property
-    def bound_port(self) -> int:
-        if self.servers and self.servers[0].sockets:
-            return int(self.servers[0].sockets[0].getsockname()[1])
-        return int(self.config.port)
-
-    async def start_serving(self, sockets: list[socket.socket] | None = None) -> asyncio.Task[None]:
-        """Serve in a task (on `sockets` from `listen`, or on ones bound now); return once
-        listening, or raise why it could not."""
-        if sockets is None:
-            sockets = self.listen(self.config.host, self.config.port, source=self.source)
-        task = asyncio.create_task(self.serve(sockets=sockets))
-        while not self.started and not task.done():
-            await asyncio.sleep(0.02)  # uvicorn signals readiness only through `started`
-        if task.done():
-            for sock in sockets:
-                sock.close()
-            await task
-            raise RuntimeError(f"the API could not listen on {self.config.host}:{self.config.port}")
-        return task
-
-
-class ApiPart:
-    """The API as a supervised part: listens when started (so a port in use is found before
-    the service says it runs), serves until `stop`, and listens anew after a failure."""
-
-    def __init__(self, app: FastAPI, host: str, port: int) -> None:
-        self.app = app
-        self.host = host
-        self.port = port
-        self._serving: tuple[ApiServer, asyncio.Task[None]] | None = None
-
-    async def start(self) -> int:
-        """Listen now; return the bound port (the configured one, or the one 0 got)."""
-        server = ApiServer(
-            uvicorn.Config(
-                self.app, host=self.host, port=self.port, log_level="warning", lifespan="off"
-            )
-        )
-        task = await server.start_serving()
-        self._serving = (server, task)
-        if self.port == 0:
-            self.port = server.bound_port  # a restart listens where clients already look
-        return server.bound_port
-
-    async def run(self, stop: asyncio.Event) -> None:
-        if self._serving is None:
-            await self.start()
-        assert self._serving is not None
-        server, task = self._serving
-        self._serving = None
-        stopper = asyncio.create_task(stop.wait())
-        try:
-            await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stopper.cancel()
-            if not task.done():
-                server.should_exit = True
-                await task
-        task.result()  # a server that ended by itself: its error, or a quiet return
-
-
-def open_store(site: SiteConfig) -> TimeSeriesStore:
-    """The site's store; a network store gets the durable spool in front of it."""
-    cfg = site.storage
-    Path(cfg.path if cfg.backend == "duckdb" else cfg.spool.path).parent.mkdir(
-        parents=True, exist_ok=True
-    )
-    return storage.open_store(cfg, site)
+def open_store(site: SiteConfig, health: Health | None = None) -> TimeSeriesStore:
+    """The site's store; a network store gets the durable spool in front of it (which reports
+    the `spool` condition to `health` while it holds batches)."""
+    return storage.open_store(site.storage, site, health=health)
 
 
 def stop_on_signals(stop: asyncio.Event) -> None:
@@ -324,6 +201,8 @@ class Service:
             )
             for name, part in self.collectors.parts():
                 self.supervisor.add(name, part)
+            if isinstance(store, SpoolingStore):  # replays as soon as the store is back
+                self.supervisor.add("spool-drain", SpoolDrain(store).run)
         if role in ("all", "api"):
             self.statements = StatementStore(site.storage.statements_file)
             recompute = Recompute(site, store, self.statements, self.health)
@@ -340,16 +219,17 @@ class Service:
                 statements=self.statements,
                 health=self.health,
             )
-            self._api = ApiPart(self.app, site.api.host, site.api.port)
+            self._api = ApiPart(self.app, site.api.host, site.api.port, source=site.source)
 
     def describe(self) -> list[str]:
         return self.collectors.describe() if self.collectors is not None else []
 
-    async def start(self) -> int | None:
-        """Listen (when this process serves the API); return the bound port."""
+    async def start(self, sockets: list[socket.socket] | None = None) -> int | None:
+        """Listen (when this process serves the API), on `sockets` when the caller bound them
+        already; return the bound port."""
         if self._api is None or self.app is None:
             return None
-        port = await self._api.start()
+        port = await self._api.start(sockets)
         self.supervisor.add("api", self._api.run)
         self._background.append(asyncio.create_task(_warm(self.app)))  # its end ends nothing
         return port
@@ -380,12 +260,13 @@ async def run_service(site: SiteConfig, *, role: Role, shard: Shard, data_dir: P
     # file is owned by one process, and a second one fails to open it with a clear error.
     stop = asyncio.Event()
     stop_on_signals(stop)
-    store = open_store(site)
+    health = Health()
+    store = open_store(site, health)
     where = site.storage.path if site.storage.backend == "duckdb" else site.storage.influx.url
     say(f"store: {site.storage.backend} {where}")
     service: Service | None = None
     try:
-        service = Service(site, store, data_dir, role=role, shard=shard)
+        service = Service(site, store, data_dir, role=role, shard=shard, health=health)
         for line in service.describe():
             say(line)
         port = await service.start()

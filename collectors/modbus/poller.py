@@ -69,6 +69,7 @@ from core.errors import (
     DeviceTimeout,
     StoreError,
 )
+from core.errors import BadReadings
 from core.quantities import QUANTITIES
 from core.readings import Reading, ReadingBatch
 
@@ -261,6 +262,7 @@ class GatewayPoller:
         self._sink = sink
         self._availability = availability
         self._clock = clock
+        self._not_stored_logged = False
         self._connect_failures = 0
         self._next_connect = 0.0
         self._connected_once = False
@@ -527,13 +529,25 @@ class GatewayPoller:
         if len(batch):
             try:
                 await self._sink(batch)
-            except StoreError as exc:
-                # Neither the store nor its spool took the batch (the spool is full): loud, and
+            except StoreError:
+                # Neither the store nor its spool took the batch (disk full, spool full): the
+                # writer reported the outage to Health, which logs it once; each cycle's loss is
                 # counted. The counters are the truth, so the energy is in the next readings.
                 self._availability.count("readings_not_stored", len(batch))
-                log.error(
-                    "gateway %s: %d readings NOT STORED: %s", self.gateway.id, len(batch), exc
-                )
+                if not self._not_stored_logged:
+                    self._not_stored_logged = True
+                    log.error(
+                        "gateway %s: readings are NOT STORED while the store refuses writes "
+                        "(counted in readings_not_stored)",
+                        self.gateway.id,
+                    )
+            except BadReadings as exc:  # only a clock far off could cause it: counted, logged
+                self._availability.count("readings_not_stored", len(batch))
+                log.error("gateway %s: readings refused: %s", self.gateway.id, exc)
+            else:
+                if self._not_stored_logged:
+                    self._not_stored_logged = False
+                    log.warning("gateway %s: readings are stored again", self.gateway.id)
         return batch
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import PurePath
 from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
@@ -108,8 +109,13 @@ class StorageConfig(_Model):
     """The spool in front of InfluxDB."""
     statements_path: str = ""
     """SQLite file of fitted baselines and monthly statements; empty: beside the store file
-    (`<path>.statements.sqlite`)."""
+    (`<path>.statements.sqlite`), or with InfluxDB beside the spool (`statements.sqlite` in the
+    spool's directory)."""
 
     @property
     def statements_file(self) -> str:
-        return self.statements_path or f"{self.path}.statements.sqlite"
+        if self.statements_path:
+            return self.statements_path
+        if self.backend == "influx":  # `path` is the DuckDB file's, unused: keep our state together
+            return str(PurePath(self.spool.path).with_name("statements.sqlite"))
+        return f"{self.path}.statements.sqlite"
