@@ -459,7 +459,7 @@ def test_cli_fit_and_report(tmp_path: Path, contract: Contract, synthetic, capsy
                 str(site_file),
             ]
         )
-        == 1
+        == 2  # a user error: one line, exit code 2
     )
     with pytest.raises(SystemExit):
         main(
