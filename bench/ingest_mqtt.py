@@ -173,11 +173,11 @@ def collector(
 ) -> None:
     """One collector process: MqttSubscriber -> StoreWriter -> DuckDBStore, ack after commit."""
     from collectors.availability import Availability
-    from storage.deadletters import DeadLetters
     from collectors.mqtt.subscriber import MqttSubscriber
     from collectors.writer import StoreWriter
     from core.config import parse_site
     from core.readings import ReadingBatch
+    from storage.deadletters import DeadLetters
     from storage.duckdb_store import DuckDBStore
 
     site = parse_site(site_dict(port, client_id, shared))

@@ -20,10 +20,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from api.keys import KeyStore, Role
 from collectors.availability import Availability
-from storage.deadletters import DeadLetters
 from collectors.mqtt.subscriber import MqttSubscriber
 from collectors.writer import StoreWriter
 from core.config import parse_site
+from storage.deadletters import DeadLetters
 from storage.duckdb_store import DuckDBStore
 from tests.conftest import free_port
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from storage.deadletters import DeadLetter, DeadLetters, read_dead_letters, record
 from core.config import parse_site
+from storage.deadletters import DeadLetter, DeadLetters, read_dead_letters, record
 from tests.fullfs import fill, small_filesystem
 
 

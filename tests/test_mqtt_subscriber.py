@@ -18,13 +18,13 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from collectors.availability import Availability
-from storage.deadletters import DeadLetters
 from collectors.mqtt.payload import parse_payload
 from collectors.mqtt.subscriber import MqttSubscriber
 from collectors.writer import StoreWriter
 from core.config import parse_site
 from core.errors import StoreError
 from core.readings import Reading, ReadingBatch
+from storage.deadletters import DeadLetters
 from storage.duckdb_store import DuckDBStore
 from tests.fullfs import fill, small_filesystem
 from tests.hostile_payloads import corpus, valid_probe

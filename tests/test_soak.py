@@ -418,7 +418,8 @@ async def _soak(tmp: Path, fs: Path) -> None:
     # /healthz went degraded (naming the store) and came back
     statuses = [code for code, _ in health_seen]
     first_bad = statuses.index(503)
-    assert 200 in statuses[:first_bad] and statuses[-1] == 200
+    assert 200 in statuses[:first_bad]
+    assert statuses[-1] == 200
     assert any("store" in body.get("problems", {}) for code, body in health_seen if code == 503)  # type: ignore[operator]
 
     # misbehaving gateways: a handful of lines, not one a frame; the dropping one still polled

@@ -62,6 +62,7 @@ from collectors.modbus.plan import ReadRequest, plan_reads, split_request
 from collectors.profiles import Profile, get_profile
 from core.config import Gateway, Meter
 from core.errors import (
+    BadReadings,
     BadResponse,
     ConfigError,
     DeviceBusy,
@@ -69,7 +70,6 @@ from core.errors import (
     DeviceTimeout,
     StoreError,
 )
-from core.errors import BadReadings
 from core.quantities import QUANTITIES
 from core.readings import Reading, ReadingBatch
 

@@ -51,7 +51,6 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from collectors.availability import Availability
-from storage.deadletters import DeadLetter, DeadLetters
 from collectors.mqtt.payload import PayloadLimits, parse_payload
 from collectors.mqtt.routing import TopicRouter
 from core.config import PayloadFormat, SiteConfig
@@ -59,6 +58,7 @@ from core.errors import PayloadError, StoreError
 from core.health import Health
 from core.net import parse_mqtt_url
 from core.readings import Reading, ReadingBatch
+from storage.deadletters import DeadLetter, DeadLetters
 
 log = logging.getLogger("epcmon.mqtt")
 
