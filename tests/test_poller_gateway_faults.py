@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 from collectors.availability import Availability
-from collectors.modbus.poller import GatewayPoller
+from collectors.modbus.poller import DROP_RETRIES, GatewayPoller
 from collectors.profiles import get_profile, load_profiles
 from core.config import GatewayFaults, SiteConfig, parse_site
 from core.readings import ReadingBatch
@@ -293,7 +293,7 @@ async def test_with_15_percent_of_connections_dropped_95_percent_of_polls_succee
     assert took < cycles * TIMEOUT_S  # a drop is noticed at once, not after the timeout
 
 
-async def test_a_dropped_request_is_retried_once_on_a_new_connection_without_backoff():
+async def test_a_dropped_request_is_retried_on_a_new_connection_without_backoff():
     profiles = ["chint-dtsu666", "xintai-water"]
     plan = FaultPlan(gateways={"gw": GatewayFaults(drop_rate=1.0)})
     gateway = await start_gateway("gw", profiles, plan)
@@ -304,10 +304,11 @@ async def test_a_dropped_request_is_retried_once_on_a_new_connection_without_bac
         t0 = time.monotonic()
         assert len(await poller.poll_cycle()) == 0
         assert time.monotonic() - t0 < TIMEOUT_S
-        # each meter: its request, dropped; once more on a new connection, dropped again;
+        # each meter: its request, dropped; twice more on a new connection, dropped again;
         # the second meter is asked all the same
-        assert gateway.injected["drop"] == 2 * len(profiles)
-        assert availability.counters["modbus_retries_after_drop"] == len(profiles)
+        tries = 1 + DROP_RETRIES
+        assert gateway.injected["drop"] == tries * len(profiles)
+        assert availability.counters["modbus_retries_after_drop"] == DROP_RETRIES * len(profiles)
         # two cycles lost to the gateway are not yet a meter down; the third is
         assert "gw-U1" not in availability.snapshot()
         await poller.poll_cycle()
@@ -315,7 +316,7 @@ async def test_a_dropped_request_is_retried_once_on_a_new_connection_without_bac
         await poller.poll_cycle()
         assert not availability.snapshot()["gw-U1"].up
         assert "closed the connection" in availability.snapshot()["gw-U1"].last_error
-        assert gateway.injected["drop"] == 3 * 2 * len(profiles)  # never skipped
+        assert gateway.injected["drop"] == 3 * tries * len(profiles)  # never skipped
         gateway.faults = FaultPlan()
         batch = await poller.poll_cycle()  # at once: no connect backoff after drops
         assert {r.meter_id for r in batch} == {"gw-U1", "gw-U2"}
