@@ -31,7 +31,8 @@ check: lint typecheck test
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.store
-	$(BIN)/python -m bench.ingest_mqtt
+	$(BIN)/python -m bench.ingest_mqtt --messages 50000
+	$(BIN)/python -m bench.parse_payload
 	$(BIN)/python -m bench.scale_out
 	$(BIN)/python -m bench.influx
 	$(BIN)/python -m bench.spool_catchup
