@@ -374,3 +374,41 @@ async def test_run_can_be_called_again_after_it_raised():
         poller.client.close()
         await gateway.stop()
     assert {r.meter_id for r in kept[-1]} == {"gw-U1"}
+
+
+async def test_a_gateway_going_away_is_one_line_for_its_meters_and_one_when_back():
+    """Twenty meters behind a gateway that goes away: one line saying so, not twenty, and one
+    when they are back."""
+    profiles = ["chint-dtsu666"] * 20
+    gateway = await start_gateway("gw", profiles, FaultPlan())
+    site = site_with({"gw": (gateway.port, profiles)})
+    availability = Availability()
+    poller = GatewayPoller(site.gateways[0], list(site.meters), Collect(), availability)
+    try:
+        with operator_logging() as records:
+            assert len(await poller.poll_cycle()) > 0
+            await gateway.stop()
+            poller.client.close()
+            await poller.poll_cycle()  # the connect is refused: every meter down at once
+            down = [line for line in lines(records) if "down" in line]
+            assert down == [
+                "epcmon.availability WARNING: 20 meters of gateway gw are down: gateway gw "
+                "unreachable (gw-U1, gw-U2, gw-U3, gw-U4, gw-U5, gw-U6, gw-U7, gw-U8 and 12 more)"
+            ]
+            assert all(not s.up for s in availability.snapshot().values())
+            await poller.poll_cycle()  # still down: nothing more
+            assert [line for line in lines(records) if "down" in line] == down
+            units = [
+                SimulatedUnit(u, get_profile(name), lambda _now, v=plausible_values(name): v)
+                for u, name in enumerate(profiles, start=1)
+            ]
+            gateway = SimulatedGateway(units, clock=now_ms, port=gateway.port, name="gw")
+            await gateway.start()  # back, where it was
+            poller._next_connect = 0.0  # the connect backoff is not what this test is about
+            assert len(await poller.poll_cycle()) > 0
+            back = [line for line in lines(records) if " are back" in line]
+            assert len(back) == 1
+            assert back[0].startswith("epcmon.availability INFO: 20 meters of gateway gw are back")
+    finally:
+        poller.client.close()
+        await gateway.stop()

@@ -493,6 +493,13 @@ class GatewayPoller:
             return ReadingBatch.empty()
         out: list[Reading] = []
         asked = False
+        went_down: dict[str, list[str]] = {}
+        came_back: list[str] = []
+
+        def failed(plan: MeterPlan, reason: str) -> None:
+            if self._availability.failed(plan.meter_id, reason, quiet=True):
+                went_down.setdefault(reason, []).append(plan.meter_id)
+
         # Units that missed their last poll go last: on a serialised connection a probe that
         # times out would otherwise delay every answer after it, and with it the timestamps
         # (and the cadence) of the live meters behind it. Stable: the order is otherwise kept.
@@ -503,7 +510,7 @@ class GatewayPoller:
             try:
                 out += await self.poll_meter(plan)
             except GatewayUnreachable as exc:
-                self._availability.failed(plan.meter_id, str(exc))
+                failed(plan, str(exc))
                 continue
             except (ConnectionDropped, BadFrame) as exc:
                 # the gateway's fault: the unit is not probed less often for it, and is
@@ -512,7 +519,7 @@ class GatewayPoller:
                 plan.gateway_misses += 1
                 self._availability.count("modbus_errors")
                 if plan.gateway_misses >= GATEWAY_FAULTS_BEFORE_DOWN:
-                    self._availability.failed(plan.meter_id, f"gateway {self.gateway.id}: {exc}")
+                    failed(plan, f"gateway {self.gateway.id}: {exc}")
                 continue
             except DeviceError as exc:
                 asked = True
@@ -521,13 +528,18 @@ class GatewayPoller:
                 plan.skip_cycles = min(
                     2 ** min(plan.misses - 1, 8) - 1, MAX_PROBE_SPACING_S // plan.interval_s
                 )
-                self._availability.failed(plan.meter_id, str(exc))
+                failed(plan, str(exc))
                 self._availability.count("modbus_errors")
                 continue
             asked = True
             plan.misses = 0
             plan.gateway_misses = 0
-            self._availability.ok(plan.meter_id, int(self._clock() * 1000))
+            if (
+                self._availability.ok(plan.meter_id, int(self._clock() * 1000), quiet=True)
+                is not None
+            ):
+                came_back.append(plan.meter_id)
+        self._availability.log_changes(went_down, came_back, f"gateway {self.gateway.id}")
         if asked and (episode := self.episodes.cycle_done()) is not None:
             log.info("%s behaves again: %s", self._where, episode.summary())
         batch = ReadingBatch.from_readings(out)
