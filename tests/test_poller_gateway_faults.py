@@ -398,9 +398,10 @@ async def test_a_gateway_going_away_is_one_line_for_its_meters_and_one_when_back
             assert all(not s.up for s in availability.snapshot().values())
             await poller.poll_cycle()  # still down: nothing more
             assert [line for line in lines(records) if "down" in line] == down
+            values = plausible_values(profiles[0])
             units = [
-                SimulatedUnit(u, get_profile(name), lambda _now, v=plausible_values(name): v)
-                for u, name in enumerate(profiles, start=1)
+                SimulatedUnit(u, get_profile(profiles[0]), lambda _now: values)
+                for u in range(1, len(profiles) + 1)
             ]
             gateway = SimulatedGateway(units, clock=now_ms, port=gateway.port, name="gw")
             await gateway.start()  # back, where it was
