@@ -1,49 +1,56 @@
-"""A contract's baseline, savings and monthly statements: what the vendor is paid from.
+"""A contract's savings and monthly statements: what the vendor is paid from.
 
-    fit_baseline(site, contract_id, store)            -> Baseline   (model + findings)
+    fit_baseline(site, contract_id, store)            -> Baseline   (model + findings; baseline.py)
     compute_savings(site, contract_id, store, ...)    -> SavingsResult (per day, month, year, total)
     statement(site, contract_id, store, month, ...)   -> Statement  (one month, year to date,
-                                                         cumulative; money, carbon, guarantee)
-    recompute(statement_dict)                         -> Statement  (from the stored JSON only)
+                                                         cumulative; money by the hour, carbon,
+                                                         the guarantee on both bases)
+    recompute(record)                                 -> Statement  (from the record alone)
+    verify(record)                                    -> None, or the first difference
 
-A statement carries everything needed to recompute it without the store: the fitted model's
-JSON, the contract as configured, and the reporting-period inputs (per day: temperature, day
-type, actual, whether interpolated, tariff-period shares; per hour for an hourly model).
-`recompute()` runs the same pure evaluation on them and must give the same numbers; the inputs
-digest tells whether the store's data still agree with what the statement used.
+A statement carries everything needed to recompute it without the store (`record.py`): the
+fitted model's JSON, the contract as configured, and the reporting-period inputs. `recompute()`
+runs the same pure evaluation on them and must give the same numbers; the inputs digest tells
+whether the store's data still agree with what the statement used.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from core.config import Contract, SiteConfig, contract_weather_station
+from core.config import Contract, SiteConfig, UtilityName
 from core.errors import InsufficientData
-from processing import economics, sufficiency
-from processing.frames import (
-    DAY_TYPES,
-    BoolArray,
-    DailyData,
-    FloatArray,
-    HourlyData,
-    local_day_edges_ms,
+from processing import economics, pricing, sufficiency
+from processing.baseline import (
+    Baseline,
+    fit_baseline,
+    fit_baseline_from_usage,
+    load,
+    terms_of,
+    uncovered,
 )
+from processing.frames import DAY_TYPES, DailyData, FloatArray, local_day_edges_ms
 from processing.models import (
-    BaselineModel,
+    ContractModel,
     DailyChangePointModel,
-    DailySettings,
-    HourlySettings,
     HourlyTOWTModel,
+    entry_of,
     model_from_dict,
+)
+from processing.pricing import fit_profile
+from processing.record import (
+    PRICING_HOURLY,
+    PRICING_LEGACY,
+    SOFTWARE,
+    Statement,
+    StatementInputs,
+    first_difference,
 )
 from processing.savings import (
     DailySavings,
@@ -57,187 +64,10 @@ from processing.savings import (
     typical_year,
 )
 from processing.sufficiency import Finding, Severity
-from processing.usage import QUANTITY_OF_UTILITY, Usage, load_usage
+from processing.usage import Usage
 from storage.base import TimeSeriesStore
 
-Utility = Literal["electricity", "water"]
-UNIT = {"electricity": "kWh", "water": "m3"}
-SOFTWARE = "epcmon-processing/1"
-
-
-# -- baselines -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Baseline:
-    """A fitted baseline and what was found about its data."""
-
-    contract_id: str
-    utility: Utility
-    model: BaselineModel
-    findings: tuple[Finding, ...]
-    start: date
-    end: date
-    temperature_range: tuple[float, float]
-    inputs_digest: str
-    fitted_at: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "contract_id": self.contract_id,
-            "utility": self.utility,
-            "model": self.model.to_dict(),
-            "findings": [f.to_dict() for f in self.findings],
-            "start": self.start.isoformat(),
-            "end": self.end.isoformat(),
-            "temperature_range": list(self.temperature_range),
-            "inputs_digest": self.inputs_digest,
-            "fitted_at": self.fitted_at,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Baseline:
-        lo, hi = data["temperature_range"]
-        return cls(
-            contract_id=data["contract_id"],
-            utility=data["utility"],
-            model=model_from_dict(data["model"]),
-            findings=tuple(Finding.from_dict(f) for f in data["findings"]),
-            start=date.fromisoformat(data["start"]),
-            end=date.fromisoformat(data["end"]),
-            temperature_range=(float(lo), float(hi)),
-            inputs_digest=data["inputs_digest"],
-            fitted_at=data["fitted_at"],
-        )
-
-
-def _meters(contract: Contract, utility: Utility) -> tuple[str, ...]:
-    meters = contract.meters if utility == "electricity" else contract.water_meters
-    if not meters:
-        raise InsufficientData(f"contract {contract.id!r} has no {utility} boundary")
-    return meters
-
-
-def _load(
-    site: SiteConfig,
-    contract: Contract,
-    store: TimeSeriesStore,
-    utility: Utility,
-    start: date,
-    end: date,
-) -> Usage:
-    return load_usage(
-        store,
-        meters=_meters(contract, utility),
-        quantity=QUANTITY_OF_UTILITY[utility],
-        weather_station=contract_weather_station(site, contract),
-        start=start,
-        end=end,
-        tz=site.site.timezone,
-        day_type=site.work_calendar.day_type,
-        max_gap_ms=contract.baseline.max_gap_minutes * 60_000,
-    )
-
-
-def fit_baseline_from_usage(
-    contract: Contract,
-    usage: Usage,
-    *,
-    utility: Utility = "electricity",
-    model: Literal["daily", "hourly"] | None = None,
-    day_types: Literal["calendar", "weekday", "none"] | None = None,
-    uncovered_years: tuple[int, ...] = (),
-    fitted_at: str | None = None,
-) -> Baseline:
-    """Fit the contract's baseline model on usage of its baseline period (pure)."""
-    kind = model or contract.baseline.model
-    modes = day_types or contract.baseline.day_types
-    start, end = contract.baseline_start, contract.baseline_end
-    daily = usage.daily.between(start, end)
-    in_period = (usage.daily.day >= np.datetime64(start)) & (usage.daily.day < np.datetime64(end))
-    d_est = usage.daily_estimated[in_period]
-    findings = sufficiency.baseline_data(daily, start=start, end=end, estimated=d_est.tolist())
-    findings += sufficiency.counter_events(usage.events)
-    findings += sufficiency.calendar_coverage(uncovered_years)
-    fit_daily = daily.with_energy(np.where(d_est, np.nan, daily.energy))
-    fitted: BaselineModel
-    if kind == "daily":
-        fitted = DailyChangePointModel(
-            DailySettings(day_types=modes, cap_n_eff=contract.baseline.cap_n_eff)
-        ).fit(fit_daily)
-        residuals = fit_daily.energy - fitted.predict(fit_daily)
-        days = daily.day
-        t = fit_daily.temperature[fit_daily.valid]
-    else:
-        hourly = usage.hourly.between(start, end)
-        h_sel = (usage.hourly.day >= np.datetime64(start)) & (usage.hourly.day < np.datetime64(end))
-        fit_hourly = hourly.with_energy(
-            np.where(usage.hourly_estimated[h_sel], np.nan, hourly.energy)
-        )
-        fitted = HourlyTOWTModel(
-            HourlySettings(
-                day_types="weekday" if modes == "weekday" else "calendar",
-                cap_n_eff=contract.baseline.cap_n_eff,
-            )
-        ).fit(fit_hourly)
-        predicted = fitted.predict(fit_hourly)
-        months = [str(d)[:7] for d in fit_hourly.day]
-        findings += sufficiency.monthly_nmbe(months, fit_hourly.energy, predicted)
-        # outliers judged per day on the hourly model's daily sums
-        day_pred = DailyData(daily.day, daily.temperature, daily.day_type, np.zeros(len(daily)))
-        residuals = _daily_sums(fit_hourly, predicted, day_pred)
-        days = daily.day
-        t = fit_hourly.temperature[fit_hourly.valid]
-    assert fitted.stats is not None
-    findings += sufficiency.fit_quality(fitted.stats, fitted.GRANULARITY)
-    findings += sufficiency.outliers(days, residuals)
-    return Baseline(
-        contract_id=contract.id,
-        utility=utility,
-        model=fitted,
-        findings=tuple(findings),
-        start=start,
-        end=end,
-        temperature_range=(float(t.min()), float(t.max())) if len(t) else (math.nan, math.nan),
-        inputs_digest=usage.digest(),
-        fitted_at=fitted_at or datetime.now(UTC).isoformat(timespec="seconds"),
-    )
-
-
-def _daily_sums(hourly: HourlyData, predicted: FloatArray, daily: DailyData) -> FloatArray:
-    idx = np.searchsorted(daily.day, hourly.day)
-    diff = hourly.energy - predicted
-    ok = np.isfinite(diff)
-    sums = np.bincount(idx[ok], weights=diff[ok], minlength=len(daily))
-    bad = np.bincount(idx[~ok], minlength=len(daily))
-    return np.where(bad == 0, sums, np.nan)
-
-
-def _uncovered(site: SiteConfig, start: date, end: date) -> tuple[int, ...]:
-    return tuple(site.work_calendar.uncovered_years(range(start.year, end.year + 1)))
-
-
-def fit_baseline(
-    site: SiteConfig,
-    contract_id: str,
-    store: TimeSeriesStore,
-    *,
-    utility: Utility = "electricity",
-    model: Literal["daily", "hourly"] | None = None,
-    day_types: Literal["calendar", "weekday", "none"] | None = None,
-) -> Baseline:
-    """Read the baseline period from the store and fit the contract's baseline model."""
-    contract = site.contract(contract_id)
-    usage = _load(site, contract, store, utility, contract.baseline_start, contract.baseline_end)
-    return fit_baseline_from_usage(
-        contract,
-        usage,
-        utility=utility,
-        model=model,
-        day_types=day_types,
-        uncovered_years=_uncovered(site, contract.baseline_start, contract.baseline_end),
-    )
-
+Utility = UtilityName  # the name other modules import from here
 
 # -- savings ---------------------------------------------------------------------------------
 
@@ -247,7 +77,7 @@ class SavingsResult:
     """Avoided energy of a contract's boundary per day, month, contract year and in total."""
 
     contract_id: str
-    utility: Utility
+    utility: UtilityName
     unit: str
     baseline: Baseline
     daily: DailySavings
@@ -313,7 +143,7 @@ def savings_from_usage(
     return SavingsResult(
         contract_id=contract.id,
         utility=utility,
-        unit=UNIT[utility],
+        unit=terms_of(contract, utility).unit,
         baseline=baseline,
         daily=ds,
         months=months,
@@ -328,7 +158,7 @@ def compute_savings(
     contract_id: str,
     store: TimeSeriesStore,
     *,
-    utility: Utility = "electricity",
+    utility: UtilityName = "electricity",
     start: date | None = None,
     end: date | None = None,
     baseline: Baseline | None = None,
@@ -345,194 +175,18 @@ def compute_savings(
     last = _reporting_end(contract, end, _local_today(site))
     if last <= first:
         raise InsufficientData(f"no reporting days between {first} and {last}")
-    usage = _load(site, contract, store, utility, first, last)
+    usage = load(site, contract, store, utility, first, last)
     return savings_from_usage(
         contract,
         baseline,
         usage,
         start=first,
         end=last,
-        uncovered_years=_uncovered(site, first, last),
+        uncovered_years=uncovered(site, first, last),
     )
 
 
 # -- statements ------------------------------------------------------------------------------
-
-
-def _floats(a: FloatArray) -> list[float | None]:
-    return [None if not math.isfinite(v) else float(v) for v in a.tolist()]
-
-
-def _unfloats(values: list[float | None]) -> FloatArray:
-    return np.array([math.nan if v is None else v for v in values], dtype=np.float64)
-
-
-@dataclass(frozen=True, slots=True)
-class StatementInputs:
-    """The reporting-period data a statement was computed from (all it needs to recompute)."""
-
-    daily: DailyData
-    estimated: BoolArray
-    shares: FloatArray  # (days, 4) tariff-period shares of each day's consumption
-    hourly: HourlyData | None  # only for an hourly model
-    typical_temperature: FloatArray | None = None  # 365 typical-year means, for normalised savings
-
-    def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {
-            "daily": {
-                "day": [str(x) for x in self.daily.day],
-                "temperature": _floats(self.daily.temperature),
-                "day_type": [DAY_TYPES[c].value for c in self.daily.day_type],
-                "actual": _floats(self.daily.energy),
-                "estimated": [bool(x) for x in self.estimated],
-            },
-            "shares": [[float(v) for v in row] for row in self.shares],
-            "hourly": None,
-            "typical_temperature": None
-            if self.typical_temperature is None
-            else _floats(self.typical_temperature),
-        }
-        if self.hourly is not None:
-            h = self.hourly
-            d["hourly"] = {
-                "ts_ms": [int(x) for x in h.ts_ms],
-                "hour_of_week": [int(x) for x in h.hour_of_week],
-                "day": [str(x) for x in h.day],
-                "day_type": [int(x) for x in h.day_type],
-                "temperature": _floats(h.temperature),
-                "actual": _floats(h.energy),
-            }
-        return d
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> StatementInputs:
-        codes = {t.value: i for i, t in enumerate(DAY_TYPES)}
-        dd = data["daily"]
-        daily = DailyData(
-            np.array(dd["day"], dtype="datetime64[D]"),
-            _unfloats(dd["temperature"]),
-            np.array([codes[t] for t in dd["day_type"]], dtype=np.int64),
-            _unfloats(dd["actual"]),
-        )
-        hourly = None
-        if data["hourly"] is not None:
-            hd = data["hourly"]
-            hourly = HourlyData(
-                np.array(hd["ts_ms"], dtype=np.int64),
-                np.array(hd["hour_of_week"], dtype=np.int64),
-                np.array(hd["day"], dtype="datetime64[D]"),
-                np.array(hd["day_type"], dtype=np.int64),
-                _unfloats(hd["temperature"]),
-                _unfloats(hd["actual"]),
-            )
-        typical = data.get("typical_temperature")
-        return cls(
-            daily,
-            np.array(dd["estimated"], dtype=bool),
-            np.array(data["shares"], dtype=np.float64).reshape(-1, 4),
-            hourly,
-            None if typical is None else _unfloats(typical),
-        )
-
-    def digest(self) -> str:
-        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()
-
-
-@dataclass(frozen=True, slots=True)
-class Statement:
-    """One month's verified savings of one boundary of a contract, with its provenance."""
-
-    contract_id: str
-    utility: Utility
-    unit: str
-    month: str
-    month_savings: PeriodSavings
-    year_to_date: PeriodSavings
-    cumulative: PeriodSavings
-    money: dict[str, economics.Money]  # "month", "year_to_date", "cumulative"
-    carbon_t: dict[str, float]
-    guarantee: economics.GuaranteeStatus | None
-    normalised: float | None
-    findings: tuple[Finding, ...]
-    model: dict[str, Any]
-    contract: dict[str, Any]
-    inputs: StatementInputs
-    inputs_digest: str
-    created_at: str
-    software: str = SOFTWARE
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def periods(self) -> tuple[tuple[str, PeriodSavings], ...]:
-        return (
-            ("month", self.month_savings),
-            ("year_to_date", self.year_to_date),
-            ("cumulative", self.cumulative),
-        )
-
-    def numbers(self) -> dict[str, Any]:
-        """Every figure of the statement (what `recompute` must reproduce)."""
-        out: dict[str, Any] = {}
-        for key, p in self.periods:
-            out[key] = p.to_dict()
-            out[key]["carbon_t"] = self.carbon_t.get(key, 0.0)
-            if key in self.money:
-                out[key]["money"] = self.money[key].to_dict()
-        out["guarantee"] = None if self.guarantee is None else self.guarantee.to_dict()
-        out["normalised"] = self.normalised
-        return out
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "contract_id": self.contract_id,
-            "utility": self.utility,
-            "unit": self.unit,
-            "month": self.month,
-            "numbers": self.numbers(),
-            "findings": [f.to_dict() for f in self.findings],
-            "model": self.model,
-            "contract": self.contract,
-            "inputs": self.inputs.to_dict(),
-            "inputs_digest": self.inputs_digest,
-            "created_at": self.created_at,
-            "software": self.software,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Statement:
-        nums = data["numbers"]
-        money = {
-            k: economics.Money.from_dict(nums[k]["money"])
-            for k in nums
-            if isinstance(nums[k], dict) and "money" in nums[k]
-        }
-        return cls(
-            contract_id=data["contract_id"],
-            utility=data["utility"],
-            unit=data["unit"],
-            month=data["month"],
-            month_savings=_period(nums["month"]),
-            year_to_date=_period(nums["year_to_date"]),
-            cumulative=_period(nums["cumulative"]),
-            money=money,
-            carbon_t={k: nums[k]["carbon_t"] for k in ("month", "year_to_date", "cumulative")},
-            guarantee=None
-            if nums["guarantee"] is None
-            else economics.GuaranteeStatus.from_dict(nums["guarantee"]),
-            normalised=nums["normalised"],
-            findings=tuple(Finding.from_dict(f) for f in data["findings"]),
-            model=data["model"],
-            contract=data["contract"],
-            inputs=StatementInputs.from_dict(data["inputs"]),
-            inputs_digest=data["inputs_digest"],
-            created_at=data["created_at"],
-            software=data["software"],
-        )
-
-
-def _period(d: dict[str, Any]) -> PeriodSavings:
-    return PeriodSavings.from_dict({k: v for k, v in d.items() if k not in ("carbon_t", "money")})
 
 
 def parse_month(month: str) -> date:
@@ -543,16 +197,51 @@ def parse_month(month: str) -> date:
     return first
 
 
+@dataclass(frozen=True, slots=True)
+class Figures:
+    """A statement's figures, as `evaluate` computes them from a record's parts."""
+
+    periods: dict[str, PeriodSavings]
+    money: dict[str, economics.Money]
+    carbon: dict[str, float]
+    energy_kwh: dict[str, float]
+    guarantee: economics.GuaranteeStatus | None
+    normalised: float | None
+    pricing: str
+
+
+def _kwh_by_period(
+    contract: Contract, model: ContractModel, inputs: StatementInputs, ds: DailySavings
+) -> FloatArray | None:
+    """(days, 4) avoided kWh per tariff period, hour by hour (`pricing.py`); None for a
+    record made before the hourly pricing (it has no baseline shape)."""
+    assert contract.tariff is not None
+    tariff, days = contract.tariff, inputs.daily.day
+    if entry_of(model).hourly_inputs:
+        if inputs.hourly is None:
+            raise ValueError("an hourly model's record needs its hourly inputs")
+        predicted = model.predict(inputs.hourly)  # type: ignore[arg-type]
+        shares, complete = pricing.hourly_shares(days, inputs.hourly, predicted, tariff)
+        base = np.where(complete[:, None], shares, pricing.hours_shares(days, tariff))
+    elif inputs.profile is not None:
+        base = pricing.profile_shares(inputs.profile, days, inputs.daily.day_type, tariff)
+    else:
+        return None
+    actual = np.where(np.isfinite(inputs.shares), inputs.shares, base)
+    return pricing.avoided_by_period(ds.adjusted_baseline, ds.actual, base, actual, ds.used)
+
+
 def evaluate(
     contract: Contract,
-    model: BaselineModel,
+    model: ContractModel,
     inputs: StatementInputs,
     month: str,
-    utility: Utility,
-) -> dict[str, Any]:
+    utility: str,
+) -> Figures:
     """The statement's figures from a model, the contract and the inputs (pure; shared by
     `statement` and `recompute`)."""
     assert model.stats is not None
+    terms = terms_of(contract, utility)
     first = parse_month(month)
     month_end = next_month(first)
     if contract.reporting_end is not None:
@@ -573,20 +262,30 @@ def evaluate(
             ds, model.stats, gran, label="cumulative", start=start, end=month_end
         ),
     }
+    priced = terms.time_of_use and contract.tariff is not None
+    by_period = _kwh_by_period(contract, model, inputs, ds) if priced else None
+    prices = economics.period_prices(ds.day, contract.tariff) if contract.tariff else None
     money: dict[str, economics.Money] = {}
     carbon: dict[str, float] = {}
+    energy_kwh: dict[str, float] = {}
     for key, p in periods.items():
         sel = (ds.day >= np.datetime64(p.start)) & (ds.day < np.datetime64(p.end)) & ds.used
-        avoided = np.where(sel, ds.avoided, 0.0)
-        if contract.tariff is not None:
-            if utility == "electricity":
-                prices = economics.period_prices(ds.day, contract.tariff)
-                money[key] = economics.value(avoided, inputs.shares, prices, contract.vendor_share)
-            else:
-                money[key] = economics.water_value(
-                    p.avoided, contract.tariff, contract.vendor_share
+        if priced and prices is not None:
+            if by_period is None:
+                avoided = np.where(sel, ds.avoided, 0.0)
+                money[key] = economics.value_shares(
+                    avoided, inputs.shares, prices, contract.vendor_share
                 )
-        carbon[key] = economics.carbon_t(p.avoided, contract) if utility == "electricity" else 0.0
+            else:
+                kwh = np.where(sel[:, None], by_period, 0.0)
+                money[key] = economics.value(kwh, prices, contract.vendor_share)
+        elif not terms.time_of_use:
+            value = economics.flat_value(p.avoided, terms, contract.vendor_share)
+            if value is not None:
+                money[key] = value
+        carbon[key] = economics.carbon_t(p.avoided, terms)
+        if terms.kwh_per_unit is not None and terms.unit != "kWh":
+            energy_kwh[key] = p.avoided * terms.kwh_per_unit
     guarantee = None
     if utility == "electricity" and contract.guarantee is not None:
         ytd = periods["year_to_date"]
@@ -599,6 +298,7 @@ def evaluate(
             through=month_end,
             achieved_kwh=ytd.avoided,
             average_price=price,
+            u90=ytd.u90,
         )
     normalised = None
     if (
@@ -607,13 +307,13 @@ def evaluate(
         and isinstance(model, DailyChangePointModel)
     ):
         normalised = _normalised(model, inputs, month_end)
-    return {
-        "periods": periods,
-        "money": money,
-        "carbon": carbon,
-        "guarantee": guarantee,
-        "normalised": normalised,
-    }
+    if not terms.time_of_use:
+        method = f"one price per {terms.unit}" if terms.price is not None else "no price"
+    elif contract.tariff is None:
+        method = "no tariff"
+    else:
+        method = PRICING_LEGACY if by_period is None else PRICING_HOURLY
+    return Figures(periods, money, carbon, energy_kwh, guarantee, normalised, method)
 
 
 def _normalised(
@@ -648,38 +348,36 @@ def statement_from_usage(
     history: DailyData | None = None,
     findings: tuple[Finding, ...] = (),
     created_at: str | None = None,
+    calendar: str = "",
 ) -> Statement:
     """The month's statement from the reporting usage (reporting start through the month)."""
     utility = baseline.utility
     first = parse_month(month)
-    if next_month(first) <= contract.reporting_start:
-        raise InsufficientData(
-            f"{month} is before the reporting period ({contract.reporting_start})"
-        )
-    month_end = next_month(first)
-    if contract.reporting_end is not None:
-        month_end = min(month_end, contract.reporting_end)
+    month_end = _month_end(contract, month)
     start = contract.reporting_start
     daily = usage.daily.between(start, month_end)
     sel = (usage.daily.day >= np.datetime64(start)) & (usage.daily.day < np.datetime64(month_end))
     hourly_all = usage.hourly.between(start, month_end)
-    shares = (
-        economics.period_shares(daily.day, hourly_all, contract.tariff)
-        if contract.tariff is not None
-        else np.zeros((len(daily), 4))
-    )
+    shares = np.zeros((len(daily), 4))
+    if contract.tariff is not None and terms_of(contract, utility).time_of_use:
+        # NaN rows: days without every hour; `evaluate` spreads them like the baseline
+        shares = pricing.period_shares(
+            daily.day, hourly_all, contract.tariff, np.full((len(daily), 4), np.nan)
+        )
     typical = None
     if contract.statements.normalised and history is not None:
         typical = typical_year(history, 2001, lambda d: DAY_TYPES[0]).temperature  # a 365-day year
+    hourly_model = entry_of(baseline.model).hourly_inputs
     inputs = StatementInputs(
         daily=daily,
         estimated=usage.daily_estimated[sel],
         shares=shares,
-        hourly=hourly_all if isinstance(baseline.model, HourlyTOWTModel) else None,
+        hourly=hourly_all if hourly_model else None,
         typical_temperature=typical,
+        profile=None if hourly_model else baseline.profile,
     )
     figures = evaluate(contract, baseline.model, inputs, month, utility)
-    periods: dict[str, PeriodSavings] = figures["periods"]
+    periods = figures.periods
     found = list(baseline.findings) + list(findings)
     found += sufficiency.temperature_range(
         *baseline.temperature_range, daily.between(first, month_end)
@@ -699,24 +397,59 @@ def statement_from_usage(
                 {"missing": missing, "days": periods["month"].days},
             )
         )
-    return Statement(
-        contract_id=contract.id,
-        utility=utility,
-        unit=UNIT[utility],
-        month=month,
-        month_savings=periods["month"],
-        year_to_date=periods["year_to_date"],
-        cumulative=periods["cumulative"],
-        money=figures["money"],
-        carbon_t=figures["carbon"],
-        guarantee=figures["guarantee"],
-        normalised=figures["normalised"],
+    return _statement(
+        contract.id,
+        utility,
+        terms_of(contract, utility).unit,
+        month,
+        figures,
         findings=tuple(found),
         model=baseline.model.to_dict(),
         contract=contract.model_dump(mode="json"),
         inputs=inputs,
-        inputs_digest=inputs.digest(),
         created_at=created_at or datetime.now(UTC).isoformat(timespec="seconds"),
+        calendar=calendar,
+    )
+
+
+def _statement(
+    contract_id: str,
+    utility: UtilityName,
+    unit: str,
+    month: str,
+    figures: Figures,
+    *,
+    findings: tuple[Finding, ...],
+    model: dict[str, Any],
+    contract: dict[str, Any],
+    inputs: StatementInputs,
+    created_at: str,
+    calendar: str,
+    software: str = SOFTWARE,
+) -> Statement:
+    periods = figures.periods
+    return Statement(
+        contract_id=contract_id,
+        utility=utility,
+        unit=unit,
+        month=month,
+        month_savings=periods["month"],
+        year_to_date=periods["year_to_date"],
+        cumulative=periods["cumulative"],
+        money=figures.money,
+        carbon_t=figures.carbon,
+        guarantee=figures.guarantee,
+        normalised=figures.normalised,
+        findings=findings,
+        model=model,
+        contract=contract,
+        inputs=inputs,
+        inputs_digest=inputs.digest(),
+        created_at=created_at,
+        software=software,
+        energy_kwh=figures.energy_kwh,
+        pricing=figures.pricing,
+        calendar=calendar,
     )
 
 
@@ -731,6 +464,22 @@ def _month_end(contract: Contract, month: str) -> date:
     return end
 
 
+def _with_profile(
+    site: SiteConfig, contract: Contract, store: TimeSeriesStore, baseline: Baseline
+) -> Baseline:
+    """A daily baseline stored before baselines kept their hourly profile gets one from the
+    baseline period's data (the model itself is not refitted)."""
+    if baseline.profile is not None or entry_of(baseline.model).hourly_inputs:
+        return baseline
+    usage = load(site, contract, store, baseline.utility, baseline.start, baseline.end)
+    profile = fit_profile(usage.hourly, usage.hourly_estimated)
+    return Baseline(
+        baseline.contract_id, baseline.utility, baseline.model, baseline.findings,
+        baseline.start, baseline.end, baseline.temperature_range, baseline.inputs_digest,
+        baseline.fitted_at, profile,
+    )  # fmt: skip
+
+
 def statements(
     site: SiteConfig,
     contract_id: str,
@@ -738,7 +487,7 @@ def statements(
     months: Sequence[str],
     *,
     baseline: Baseline | None = None,
-    utility: Utility = "electricity",
+    utility: UtilityName = "electricity",
 ) -> list[Statement]:
     """The statements of several months (YYYY-MM) from one read of the store; each sees only
     the data up to its own month's end, so it equals `statement()` of that month."""
@@ -748,12 +497,14 @@ def statements(
     ends = [_month_end(contract, m) for m in months]
     if not ends:
         return []
+    baseline = _with_profile(site, contract, store, baseline)
     start = contract.reporting_start
-    usage = _load(site, contract, store, utility, start, max(ends))
+    usage = load(site, contract, store, utility, start, max(ends))
     history = None
     if contract.statements.normalised:
-        history = _load(site, contract, store, utility, contract.baseline_start, max(ends)).daily
+        history = load(site, contract, store, utility, contract.baseline_start, max(ends)).daily
     tz = site.site.timezone
+    calendar = site.work_calendar.describe()
     out = []
     for month, end in zip(months, ends, strict=True):
         end_ms = int(local_day_edges_ms(end, end, tz)[0])
@@ -762,7 +513,7 @@ def statements(
             for meter, evs in usage.events.items()
         }
         extra = sufficiency.counter_events(events) + sufficiency.calendar_coverage(
-            _uncovered(site, start, end)
+            uncovered(site, start, end)
         )
         out.append(
             statement_from_usage(
@@ -772,6 +523,7 @@ def statements(
                 month,
                 history=None if history is None else history.between(contract.baseline_start, end),
                 findings=tuple(extra),
+                calendar=calendar,
             )
         )
     return out
@@ -809,7 +561,7 @@ def statement(
     month: str,
     *,
     baseline: Baseline | None = None,
-    utility: Utility = "electricity",
+    utility: UtilityName = "electricity",
 ) -> Statement:
     """The monthly statement of `month` (YYYY-MM), read from the store. Refuses a month that
     has not ended and one without data (`InsufficientData`)."""
@@ -820,36 +572,44 @@ def statement(
 
 
 def recompute(stored: dict[str, Any]) -> Statement:
-    """The statement recomputed from its stored JSON alone (model, contract, inputs)."""
+    """The statement recomputed from its record alone (model, contract, inputs)."""
     original = Statement.from_dict(stored)
     contract = Contract.model_validate(original.contract)
     model = model_from_dict(original.model)
+    if not isinstance(model, DailyChangePointModel | HourlyTOWTModel):
+        raise ValueError(f"{model.KIND} is not a contract baseline model")
     figures = evaluate(contract, model, original.inputs, original.month, original.utility)
-    periods = figures["periods"]
-    return Statement(
-        contract_id=original.contract_id,
-        utility=original.utility,
-        unit=original.unit,
-        month=original.month,
-        month_savings=periods["month"],
-        year_to_date=periods["year_to_date"],
-        cumulative=periods["cumulative"],
-        money=figures["money"],
-        carbon_t=figures["carbon"],
-        guarantee=figures["guarantee"],
-        normalised=figures["normalised"],
+    return _statement(
+        original.contract_id,
+        original.utility,
+        original.unit,
+        original.month,
+        figures,
         findings=original.findings,
         model=original.model,
         contract=original.contract,
         inputs=original.inputs,
-        inputs_digest=original.inputs.digest(),
         created_at=original.created_at,
+        calendar=original.calendar,
         software=original.software,
     )
 
 
+def verify(record: dict[str, Any]) -> str | None:
+    """Recompute a statement from its record alone and compare: None when every figure and
+    the inputs digest agree, else the first difference (`record.first_difference`)."""
+    again = recompute(record)
+    if again.inputs_digest != record.get("inputs_digest"):
+        return (
+            f"inputs_digest: {record.get('inputs_digest')!r} in the file, the inputs in it "
+            f"digest to {again.inputs_digest!r} (the inputs were changed)"
+        )
+    return first_difference({"numbers": record["numbers"]}, {"numbers": again.numbers()})
+
+
 __all__ = [
     "Baseline",
+    "Figures",
     "SavingsResult",
     "Statement",
     "StatementInputs",
@@ -859,9 +619,11 @@ __all__ = [
     "evaluate",
     "fit_baseline",
     "fit_baseline_from_usage",
+    "parse_month",
     "recompute",
     "savings_from_usage",
     "statement",
     "statement_from_usage",
     "statements",
+    "verify",
 ]

@@ -1,62 +1,34 @@
 """What avoided energy is worth: tariffs, the vendor's share, guarantees, carbon.
 
-Time-of-use: the avoided kWh of a day are split over the tariff's periods in proportion to
-the day's *actual* consumption in each period (from the hourly counters; a day without hourly
-data is split by the number of hours in each period), then priced at each period's price for
-that month. Pure functions of arrays and the validated `Tariff`.
+Electricity: the avoided kWh of each day in each time-of-use period (`pricing.py`: hour by
+hour, baseline minus actual) priced at that period's price in that month. Water, gas and
+delivered heat: one price per unit. Pure functions of arrays and the validated contract.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from datetime import date
 from typing import Any
 
 import numpy as np
 
-from core.config import Contract, Tariff
-from processing.frames import DayArray, FloatArray, HourlyData
-
-PERIODS = ("sharp", "peak", "flat", "valley")
-
-
-def period_shares(days: DayArray, hourly: HourlyData | None, tariff: Tariff) -> FloatArray:
-    """(days, 4): the share of each day's consumption in sharp/peak/flat/valley."""
-    table = tariff.period_table()
-    month = (days.astype("datetime64[M]").astype(np.int64) % 12).astype(np.int64)
-    code = np.array([[PERIODS.index(p) for p in row] for row in table], dtype=np.int64)  # (12, 24)
-    by_hours = np.zeros((len(days), 4))
-    for j in range(4):
-        by_hours[:, j] = (code[month] == j).sum(axis=1) / 24.0
-    if hourly is None or len(hourly) == 0:
-        return by_hours
-    idx = np.searchsorted(days, hourly.day)
-    inside = (idx < len(days)) & (days[np.clip(idx, 0, len(days) - 1)] == hourly.day)
-    h_month = (hourly.day.astype("datetime64[M]").astype(np.int64) % 12).astype(np.int64)
-    h_code = code[h_month, hourly.hour]
-    e = hourly.energy
-    ok = inside & np.isfinite(e)
-    sums = np.zeros((len(days), 4))
-    np.add.at(sums, (idx[ok], h_code[ok]), e[ok])
-    hours_known = np.bincount(idx[ok], minlength=len(days))
-    hours_all = np.bincount(idx[inside], minlength=len(days))
-    total = sums.sum(axis=1)
-    complete = (hours_known == hours_all) & (hours_all > 0) & (total > 0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        shares = sums / total[:, None]
-    return np.where(complete[:, None], shares, by_hours)
+from core.config import Contract, Tariff, UtilityTerms
+from processing.frames import DayArray, FloatArray
+from processing.pricing import PERIODS, month_index
+from processing.stats import Uncertainty
 
 
 def period_prices(days: DayArray, tariff: Tariff) -> FloatArray:
     """(days, 4): each period's price (CNY/kWh) in each day's month (0 where unused)."""
     table = tariff.price_table()
     periods = tariff.period_table()
-    month = (days.astype("datetime64[M]").astype(np.int64) % 12).astype(np.int64)
     by_month = np.zeros((12, 4))
     for m in range(12):
         for hour, p in enumerate(periods[m]):
             by_month[m, PERIODS.index(p)] = table[m][hour]
-    return by_month[month]
+    return np.asarray(by_month[month_index(days)], dtype=np.float64)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,13 +54,10 @@ class Money:
         return cls(**data)
 
 
-def value(
-    avoided: FloatArray, shares: FloatArray, prices: FloatArray, vendor_share: float
-) -> Money:
-    """Price per-day avoided energy split by period shares; `avoided` NaN days count zero."""
-    a = np.nan_to_num(avoided)[:, None] * shares
-    kwh = a.sum(axis=0)
-    cny = (a * prices).sum(axis=0)
+def value(kwh_by_period: FloatArray, prices: FloatArray, vendor_share: float) -> Money:
+    """Price the (days, 4) avoided kWh by period at the (days, 4) period prices."""
+    kwh = kwh_by_period.sum(axis=0)
+    cny = (kwh_by_period * prices).sum(axis=0)
     total = float(cny.sum())
     return Money(
         kwh={p: float(kwh[i]) for i, p in enumerate(PERIODS)},
@@ -99,20 +68,31 @@ def value(
     )
 
 
-def water_value(avoided_m3: float, tariff: Tariff, vendor_share: float) -> Money:
-    total = avoided_m3 * tariff.water_price_cny_per_m3
+def value_shares(
+    avoided: FloatArray, shares: FloatArray, prices: FloatArray, vendor_share: float
+) -> Money:
+    """Records before epcmon-processing/2: each day's avoided kWh split by the day's
+    consumption shares (`avoided` NaN days count zero); kept so that they still recompute."""
+    return value(np.nan_to_num(avoided)[:, None] * shares, prices, vendor_share)
+
+
+def flat_value(avoided: float, terms: UtilityTerms, vendor_share: float) -> Money | None:
+    """A single-price boundary (water, gas, heat): avoided units x the price; None unpriced."""
+    if terms.price is None:
+        return None
+    total = avoided * terms.price
     return Money(
-        {"water": avoided_m3},
-        {"water": total},
+        {terms.utility: avoided},
+        {terms.utility: total},
         total,
         total * vendor_share,
         total * (1 - vendor_share),
     )
 
 
-def carbon_t(avoided_kwh: float, contract: Contract) -> float:
-    """tCO2 avoided: MWh x the configured grid emission factor."""
-    return avoided_kwh / 1000.0 * contract.grid_emission_factor_t_per_mwh
+def carbon_t(avoided: float, terms: UtilityTerms) -> float:
+    """tCO2 avoided: units x the boundary's emission factor (kg per unit)."""
+    return avoided / 1000.0 * terms.emission_kg_per_unit
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,10 +105,20 @@ class GuaranteeStatus:
     guaranteed_kwh: float
     pro_rata_kwh: float  # the guarantee prorated to the days elapsed
     achieved_kwh: float
-    shortfall_kwh: float  # against the pro-rata figure; final when the year is complete
+    shortfall_kwh: float
+    """On the contract's basis, against the pro-rata figure; final when the year is complete."""
     year_complete: bool
     shortfall_price: float
     shortfall_cny: float
+    basis: str = "point"
+    """What the contract holds against the guarantee: `point` or `lower_90`."""
+    achieved_lower_90_kwh: float | None = None
+    """The lower bound of the achieved savings' 90 % interval (point - U90)."""
+    shortfall_point_kwh: float | None = None
+    shortfall_lower_90_kwh: float | None = None
+    probability_met: float | None = None
+    """P(true savings >= the pro-rata guarantee), from the normal approximation the 90 %
+    interval uses (sigma = U90 / its quantile); None when the interval is unknown."""
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -155,15 +145,34 @@ def guarantee_status(
     through: date,
     achieved_kwh: float,
     average_price: float,
+    u90: Uncertainty | None = None,
 ) -> GuaranteeStatus | None:
-    """The guarantee's standing on the days year_start <= d < through."""
+    """The guarantee's standing on the days year_start <= d < through: the shortfall on the
+    point estimate and on the lower 90 % bound (`u90`: the year to date's interval), the one
+    the contract's basis names priced, and the probability that the guarantee was met."""
     g = contract.guarantee
     if g is None:
         return None
     elapsed = (min(through, year_end) - year_start).days
     length = (year_end - year_start).days
     pro_rata = g.kwh_per_year * elapsed / length
-    shortfall = max(pro_rata - achieved_kwh, 0.0)
+    short_point = max(pro_rata - achieved_kwh, 0.0)
+    known = u90 is not None and math.isfinite(u90.u) and math.isfinite(u90.t) and u90.t > 0
+    lower = achieved_kwh - u90.u if known and u90 is not None else None
+    short_lower = None if lower is None else max(pro_rata - lower, 0.0)
+    probability = None
+    if known and u90 is not None:
+        sigma = u90.u / u90.t
+        z = (
+            (achieved_kwh - pro_rata) / sigma
+            if sigma > 0
+            else math.copysign(math.inf, achieved_kwh - pro_rata)
+        )
+        probability = 0.5 * (1.0 + math.erf(z / math.sqrt(2.0)))
+    basis: str = g.basis
+    if basis == "lower_90" and short_lower is None:  # no day counted yet: nothing to bound
+        basis = "point (lower_90: the savings have no interval yet)"
+    shortfall = short_lower if short_lower is not None and g.basis == "lower_90" else short_point
     price = g.shortfall_price_cny_per_kwh or average_price
     return GuaranteeStatus(
         contract_year=year,
@@ -176,4 +185,9 @@ def guarantee_status(
         year_complete=through >= year_end,
         shortfall_price=price,
         shortfall_cny=shortfall * price,
+        basis=basis,
+        achieved_lower_90_kwh=lower,
+        shortfall_point_kwh=short_point,
+        shortfall_lower_90_kwh=short_lower,
+        probability_met=probability,
     )

@@ -1,7 +1,7 @@
 """The scheduled recompute that `epcmon run` drives: statements written by the service.
 
 `Recompute(site, store, statements).run_once(today)` brings every contract's figures up to
-date, for each boundary (electricity, and water when the contract has one):
+date, for each boundary (electricity, and water, gas or heat when the contract has them):
 
 - it fits and stores the baseline once the baseline period is over, if none is stored;
 - every month of the reporting period that ended at least `statements.settle_days` days ago
@@ -94,10 +94,7 @@ class Recompute:
         today = today or self._today()
         actions: list[Action] = []
         for contract in self.site.contracts:
-            utilities: list[Utility] = ["electricity"]
-            if contract.water_meters:
-                utilities.append("water")
-            for utility in utilities:
+            for utility in contract.utility_names():
                 try:
                     done = self._contract(contract.id, utility, today)
                 except EpcmonError as exc:  # not enough data yet, and the like: expected

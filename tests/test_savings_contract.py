@@ -483,7 +483,7 @@ def test_a_water_boundary(site, contract, synthetic) -> None:  # type: ignore[no
     from processing.testing import counter_samples
 
     raw = tomllib.loads(SITE_FILE.read_text(encoding="utf-8"))
-    raw["contracts"][0]["water_meters"] = ["W-MAIN"]
+    raw["contracts"][0]["utilities"] = {"water": {"meters": ["W-MAIN"], "price_cny_per_m3": 4.30}}
     wet = parse_site(raw, source="wet.toml")
     water = synthetic.data.with_energy(synthetic.data.energy / 200.0)  # m³ per hour
     ts, values = counter_samples(water, start_value=5_000.0, every_s=3600)

@@ -24,16 +24,26 @@ The package, one job a module:
 
 from core.config.base import EntityId
 from core.config.contracts import (
+    KWH_PER_GJ,
+    MODEL_NAMES,
+    UTILITY_NAMES,
     BaselineSettings,
     Contract,
+    GasBoundary,
     Guarantee,
     Measure,
+    ModelName,
     NonRoutineAdjustment,
     StatementSettings,
     Tariff,
     TariffSeason,
+    ThermalBoundary,
     TouPeriodName,
     TouWindow,
+    Utilities,
+    UtilityName,
+    UtilityTerms,
+    WaterBoundary,
 )
 from core.config.environment import INFLUX_ENV_PREFIX, influx_from_environment, with_environment
 from core.config.faults import GatewayFaults, MeterFaults, SimulationConfig
@@ -55,7 +65,10 @@ from core.config.topics import MqttRoute
 
 __all__ = [
     "INFLUX_ENV_PREFIX",
+    "KWH_PER_GJ",
+    "MODEL_NAMES",
     "SECRET_ENV",
+    "UTILITY_NAMES",
     "ApiConfig",
     "BaselineSettings",
     "Building",
@@ -64,6 +77,7 @@ __all__ = [
     "DayOverride",
     "EndUse",
     "EntityId",
+    "GasBoundary",
     "Gateway",
     "GatewayFaults",
     "Guarantee",
@@ -73,6 +87,7 @@ __all__ = [
     "MeterFaults",
     "MeterKind",
     "ModbusSource",
+    "ModelName",
     "MqttConfig",
     "MqttRoute",
     "MqttSource",
@@ -89,8 +104,13 @@ __all__ = [
     "Tariff",
     "TariffSeason",
     "Tenant",
+    "ThermalBoundary",
     "TouPeriodName",
     "TouWindow",
+    "Utilities",
+    "UtilityName",
+    "UtilityTerms",
+    "WaterBoundary",
     "contract_weather_station",
     "influx_from_environment",
     "load_site",

@@ -1,15 +1,36 @@
-"""Energy-performance contracts: boundary, periods, measures, tariffs, guarantee, adjustments."""
+"""Energy-performance contracts: boundaries, periods, measures, tariffs, guarantee, adjustments.
+
+A contract's boundaries are utilities: electricity (`meters`, priced by `[contracts.tariff]`)
+and, optionally, water, natural gas and delivered thermal energy (`[contracts.utilities.*]`),
+each with its price and emission factor. `Contract.terms(utility)` resolves any of them into
+one `UtilityTerms` row, so the savings core has one table to read instead of a chain of cases.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import date
-from typing import Literal
+from typing import Any, Literal, get_args
 
 from pydantic import Field, model_validator
 
 from core.calendar import DayType
 from core.config.base import EntityId, FieldError, _Model
-from core.config.places import EndUse
+from core.config.places import EndUse, MeterKind
+
+UtilityName = Literal["electricity", "water", "gas", "thermal"]
+"""The utilities a contract boundary can be."""
+UTILITY_NAMES: tuple[UtilityName, ...] = get_args(UtilityName)
+
+ModelName = Literal["daily", "hourly"]
+"""The baseline models a contract may choose: the keys of `processing.models.REGISTRY`
+(declared here because the site file is validated in `core`, which imports nothing of ours;
+the registry checks at import that it holds exactly these)."""
+MODEL_NAMES: tuple[ModelName, ...] = get_args(ModelName)
+
+KWH_PER_GJ = 1e9 / 3.6e6
+"""1 GJ = 277.78 kWh."""
 
 
 class Measure(_Model):
@@ -92,8 +113,16 @@ class Tariff(_Model):
     """The price of a `flat` tariff, CNY/kWh."""
     seasons: tuple[TariffSeason, ...] = ()
     """`tou`: seasons covering each month exactly once."""
-    water_price_cny_per_m3: float = Field(default=0.0, ge=0)
-    """Water and sewage price, CNY/m³ (for a water boundary)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_keys(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and "water_price_cny_per_m3" in data:
+            raise FieldError(
+                "water_price_cny_per_m3",
+                "moved: the water price is `price_cny_per_m3` of [contracts.utilities.water]",
+            )
+        return data
 
     @model_validator(mode="after")
     def _complete(self) -> Tariff:
@@ -130,6 +159,82 @@ class Tariff(_Model):
         return tuple(rows)
 
 
+class WaterBoundary(_Model):
+    """A water boundary (m³): `[contracts.utilities.water]`."""
+
+    meters: tuple[EntityId, ...] = Field(min_length=1)
+    """Water meters (`volume` counters) whose sum the savings are computed on."""
+    price_cny_per_m3: float | None = Field(default=None, ge=0)
+    """Water and sewage price, CNY/m³; absent: statements carry no money."""
+    emission_factor_kg_per_m3: float = Field(default=0.0, ge=0)
+    """kgCO2 per m³ avoided (supply and treatment; 0 leaves water out of the carbon figure)."""
+
+
+class GasBoundary(_Model):
+    """A natural-gas boundary (m³): `[contracts.utilities.gas]`."""
+
+    meters: tuple[EntityId, ...] = Field(min_length=1)
+    """Gas meters (`volume` counters, m³ at reference conditions) summed for the savings."""
+    price_cny_per_m3: float | None = Field(default=None, ge=0)
+    """Gas price, CNY/m³; absent: statements carry no money."""
+    calorific_value_mj_per_m3: float = Field(default=38.931, gt=0)
+    """Net calorific value, MJ/m³, turning m³ into kWh (GB/T 2589-2020's 38.931 for natural
+    gas; use the supplier's figure when the contract names one)."""
+    emission_factor_kg_per_m3: float = Field(default=2.162, ge=0)
+    """kgCO2 per m³ burnt (China's provincial inventory guideline: 21.622 t per 10⁴ m³)."""
+
+
+class ThermalBoundary(_Model):
+    """Delivered thermal energy (district heating or cooling, BTU meters):
+    `[contracts.utilities.thermal]`."""
+
+    meters: tuple[EntityId, ...] = Field(min_length=1)
+    """Thermal (BTU) meters summed for the savings."""
+    quantity: Literal["thermal_energy", "heating_energy", "cooling_energy"] = "thermal_energy"
+    """The counter read: all delivered energy, or its heating or cooling part."""
+    unit: Literal["kWh", "GJ"] = "kWh"
+    """The unit of the statements, the price and the emission factor (the meters' kWh are
+    converted: 1 GJ = 277.78 kWh)."""
+    price_cny_per_unit: float | None = Field(default=None, ge=0)
+    """Price per `unit` (CNY/kWh or CNY/GJ); absent: statements carry no money."""
+    emission_factor_kg_per_unit: float = Field(ge=0)
+    """kgCO2 per `unit` delivered, from the supplier (no default: it depends on the plant;
+    China's default for purchased heat is 110 kg/GJ)."""
+
+
+class Utilities(_Model):
+    """A contract's boundaries besides electricity: `[contracts.utilities]`."""
+
+    water: WaterBoundary | None = None
+    """Water (m³)."""
+    gas: GasBoundary | None = None
+    """Natural gas (m³, with its kWh equivalent)."""
+    thermal: ThermalBoundary | None = None
+    """Delivered heating or cooling (kWh or GJ)."""
+
+
+@dataclass(frozen=True, slots=True)
+class UtilityTerms:
+    """One boundary of a contract, resolved: what to read, in which unit, and what it is worth."""
+
+    utility: UtilityName
+    meter_kind: MeterKind
+    meters: tuple[str, ...]
+    quantity: str
+    """The counter quantity read from the store (canonical unit: kWh or m³)."""
+    unit: str
+    """The unit of the statements: `kWh`, `m3` or `GJ`."""
+    scale: float
+    """Multiply the store's canonical value by this to get `unit`."""
+    price: float | None
+    """CNY per `unit` for a single-price utility; None for electricity (its tariff) or no price."""
+    emission_kg_per_unit: float
+    kwh_per_unit: float | None
+    """Energy equivalent of one `unit` (gas: its calorific value); None for water."""
+    time_of_use: bool
+    """Priced by the hour through the contract's tariff (electricity)."""
+
+
 class Guarantee(_Model):
     """Guaranteed savings (节能量保证): `[contracts.guarantee]`."""
 
@@ -137,6 +242,11 @@ class Guarantee(_Model):
     """Avoided electricity the vendor guarantees per contract year, kWh."""
     shortfall_price_cny_per_kwh: float = Field(default=0.0, ge=0)
     """What the vendor pays per kWh short at the year's end; 0: the year's average tariff."""
+    basis: Literal["point", "lower_90"] = "point"
+    """What is held against the guarantee: the `point` estimate of the avoided energy, or
+    `lower_90`, the lower bound of its 90 % interval (the vendor is paid only for what is
+    saved with 95 % confidence). Statements show the shortfall on both and the probability
+    that the guarantee was met."""
 
 
 class NonRoutineAdjustment(_Model):
@@ -144,7 +254,7 @@ class NonRoutineAdjustment(_Model):
 
     id: EntityId
     """ASCII id."""
-    utility: Literal["electricity", "water"] = "electricity"
+    utility: UtilityName = "electricity"
     """Which boundary it adjusts."""
     start: date
     """First local day it applies."""
@@ -173,7 +283,7 @@ class NonRoutineAdjustment(_Model):
 class BaselineSettings(_Model):
     """How the contract's baseline is modelled: `[contracts.baseline]`."""
 
-    model: Literal["daily", "hourly"] = "daily"
+    model: ModelName = "daily"
     """`daily`: change-point models by day type; `hourly`: time-of-week-and-temperature."""
     day_types: Literal["calendar", "weekday", "none"] = "calendar"
     """`calendar`: workdays, weekends, statutory holidays and make-up workdays; `weekday`:
@@ -217,8 +327,9 @@ class Contract(_Model):
     weather_station: EntityId | None = None
     """The weather meter whose outdoor temperature drives the baseline; absent: the site's
     only weather meter."""
-    water_meters: tuple[EntityId, ...] = ()
-    """A water boundary (m³), modelled and priced like the electricity one; optional."""
+    utilities: Utilities = Utilities()
+    """Boundaries besides electricity (water, gas, delivered heat), each modelled, priced and
+    counted in carbon like the electricity one."""
     baseline: BaselineSettings = BaselineSettings()
     """How the baseline is modelled."""
     tariff: Tariff | None = None
@@ -234,6 +345,17 @@ class Contract(_Model):
     statements: StatementSettings = StatementSettings()
     """Monthly statement settings."""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_keys(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and "water_meters" in data:
+            raise FieldError(
+                "water_meters",
+                "moved: write the water boundary as [contracts.utilities.water] "
+                "meters = [...] (with price_cny_per_m3)",
+            )
+        return data
+
     @model_validator(mode="after")
     def _periods_in_order(self) -> Contract:
         if self.baseline_end <= self.baseline_start:
@@ -247,3 +369,40 @@ class Contract(_Model):
         if self.reporting_end is not None and self.reporting_end <= self.reporting_start:
             raise FieldError("reporting_end", "must come after reporting_start")
         return self
+
+    def utility_names(self) -> tuple[UtilityName, ...]:
+        """The boundaries this contract has: electricity, then any of water, gas, thermal."""
+        u = self.utilities
+        others = (("water", u.water), ("gas", u.gas), ("thermal", u.thermal))
+        names: list[UtilityName] = ["electricity"]
+        names += [name for name, boundary in others if boundary is not None]  # type: ignore[misc]
+        return tuple(names)
+
+    def terms(self, utility: str) -> UtilityTerms:
+        """The boundary `utility`, resolved; `KeyError` names a boundary it does not have."""
+        u = self.utilities
+        if utility == "electricity":
+            return UtilityTerms(
+                "electricity", MeterKind.ELECTRICITY, self.meters, "energy_import", "kWh", 1.0,
+                None, self.grid_emission_factor_t_per_mwh, 1.0, True,
+            )  # fmt: skip
+        if utility == "water" and u.water is not None:
+            w = u.water
+            return UtilityTerms(
+                "water", MeterKind.WATER, w.meters, "volume", "m3", 1.0,
+                w.price_cny_per_m3, w.emission_factor_kg_per_m3, None, False,
+            )  # fmt: skip
+        if utility == "gas" and u.gas is not None:
+            g = u.gas
+            return UtilityTerms(
+                "gas", MeterKind.GAS, g.meters, "volume", "m3", 1.0, g.price_cny_per_m3,
+                g.emission_factor_kg_per_m3, g.calorific_value_mj_per_m3 / 3.6, False,
+            )  # fmt: skip
+        if utility == "thermal" and u.thermal is not None:
+            t = u.thermal
+            per_unit = KWH_PER_GJ if t.unit == "GJ" else 1.0
+            return UtilityTerms(
+                "thermal", MeterKind.THERMAL, t.meters, t.quantity, t.unit, 1.0 / per_unit,
+                t.price_cny_per_unit, t.emission_factor_kg_per_unit, per_unit, False,
+            )  # fmt: skip
+        raise KeyError(f"contract {self.id!r} has no {utility} boundary")

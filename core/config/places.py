@@ -7,15 +7,16 @@ from enum import StrEnum
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
-from core.calendar import DayType
-from core.config.base import EntityId, _Model
+from core.calendar import DayType, check_country
+from core.config.base import EntityId, FieldError, _Model
 
 
 class MeterKind(StrEnum):
     ELECTRICITY = "electricity"
     WATER = "water"
+    GAS = "gas"
     THERMAL = "thermal"
     WEATHER = "weather"
 
@@ -92,8 +93,32 @@ class DayOverride(_Model):
 class CalendarConfig(_Model):
     """The workday calendar: `[calendar]`."""
 
+    source: Literal["china", "none", "holidays"] = "china"
+    """Where statutory holidays come from: `china` (the State Council's yearly notice with its
+    make-up workdays, 调休; only for a site in a mainland China time zone), `none` (Monday to
+    Friday are workdays, nothing else), or `holidays` (the `holidays` package's calendar of
+    `country`)."""
+    country: str | None = None
+    """`holidays`: ISO 3166-1 alpha-2 country code, e.g. `DE`."""
+    subdivision: str | None = None
+    """`holidays`: the country's subdivision code (state, province), e.g. `BY`; optional."""
     overrides: tuple[DayOverride, ...] = ()
     """Dates that differ from the national calendar (closures, years not yet published)."""
+
+    @model_validator(mode="after")
+    def _country_for_holidays(self) -> CalendarConfig:
+        if self.source == "holidays":
+            if not self.country:
+                raise FieldError("country", "source = 'holidays' needs a country code, e.g. 'DE'")
+            try:
+                check_country(self.country, self.subdivision)
+            except ValueError as exc:
+                key = "subdivision" if "subdivision" in str(exc) else "country"
+                raise FieldError(key, str(exc)) from None
+        elif self.country is not None or self.subdivision is not None:
+            key = "country" if self.country is not None else "subdivision"
+            raise FieldError(key, f"only used with source = 'holidays' (source is {self.source!r})")
+        return self
 
 
 class Building(_Model):

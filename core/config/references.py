@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Collection
 
+from core.calendar import CHINA_TIMEZONES
 from core.config.places import MeterKind
 from core.config.site import SiteConfig
 from core.errors import ConfigError
@@ -25,6 +26,14 @@ def check_references(cfg: SiteConfig, path: str, known_profiles: Collection[str]
             if count > 1:
                 raise fail(f"{section} {ident!r}", "id", f"duplicate id ({count} entries)")
 
+    if cfg.calendar.source == "china" and cfg.site.timezone not in CHINA_TIMEZONES:
+        raise fail(
+            "[calendar]",
+            "source",
+            f"the site's time zone {cfg.site.timezone!r} is outside mainland China, and the "
+            "calendar source is 'china' (the default): say which holidays apply, "
+            "source = 'holidays' with country = '..', or source = 'none'",
+        )
     buildings = {b.id for b in cfg.buildings}
     tenants = {t.id: t for t in cfg.tenants}
     for t in cfg.tenants:
@@ -87,11 +96,17 @@ def check_references(cfg: SiteConfig, path: str, known_profiles: Collection[str]
                 raise fail(entity, f"meters.{i}", f"no meter {meter_id!r}")
             if cfg.meters_by_id[meter_id].kind is not MeterKind.ELECTRICITY:
                 raise fail(entity, f"meters.{i}", f"meter {meter_id!r} is not an electricity meter")
-        for i, meter_id in enumerate(c.water_meters):
-            if meter_id not in cfg.meters_by_id:
-                raise fail(entity, f"water_meters.{i}", f"no meter {meter_id!r}")
-            if cfg.meters_by_id[meter_id].kind is not MeterKind.WATER:
-                raise fail(entity, f"water_meters.{i}", f"meter {meter_id!r} is not a water meter")
+        for utility in c.utility_names()[1:]:
+            terms = c.terms(utility)
+            for i, meter_id in enumerate(terms.meters):
+                key = f"utilities.{utility}.meters.{i}"
+                if meter_id not in cfg.meters_by_id:
+                    raise fail(entity, key, f"no meter {meter_id!r}")
+                kind = cfg.meters_by_id[meter_id].kind
+                if kind is not terms.meter_kind:
+                    raise fail(
+                        entity, key, f"meter {meter_id!r} is a {kind} meter, not a {utility} meter"
+                    )
         if c.weather_station is not None:
             if c.weather_station not in weather:
                 raise fail(entity, "weather_station", f"no weather meter {c.weather_station!r}")
@@ -102,8 +117,12 @@ def check_references(cfg: SiteConfig, path: str, known_profiles: Collection[str]
                 f"the site has {len(weather)} weather meters: name the one to use",
             )
         for i, adj in enumerate(c.adjustments):
-            if adj.utility == "water" and not c.water_meters:
-                raise fail(entity, f"adjustments.{i}.utility", "the contract has no water boundary")
+            if adj.utility not in c.utility_names():
+                raise fail(
+                    entity,
+                    f"adjustments.{i}.utility",
+                    f"the contract has no {adj.utility} boundary",
+                )
         if (
             c.tariff is not None
             and c.tariff.kind == "flat"

@@ -82,7 +82,13 @@ class SiteConfig(_Model):
 
     @cached_property
     def work_calendar(self) -> WorkCalendar:
-        return WorkCalendar({o.date: o.day_type for o in self.calendar.overrides})
+        c = self.calendar
+        return WorkCalendar(
+            {o.date: o.day_type for o in c.overrides},
+            source=c.source,
+            country=c.country,
+            subdivision=c.subdivision,
+        )
 
     def topic_of(self, meter: Meter) -> str:
         """The topic an MQTT meter publishes on (its own, or the one its route implies)."""

@@ -5,37 +5,101 @@
 - `HourlyTOWTModel`: time-of-week-and-temperature with occupancy detection (`models.hourly`);
 - `BillingModel`: use per day against degree days for monthly bills (`models.billing`).
 
-`model_from_dict()` restores any of them from its dict.
+`REGISTRY` is the one list of them that the site file (`[contracts.baseline] model`, whose
+names `core.config.MODEL_NAMES` declares), the command line, the JSON loader and the API
+read: one `ModelEntry` per model a contract can choose, and `model_from_dict()` restores any
+fitted model from its JSON by its `KIND`. The billing model fits billing periods (imported
+bills), which a contract's boundary of interval meters does not produce: it is in the JSON
+loader's table (`KINDS`) but not selectable for a contract.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
+from core.config import MODEL_NAMES, ModelName
 from processing.models.billing import BillingModel
 from processing.models.daily import DailyChangePointModel, DailySettings
 from processing.models.hourly import HourlySettings, HourlyTOWTModel
+from processing.stats import Granularity
 
 BaselineModel = DailyChangePointModel | HourlyTOWTModel | BillingModel
+ContractModel = DailyChangePointModel | HourlyTOWTModel
+"""The models a contract's baseline can be (predicting days or hours of its boundary)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelEntry:
+    """One baseline model a contract can choose."""
+
+    name: ModelName
+    """The name in the site file and on the command line."""
+    cls: type[DailyChangePointModel] | type[HourlyTOWTModel]
+    kind: str
+    """The `model` tag of its JSON."""
+    granularity: Granularity
+    hourly_inputs: bool
+    """Its statements need the reporting period's hourly rows (it predicts hours)."""
+    description: str
+
+
+REGISTRY: dict[ModelName, ModelEntry] = {
+    "daily": ModelEntry(
+        "daily",
+        DailyChangePointModel,
+        DailyChangePointModel.KIND,
+        DailyChangePointModel.GRANULARITY,
+        False,
+        "change-point models (1P..5P, °C) by day type, on daily use",
+    ),
+    "hourly": ModelEntry(
+        "hourly",
+        HourlyTOWTModel,
+        HourlyTOWTModel.KIND,
+        HourlyTOWTModel.GRANULARITY,
+        True,
+        "time-of-week-and-temperature with occupancy detection, on hourly use",
+    ),
+}
+if tuple(REGISTRY) != MODEL_NAMES:  # the site file's vocabulary and this table are one list
+    raise ImportError(f"model registry {tuple(REGISTRY)} != config's {MODEL_NAMES}")
+
+KINDS: dict[str, type[DailyChangePointModel] | type[HourlyTOWTModel] | type[BillingModel]] = {
+    DailyChangePointModel.KIND: DailyChangePointModel,
+    HourlyTOWTModel.KIND: HourlyTOWTModel,
+    BillingModel.KIND: BillingModel,
+}
+"""Every fitted model's JSON tag and its class (what `model_from_dict` restores)."""
 
 __all__ = [
+    "KINDS",
+    "MODEL_NAMES",
+    "REGISTRY",
     "BaselineModel",
     "BillingModel",
+    "ContractModel",
     "DailyChangePointModel",
     "DailySettings",
     "HourlySettings",
     "HourlyTOWTModel",
+    "ModelEntry",
+    "entry_of",
     "model_from_dict",
 ]
 
 
+def entry_of(model: BaselineModel) -> ModelEntry:
+    """The registry entry of a fitted model (`ValueError` for one no contract can choose)."""
+    for entry in REGISTRY.values():
+        if entry.kind == model.KIND:
+            return entry
+    raise ValueError(f"{model.KIND} is not a contract baseline model")
+
+
 def model_from_dict(data: dict[str, Any]) -> BaselineModel:
     """The fitted model a `to_dict()` describes, whichever kind it is."""
-    kind = data.get("model")
-    if kind == DailyChangePointModel.KIND:
-        return DailyChangePointModel.from_dict(data)
-    if kind == HourlyTOWTModel.KIND:
-        return HourlyTOWTModel.from_dict(data)
-    if kind == BillingModel.KIND:
-        return BillingModel.from_dict(data)
-    raise ValueError(f"unknown model kind {kind!r}")
+    cls = KINDS.get(str(data.get("model")))
+    if cls is None:
+        raise ValueError(f"unknown model kind {data.get('model')!r} (known: {', '.join(KINDS)})")
+    return cls.from_dict(data)
