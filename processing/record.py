@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
@@ -183,10 +184,7 @@ class Statement:
 
     def status(self, final: bool) -> str:
         """`final` or `provisional`, or `unreliable: <finding>` when a criterion failed."""
-        bad = self.unreliable()
-        if bad is not None:
-            return f"unreliable: {bad.code}: {bad.message}"
-        return "final" if final else "provisional"
+        return status_of(self.findings, final)
 
     def numbers(self) -> dict[str, Any]:
         """Every figure of the statement (what `recompute` must reproduce)."""
@@ -253,6 +251,15 @@ class Statement:
             pricing=data.get("pricing", PRICING_LEGACY),
             calendar=data.get("calendar", ""),
         )
+
+
+def status_of(findings: Sequence[Finding | dict[str, Any]], final: bool) -> str:
+    """A statement's status from its findings (objects, or their dicts in a record)."""
+    for f in findings:
+        finding = f if isinstance(f, Finding) else Finding.from_dict(f)
+        if finding.severity is Severity.ERROR:
+            return f"unreliable: {finding.code}: {finding.message}"
+    return "final" if final else "provisional"
 
 
 def _period(d: dict[str, Any]) -> PeriodSavings:
@@ -323,4 +330,5 @@ __all__ = [
     "Statement",
     "StatementInputs",
     "first_difference",
+    "status_of",
 ]

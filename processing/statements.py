@@ -3,9 +3,11 @@
 Append-only: a refit or a recomputed statement is a new row (a new version of its month), and
 the old ones stay for the auditor (`history()`); the newest is served. The running month's
 provisional figures live apart, one row a month replaced on every pass, so an hourly refresh
-does not grow the auditor's record. Each row holds the whole JSON (model, findings, contract, inputs), so a
-statement can be recomputed from it alone (`contract.recompute`). SQLite, not the DuckDB
-store: this is small transactional state, and the DuckDB file belongs to one writer.
+does not grow the auditor's record. Each row holds the whole record (model, findings,
+contract, inputs: `record.py`), so a statement can be recomputed from it alone
+(`contract.recompute`), and its status (`final`, `provisional`, or `unreliable: <finding>`
+when its baseline fails a criterion), so that the listing need not parse records. SQLite, not
+the DuckDB store: this is small transactional state, and the DuckDB file belongs to one writer.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Self
 
-from processing.contract import Baseline, Statement
+from processing.baseline import Baseline
+from processing.record import Statement, status_of
 
 _SCHEMA = (
     """
@@ -59,6 +62,9 @@ _SCHEMA = (
     )
     """,
 )
+_STATUS_COLUMNS = ("statements", "provisional")
+"""Tables that got a `status` column after files existed: added to an older file on open
+(its rows read `final` or `provisional`, as they were then)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +72,9 @@ class MonthEntry:
     """One month of a contract as the API lists it: its newest figures and their status."""
 
     month: str
-    status: Literal["final", "provisional"]
+    status: str
+    """`final`, `provisional`, or `unreliable: <finding>` (the baseline or the data fails a
+    sufficiency or fit criterion: the figures are shown, never as a bare number)."""
     version: int
     """How many final statements the month has had (0 while provisional); the newest is served."""
     created_at: str
@@ -86,6 +94,12 @@ class StatementStore:
         with self._lock, self._con:
             for statement in _SCHEMA:
                 self._con.execute(statement)
+            for table in _STATUS_COLUMNS:
+                columns = {row[1] for row in self._con.execute(f"PRAGMA table_info({table})")}
+                if "status" not in columns:
+                    self._con.execute(
+                        f"ALTER TABLE {table} ADD COLUMN status TEXT NOT NULL DEFAULT ''"
+                    )
 
     def close(self) -> None:
         with self._lock:
@@ -130,8 +144,8 @@ class StatementStore:
         body = json.dumps(statement.to_dict(), ensure_ascii=False)
         with self._lock, self._con:
             cur = self._con.execute(
-                "INSERT INTO statements (contract_id, utility, month, created_at, inputs_digest, avoided, body) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO statements (contract_id, utility, month, created_at, inputs_digest, "
+                "avoided, body, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     statement.contract_id,
                     statement.utility,
@@ -140,6 +154,7 @@ class StatementStore:
                     statement.inputs_digest,
                     statement.month_savings.avoided,
                     body,
+                    statement.status(final=True),
                 ),
             )
             return int(cur.lastrowid or 0)
@@ -180,8 +195,8 @@ class StatementStore:
         with self._lock, self._con:
             self._con.execute(
                 "INSERT OR REPLACE INTO provisional "
-                "(contract_id, utility, month, created_at, inputs_digest, avoided, body) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "(contract_id, utility, month, created_at, inputs_digest, avoided, body, status) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     statement.contract_id,
                     statement.utility,
@@ -190,6 +205,7 @@ class StatementStore:
                     statement.inputs_digest,
                     statement.month_savings.avoided,
                     body,
+                    statement.status(final=False),
                 ),
             )
 
@@ -210,6 +226,28 @@ class StatementStore:
             ).fetchone()
         return None if row is None else dict(json.loads(row[0]))
 
+    def record(
+        self, contract_id: str, month: str, utility: str = "electricity"
+    ) -> tuple[dict[str, Any], str] | None:
+        """The month's newest record, final or else provisional, and its status."""
+        with self._lock:
+            row = self._con.execute(
+                "SELECT body, status FROM statements WHERE contract_id = ? AND utility = ? "
+                "AND month = ? ORDER BY id DESC LIMIT 1",
+                (contract_id, utility, month),
+            ).fetchone()
+            final = row is not None
+            if row is None:
+                row = self._con.execute(
+                    "SELECT body, status FROM provisional WHERE contract_id = ? AND utility = ? "
+                    "AND month = ?",
+                    (contract_id, utility, month),
+                ).fetchone()
+        if row is None:
+            return None
+        body = dict(json.loads(row[0]))
+        return body, str(row[1]) or status_of(body.get("findings", []), final)
+
     def months(self, contract_id: str, utility: str = "electricity") -> list[MonthEntry]:
         """Every month with figures, oldest first: the newest final statement of a month, or
         its provisional figures while it has none."""
@@ -222,27 +260,30 @@ class StatementStore:
             newest = {
                 int(i): row
                 for i, *row in self._con.execute(
-                    "SELECT id, created_at, inputs_digest, avoided FROM statements "
+                    "SELECT id, created_at, inputs_digest, avoided, status FROM statements "
                     "WHERE id IN (SELECT max(id) FROM statements "
                     "WHERE contract_id = ? AND utility = ? GROUP BY month)",
                     (contract_id, utility),
                 ).fetchall()
             }
             provisional = self._con.execute(
-                "SELECT month, created_at, inputs_digest, avoided FROM provisional "
+                "SELECT month, created_at, inputs_digest, avoided, status FROM provisional "
                 "WHERE contract_id = ? AND utility = ?",
                 (contract_id, utility),
             ).fetchall()
         entries = {
             str(month): MonthEntry(
-                str(month), "final", int(n), str(newest[int(i)][0]), str(newest[int(i)][1]),
-                float(newest[int(i)][2]),
+                str(month), str(newest[int(i)][3]) or "final", int(n), str(newest[int(i)][0]),
+                str(newest[int(i)][1]), float(newest[int(i)][2]),
             )
             for month, n, i in final
         }  # fmt: skip
-        for month, created, digest, avoided in provisional:
+        for month, created, digest, avoided, status in provisional:
             entries.setdefault(
                 str(month),
-                MonthEntry(str(month), "provisional", 0, str(created), str(digest), float(avoided)),
-            )
+                MonthEntry(
+                    str(month), str(status) or "provisional", 0, str(created), str(digest),
+                    float(avoided),
+                ),
+            )  # fmt: skip
         return [entries[m] for m in sorted(entries)]

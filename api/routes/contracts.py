@@ -1,7 +1,9 @@
 """Contracts: terms, the baseline, savings, statements, the baseline-vs-actual plot.
 
 Every role may ask; a vendor sees only the contracts its key is bound to, and any other
-contract id is a 404, the same answer as for one that does not exist.
+contract id is a 404, the same answer as for one that does not exist. Each route declares
+its output schema (`api/schemas.py`); a statement is served as its full record, from which
+`epcmon savings verify` recomputes it.
 """
 
 from __future__ import annotations
@@ -21,7 +23,15 @@ from api.deps import AnyKey, SiteDep, StoreDep
 from api.errors import BadRequest
 from api.keys import Principal
 from api.routes.meters import ERRORS
-from core.config import Contract, SiteConfig
+from api.schemas import (
+    BaselineOut,
+    ContractSummaryOut,
+    ErrorOut,
+    SavingsRowOut,
+    StatementEntryOut,
+    StatementOut,
+)
+from core.config import Contract, SiteConfig, UtilityName
 from core.errors import InsufficientData, NotFound
 from processing.contract import (
     Baseline,
@@ -38,7 +48,7 @@ from storage.base import TimeSeriesStore
 router = APIRouter(prefix="/api/v1/contracts", tags=["contracts"])
 log = logging.getLogger("epcmon.api")
 
-Utility = Literal["electricity", "water"]
+Utility = UtilityName
 CACHE_S = 60.0
 """Savings are recomputed at most once a minute per contract and utility (dashboards poll)."""
 
@@ -55,6 +65,8 @@ def statements_of(request: Request) -> StatementStore:
 
 
 def baseline_of(request: Request, contract: Contract, utility: Utility) -> Baseline:
+    if utility not in contract.utility_names():
+        raise NotFound(f"contract {contract.id} has no {utility} boundary")
     cache: SavingsCache = request.app.state.savings_cache
     baseline = cache.baseline(statements_of(request), contract.id, utility)
     if baseline is None:
@@ -155,9 +167,7 @@ class SavingsCache:
         path); return how many were computed."""
         done = 0
         for contract in site.contracts:
-            for utility in ("electricity", "water"):
-                if utility == "water" and not contract.water_meters:
-                    continue
+            for utility in contract.utility_names():
                 baseline = self.baseline(statements, contract.id, utility)
                 if baseline is None:
                     continue
@@ -187,7 +197,15 @@ def period_row(p: PeriodSavings, unit: str) -> dict[str, Any]:
     }
 
 
-@router.get("", responses=ERRORS)
+def _ok(model: Any, *, csv: bool = False) -> dict[int | str, dict[str, Any]]:
+    """The routes' documented answers: `model` on 200 (and CSV when offered), and the errors."""
+    ok: dict[str, Any] = {"model": model}
+    if csv:
+        ok["content"] = {"text/csv": {"schema": {"type": "string"}}}
+    return {200: ok, 422: {"model": ErrorOut}, **ERRORS}
+
+
+@router.get("", responses=_ok(list[ContractSummaryOut]))
 def list_contracts(who: AnyKey, site: SiteDep) -> Response:
     return json_response(
         [
@@ -196,6 +214,7 @@ def list_contracts(who: AnyKey, site: SiteDep) -> Response:
                 "name": c.name,
                 "vendor": c.vendor,
                 "reporting_start": c.reporting_start.isoformat(),
+                "utilities": list(c.utility_names()),
             }
             for c in site.contracts
             if who.may_see_contract(c.id)
@@ -203,13 +222,13 @@ def list_contracts(who: AnyKey, site: SiteDep) -> Response:
     )
 
 
-@router.get("/{contract_id}", responses=ERRORS)
+@router.get("/{contract_id}", responses=_ok(Contract))
 def contract_terms(who: AnyKey, site: SiteDep, contract_id: str) -> Response:
     """The contract as configured: periods, boundary, measures, tariffs, shares, guarantee."""
     return json_response(visible_contract(site, who, contract_id).model_dump(mode="json"))
 
 
-@router.get("/{contract_id}/baseline", responses=ERRORS)
+@router.get("/{contract_id}/baseline", responses=_ok(BaselineOut))
 def contract_baseline(
     who: AnyKey, request: Request, site: SiteDep, contract_id: str, utility: Utility = "electricity"
 ) -> Response:
@@ -219,7 +238,7 @@ def contract_baseline(
     return json_response(baseline_of(request, contract, utility).to_dict())
 
 
-@router.get("/{contract_id}/savings", responses=ERRORS)
+@router.get("/{contract_id}/savings", responses=_ok(list[SavingsRowOut], csv=True))
 def contract_savings(
     who: AnyKey,
     request: Request,
@@ -270,13 +289,14 @@ def contract_savings(
     return json_response(rows)
 
 
-@router.get("/{contract_id}/statements", responses=ERRORS)
+@router.get("/{contract_id}/statements", responses=_ok(list[StatementEntryOut]))
 def contract_statements(
     who: AnyKey, request: Request, site: SiteDep, contract_id: str, utility: Utility = "electricity"
 ) -> Response:
     """Every month with figures: its newest final statement (`status` "final", `version` the
     number of times it was written: late data makes a new version), or the running month's
-    provisional figures, refreshed by the service every pass."""
+    provisional figures, refreshed by the service every pass. A statement whose baseline or
+    data fails a sufficiency or fit criterion says so: `status` "unreliable: <finding>"."""
     contract = visible_contract(site, who, contract_id)
     return json_response(
         [
@@ -293,6 +313,32 @@ def contract_statements(
     )
 
 
+def stored_record(
+    request: Request,
+    site: SiteConfig,
+    who: Principal,
+    contract_id: str,
+    month: str,
+    utility: Utility,
+) -> tuple[dict[str, Any], str]:
+    """The month's record (final, else provisional) and its status."""
+    contract = visible_contract(site, who, contract_id)
+    try:
+        parse_month(month)
+    except (ValueError, InsufficientData) as exc:
+        raise BadRequest(f"month {month!r}: expected YYYY-MM") from exc
+    if utility not in contract.utility_names():
+        raise NotFound(f"contract {contract.id} has no {utility} boundary")
+    found = statements_of(request).record(contract.id, month, utility)
+    if found is not None:
+        return found
+    check_month_closed(site, contract.id, month)  # refuses a month not over yet (422)
+    raise NotFound(
+        f"no statement for {contract.id} {month} yet: the service writes it "
+        f"{contract.statements.settle_days} days after the month ends, once its data is there"
+    )
+
+
 def stored_statement(
     request: Request,
     site: SiteConfig,
@@ -301,33 +347,10 @@ def stored_statement(
     month: str,
     utility: Utility,
 ) -> Statement:
-    contract = visible_contract(site, who, contract_id)
-    try:
-        parse_month(month)
-    except (ValueError, InsufficientData) as exc:
-        raise BadRequest(f"month {month!r}: expected YYYY-MM") from exc
-    store = statements_of(request)
-    stmt = store.latest_statement(contract.id, month, utility)
-    if stmt is not None:
-        return stmt
-    provisional = store.provisional_json(contract.id, month, utility)
-    if provisional is not None:
-        return Statement.from_dict(provisional)
-    check_month_closed(site, contract.id, month)  # refuses a month not over yet (422)
-    raise NotFound(
-        f"no statement for {contract.id} {month} yet: the service writes it "
-        f"{contract.statements.settle_days} days after the month ends, once its data is there"
-    )
+    return Statement.from_dict(stored_record(request, site, who, contract_id, month, utility)[0])
 
 
-def status_of(request: Request, stmt: Statement) -> str:
-    stored = statements_of(request).latest_statement_json(
-        stmt.contract_id, stmt.month, stmt.utility
-    )
-    return "final" if stored is not None else "provisional"
-
-
-@router.get("/{contract_id}/statements/{month}", responses=ERRORS)
+@router.get("/{contract_id}/statements/{month}", responses=_ok(StatementOut, csv=True))
 def contract_statement(
     who: AnyKey,
     request: Request,
@@ -337,10 +360,14 @@ def contract_statement(
     utility: Utility = "electricity",
     format: Format = "json",
 ) -> Response:
-    """The stored statement: its numbers (month, contract year to date, cumulative; money,
-    the vendor's share, carbon, the guarantee), findings, model JSON and inputs digest."""
-    stmt = stored_statement(request, site, who, contract_id, month, utility)
+    """The statement's full record: its numbers (month, contract year to date, cumulative;
+    money by tariff period, the vendor's share, carbon, the guarantee on both bases with the
+    probability it was met), `status`, findings, the model's JSON, the contract, the inputs
+    (per day, per hour for an hourly model) and their digest, the software version.
+    `epcmon savings verify FILE` recomputes it from this document alone."""
+    record, status = stored_record(request, site, who, contract_id, month, utility)
     if format == "csv":
+        stmt = Statement.from_dict(record)
         rows = [
             period_row(p, stmt.unit) | {"carbon_t": stmt.carbon_t.get(k, 0.0)}
             for k, p in stmt.periods
@@ -349,13 +376,13 @@ def contract_statement(
         return csv_response(
             header, ([r[h] for h in header] for r in rows), f"{stmt.contract_id}-{month}.csv"
         )
-    data = stmt.to_dict()
-    data.pop("inputs", None)  # per-day inputs: in the stored record, not in every response
-    data["status"] = status_of(request, stmt)
-    return json_response(data)
+    return json_response({**record, "status": status})
 
 
-@router.get("/{contract_id}/statements/{month}/plot.png", responses=ERRORS)
+@router.get(
+    "/{contract_id}/statements/{month}/plot.png",
+    responses={200: {"content": {"image/png": {}}}, **ERRORS},
+)
 def contract_plot(
     who: AnyKey,
     request: Request,
