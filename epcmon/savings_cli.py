@@ -1,4 +1,6 @@
-"""`epcmon baseline fit` and `epcmon savings report`: the savings core from the command line."""
+"""`epcmon baseline fit` and `epcmon savings report|export|verify`: the savings core from the
+command line. `export` writes a statement's full record (what the API serves); `verify`
+recomputes a record from the file alone and prints `identical` or the first difference."""
 
 from __future__ import annotations
 
@@ -8,7 +10,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from core.config import SiteConfig
+from core.config import MODEL_NAMES, UTILITY_NAMES, SiteConfig
+from core.errors import ConfigError
 
 if TYPE_CHECKING:  # the command imports the savings core only when it runs
     from processing.contract import Baseline, Statement
@@ -24,9 +27,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     f = bsub.add_parser("fit", help="fit the baseline on the baseline period and store it")
     f.add_argument("--contract", required=True, help="contract id")
     f.add_argument("--site", default=DEFAULT_SITE, help=f"site file (default {DEFAULT_SITE})")
-    f.add_argument("--utility", choices=("electricity", "water"), default="electricity")
+    f.add_argument("--utility", choices=UTILITY_NAMES, default="electricity")
     f.add_argument(
-        "--model", choices=("daily", "hourly"), default=None, help="override the contract's model"
+        "--model", choices=MODEL_NAMES, default=None, help="override the contract's model"
     )
     f.add_argument(
         "--day-types",
@@ -45,7 +48,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     r.add_argument("--contract", required=True, help="contract id")
     r.add_argument("--month", required=True, type=_month, help="the month, YYYY-MM")
     r.add_argument("--site", default=DEFAULT_SITE, help=f"site file (default {DEFAULT_SITE})")
-    r.add_argument("--utility", choices=("electricity", "water"), default="electricity")
+    r.add_argument("--utility", choices=UTILITY_NAMES, default="electricity")
     r.add_argument("--csv", metavar="FILE", default=None, help="also write the figures as CSV")
     r.add_argument(
         "--plot", metavar="FILE.png", default=None, help="also draw baseline vs actual (PNG)"
@@ -54,6 +57,22 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
         "--refit", action="store_true", help="refit the baseline instead of the stored one"
     )
     r.set_defaults(func=_savings_report)
+    e = ssub.add_parser(
+        "export", help="write a stored statement's full record (JSON: what the API serves)"
+    )
+    e.add_argument("--contract", required=True, help="contract id")
+    e.add_argument("--month", required=True, type=_month, help="the month, YYYY-MM")
+    e.add_argument("--site", default=DEFAULT_SITE, help=f"site file (default {DEFAULT_SITE})")
+    e.add_argument("--utility", choices=UTILITY_NAMES, default="electricity")
+    e.add_argument("--out", metavar="FILE", default=None, help="write here (default: stdout)")
+    e.set_defaults(func=_savings_export)
+    v = ssub.add_parser(
+        "verify",
+        help="recompute a statement record from the file alone: 'identical' or the first "
+        "difference (exit 1)",
+    )
+    v.add_argument("file", metavar="FILE", help="a record from `savings export` or the API")
+    v.set_defaults(func=_savings_verify)
 
 
 def _month(text: str) -> str:
@@ -161,6 +180,63 @@ def _savings_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _savings_export(args: argparse.Namespace) -> int:
+    import json
+
+    from core.errors import NotFound
+    from epcmon.sites import load
+    from processing.contract import check_month_closed
+    from processing.statements import StatementStore
+
+    site = load(args.site)
+    contract = site.contract(args.contract)
+    with StatementStore(site.storage.statements_file) as statements:
+        found = statements.record(contract.id, args.month, args.utility)
+    if found is None:
+        check_month_closed(site, contract.id, args.month)
+        raise NotFound(
+            f"no {args.utility} statement of {contract.id} for {args.month} in "
+            f"{site.storage.statements_file} (`epcmon savings report` or `epcmon run` writes it)"
+        )
+    record, status = found
+    text = json.dumps({**record, "status": status}, ensure_ascii=False, indent=1)
+    if args.out is None:
+        print(text)
+    else:
+        Path(args.out).write_text(text + "\n", encoding="utf-8")
+        print(f"{contract.id} {args.month} ({status}) written to {args.out}", file=sys.stderr)
+    return 0
+
+
+def _savings_verify(args: argparse.Namespace) -> int:
+    import json
+
+    from processing.contract import verify
+
+    path = Path(args.file)
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"not a JSON document: {exc}", file=str(path)) from None
+    if not isinstance(record, dict) or not {"numbers", "inputs", "model", "contract"} <= set(
+        record
+    ):
+        raise ConfigError(
+            "not a statement record (numbers, inputs, model, contract)", file=str(path)
+        )
+    try:
+        difference = verify(record)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(
+            f"not a statement record: {type(exc).__name__}: {exc}", file=str(path)
+        ) from None
+    if difference is None:
+        print("identical")
+        return 0
+    print(f"differs: {difference}")
+    return 1
+
+
 _COLUMNS = (
     "period",
     "start",
@@ -265,28 +341,57 @@ def print_statement(site: SiteConfig, stmt: Statement, out: TextIO) -> None:
         )
     money = stmt.money.get("month")
     if money is not None and stmt.utility == "electricity":
+        from processing.pricing import PERIOD_NAMES_ZH
+
         print(file=out)
         print(
-            "time of use, this month: "
+            "time of use, this month (priced "
+            + stmt.pricing
+            + "): "
             + "; ".join(
-                f"{p} {money.kwh[p]:,.0f} kWh = {money.cny[p]:,.0f} CNY"
+                f"{PERIOD_NAMES_ZH[p]} {p} {money.kwh[p]:,.0f} kWh = {money.cny[p]:,.0f} CNY"
                 for p in ("sharp", "peak", "flat", "valley")
                 if abs(money.kwh[p]) > 0
             )
             + f" (average {money.average_price:.3f} CNY/kWh)",
             file=out,
         )
+    if stmt.energy_kwh:
+        print(
+            "kWh equivalent: " + "; ".join(f"{k} {v:,.0f} kWh" for k, v in stmt.energy_kwh.items()),
+            file=out,
+        )
     g = stmt.guarantee
     if g is not None:
         state = "final" if g.year_complete else "to date, pro rata"
+        lower = (
+            ""
+            if g.achieved_lower_90_kwh is None
+            else f" (lower 90 % bound {g.achieved_lower_90_kwh:,.0f})"
+        )
         print(
             f"guarantee, contract year {g.contract_year} ({g.year_start} to {g.year_end}): "
-            f"{g.achieved_kwh:,.0f} kWh avoided against {g.pro_rata_kwh:,.0f} ({state}; "
-            f"{g.guaranteed_kwh:,.0f} per year): "
+            f"{g.achieved_kwh:,.0f} kWh avoided{lower} against {g.pro_rata_kwh:,.0f} ({state}; "
+            f"{g.guaranteed_kwh:,.0f} per year)",
+            file=out,
+        )
+        both = [
+            ("point estimate", g.shortfall_point_kwh),
+            ("lower 90 % bound", g.shortfall_lower_90_kwh),
+        ]
+        print(
+            "  shortfall: "
+            + "; ".join(f"{name} {v:,.0f} kWh" for name, v in both if v is not None)
+            + f"; on the contract's basis ({g.basis}): "
             + (
-                f"shortfall {g.shortfall_kwh:,.0f} kWh = {g.shortfall_cny:,.0f} CNY"
+                f"{g.shortfall_kwh:,.0f} kWh = {g.shortfall_cny:,.0f} CNY"
                 if g.shortfall_kwh > 0
-                else "no shortfall"
+                else "none"
+            )
+            + (
+                ""
+                if g.probability_met is None
+                else f"; probability the guarantee was met {g.probability_met:.1%}"
             ),
             file=out,
         )
@@ -298,4 +403,8 @@ def print_statement(site: SiteConfig, stmt: Statement, out: TextIO) -> None:
         print("\nfindings:", file=out)
         for finding in stmt.findings:
             print(f"  {finding}", file=out)
-    print(f"\ninputs digest {stmt.inputs_digest[:16]}…, created {stmt.created_at}", file=out)
+    print(f"\nstatus: {stmt.status(final=True)}", file=out)
+    print(
+        f"inputs digest {stmt.inputs_digest[:16]}…, created {stmt.created_at}, {stmt.software}",
+        file=out,
+    )

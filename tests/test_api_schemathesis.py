@@ -13,7 +13,6 @@ from pydantic import ValidationError
 from schemathesis.checks import response_schema_conformance
 
 from api.schemas import StatementOut
-
 from tests.api_fixtures import STATEMENT_MONTH, app_for, make_world
 
 
