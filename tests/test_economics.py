@@ -259,7 +259,8 @@ def test_a_statement_shows_the_guarantee_on_both_bases(site, simulated) -> None:
     ytd = stmt.year_to_date
     assert g.achieved_lower_90_kwh == pytest.approx(ytd.avoided - ytd.u90.u)
     assert g.shortfall_point_kwh == 0.0  # 879,629 avoided against 600,000
-    assert g.probability_met is not None and g.probability_met > 0.99
+    assert g.probability_met is not None
+    assert g.probability_met > 0.99
 
 
 def test_shares_are_per_day_and_period(site) -> None:  # type: ignore[no-untyped-def]

@@ -178,7 +178,8 @@ def test_a_statement_failing_a_criterion_says_so(world, client) -> None:  # type
             ("2025-10", expected, 0),
         ]
         found = store.record(own, STATEMENT_MONTH)
-        assert found is not None and found[1] == expected
+        assert found is not None
+        assert found[1] == expected
     # through the API: the world's own statement is final, listed and served as such
     h = {"Authorization": f"Bearer {world.tokens['vendor']}"}
     listing = client.get(f"/api/v1/contracts/{own}/statements", headers=h).json()
@@ -206,5 +207,6 @@ def test_a_statements_file_from_before_statuses_opens(tmp_path, world) -> None: 
     with StatementStore(path) as store:
         assert [(e.month, e.status) for e in store.months(own)] == [(STATEMENT_MONTH, "final")]
         found = store.record(own, STATEMENT_MONTH)
-        assert found is not None and found[1] == "final"
+        assert found is not None
+        assert found[1] == "final"
         assert verify(found[0]) is None
