@@ -105,7 +105,7 @@ class TariffSeason(_Model):
 
 
 class Tariff(_Model):
-    """What energy and water cost: `[contracts.tariff]`."""
+    """What electricity costs, by the hour: `[contracts.tariff]`."""
 
     kind: Literal["flat", "tou"] = "flat"
     """`flat`: one price; `tou`: time-of-use periods by season."""
@@ -185,8 +185,7 @@ class GasBoundary(_Model):
 
 
 class ThermalBoundary(_Model):
-    """Delivered thermal energy (district heating or cooling, BTU meters):
-    `[contracts.utilities.thermal]`."""
+    """Delivered heat or cooling (BTU meters): `[contracts.utilities.thermal]`."""
 
     meters: tuple[EntityId, ...] = Field(min_length=1)
     """Thermal (BTU) meters summed for the savings."""
@@ -333,7 +332,8 @@ class Contract(_Model):
     baseline: BaselineSettings = BaselineSettings()
     """How the baseline is modelled."""
     tariff: Tariff | None = None
-    """Prices that turn avoided kWh and m³ into CNY; absent: statements carry no money."""
+    """Electricity prices that turn avoided kWh into CNY; absent: statements carry no money
+    (the other utilities' prices are in `[contracts.utilities]`)."""
     vendor_share: float = Field(default=1.0, ge=0, le=1)
     """Shared savings: the vendor's share of the cost savings (0.7 = 70 %)."""
     guarantee: Guarantee | None = None

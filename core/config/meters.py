@@ -60,7 +60,7 @@ class Meter(_Model):
     name: str = ""
     """Display name."""
     kind: MeterKind
-    """`electricity`, `water`, `thermal` or `weather`."""
+    """`electricity`, `water`, `gas`, `thermal` or `weather`."""
     building: EntityId
     """The building it belongs to."""
     tenant: EntityId | None = None
