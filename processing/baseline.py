@@ -32,13 +32,15 @@ from processing import sufficiency
 from processing.frames import DailyData, FloatArray, HourlyData
 from processing.models import (
     REGISTRY,
-    ContractModel,
+    BaselineModel,
+    BillingModel,
     DailyChangePointModel,
     DailySettings,
     HourlySettings,
     HourlyTOWTModel,
     model_from_dict,
 )
+from processing.models.billing import BillingSettings, monthly_periods
 from processing.pricing import DayProfile, fit_profile
 from processing.sufficiency import Finding
 from processing.usage import Usage, load_usage
@@ -53,7 +55,7 @@ class Baseline:
 
     contract_id: str
     utility: UtilityName
-    model: ContractModel
+    model: BaselineModel
     findings: tuple[Finding, ...]
     start: date
     end: date
@@ -82,8 +84,6 @@ class Baseline:
     def from_dict(cls, data: dict[str, Any]) -> Baseline:
         lo, hi = data["temperature_range"]
         model = model_from_dict(data["model"])
-        if not isinstance(model, DailyChangePointModel | HourlyTOWTModel):
-            raise ValueError(f"{model.KIND} is not a contract baseline model")
         profile = data.get("profile")
         return cls(
             contract_id=data["contract_id"],
@@ -125,9 +125,17 @@ def load(
     utility: str,
     start: date,
     end: date,
+    *,
+    model: ModelName | None = None,
 ) -> Usage:
-    """The boundary's usage of the local days start <= d < end, in its statement unit."""
+    """The boundary's usage of the local days start <= d < end, in its statement unit, as
+    the baseline `model` (default: the contract's) reads it: a billing model's monthly
+    readings are its data, not gaps."""
     terms = terms_of(contract, utility)
+    max_gap_ms = contract.baseline.max_gap_minutes * 60_000
+    days = REGISTRY[model or contract.baseline.model].max_gap_days
+    if days is not None:
+        max_gap_ms = max(max_gap_ms, days * 86_400_000)
     usage = load_usage(
         store,
         meters=terms.meters,
@@ -137,7 +145,7 @@ def load(
         end=end,
         tz=site.site.timezone,
         day_type=site.work_calendar.day_type,
-        max_gap_ms=contract.baseline.max_gap_minutes * 60_000,
+        max_gap_ms=max_gap_ms,
     )
     return scaled(usage, terms.scale)
 
@@ -148,7 +156,7 @@ def uncovered(site: SiteConfig, start: date, end: date) -> tuple[int, ...]:
 
 @dataclass(frozen=True, slots=True)
 class _Fit:
-    model: ContractModel
+    model: BaselineModel
     findings: list[Finding]
     day_residuals: FloatArray
     temperatures: FloatArray
@@ -183,9 +191,19 @@ def _fit_hourly(contract: Contract, usage: Usage, daily: DailyData, modes: DayTy
     return _Fit(model, findings, residuals, fit_hourly.temperature[fit_hourly.valid])
 
 
+def _fit_billing(contract: Contract, usage: Usage, daily: DailyData, modes: DayTypes) -> _Fit:
+    """Calendar months are the billing periods (readings at each month's first midnight)."""
+    model = BillingModel(BillingSettings(cap_n_eff=contract.baseline.cap_n_eff)).fit(
+        monthly_periods(daily)
+    )
+    no_days = np.full(len(daily), np.nan)  # bills have no daily residuals to judge
+    return _Fit(model, [], no_days, daily.temperature[np.isfinite(daily.temperature)])
+
+
 _FITTERS: dict[ModelName, Callable[[Contract, Usage, DailyData, DayTypes], _Fit]] = {
     "daily": _fit_daily,
     "hourly": _fit_hourly,
+    "billing": _fit_billing,
 }
 if tuple(_FITTERS) != MODEL_NAMES or tuple(REGISTRY) != MODEL_NAMES:
     raise ImportError("every registered baseline model needs its fitter here")
@@ -255,7 +273,10 @@ def fit_baseline(
 ) -> Baseline:
     """Read the baseline period from the store and fit the contract's baseline model."""
     contract = site.contract(contract_id)
-    usage = load(site, contract, store, utility, contract.baseline_start, contract.baseline_end)
+    usage = load(
+        site, contract, store, utility, contract.baseline_start, contract.baseline_end,
+        model=model,
+    )  # fmt: skip
     return fit_baseline_from_usage(
         contract,
         usage,

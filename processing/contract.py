@@ -37,6 +37,7 @@ from processing.baseline import (
 from processing.evaluate import (
     Figures,
     build_statement,
+    days_of,
     evaluate,
     month_end_of,
     parse_month,
@@ -53,7 +54,6 @@ from processing.savings import (
     DailySavings,
     PeriodSavings,
     contract_year_of,
-    daily_savings,
     months_between,
     summarise,
     typical_year,
@@ -108,7 +108,7 @@ def savings_from_usage(
     sel = (usage.daily.day >= np.datetime64(start)) & (usage.daily.day < np.datetime64(end))
     hourly = usage.hourly.between(start, end)
     adjustments = [a for a in contract.adjustments if a.utility == utility]
-    ds = daily_savings(model, daily, hourly, usage.daily_estimated[sel], adjustments)
+    ds = days_of(model, daily, hourly, usage.daily_estimated[sel], adjustments)
     gran = model.GRANULARITY
     months = tuple(
         summarise(ds, model.stats, gran, label=label, start=a, end=b)
@@ -170,7 +170,7 @@ def compute_savings(
     last = _reporting_end(contract, end, _local_today(site))
     if last <= first:
         raise InsufficientData(f"no reporting days between {first} and {last}")
-    usage = load(site, contract, store, utility, first, last)
+    usage = load(site, contract, store, utility, first, last, model=entry_of(baseline.model).name)
     return savings_from_usage(
         contract,
         baseline,
@@ -264,7 +264,10 @@ def _with_profile(
     baseline period's data (the model itself is not refitted)."""
     if baseline.profile is not None or entry_of(baseline.model).hourly_inputs:
         return baseline
-    usage = load(site, contract, store, baseline.utility, baseline.start, baseline.end)
+    usage = load(
+        site, contract, store, baseline.utility, baseline.start, baseline.end,
+        model=entry_of(baseline.model).name,
+    )  # fmt: skip
     profile = fit_profile(usage.hourly, usage.hourly_estimated)
     return Baseline(
         baseline.contract_id, baseline.utility, baseline.model, baseline.findings,
@@ -292,10 +295,13 @@ def statements(
         return []
     baseline = _with_profile(site, contract, store, baseline)
     start = contract.reporting_start
-    usage = load(site, contract, store, utility, start, max(ends))
+    kind = entry_of(baseline.model).name
+    usage = load(site, contract, store, utility, start, max(ends), model=kind)
     history = None
     if contract.statements.normalised:
-        history = load(site, contract, store, utility, contract.baseline_start, max(ends)).daily
+        history = load(
+            site, contract, store, utility, contract.baseline_start, max(ends), model=kind
+        ).daily
     tz = site.site.timezone
     calendar = site.work_calendar.describe()
     out = []

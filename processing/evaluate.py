@@ -13,25 +13,27 @@ boundary's emission factor, the guarantee on both bases, normalised savings.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
 import numpy as np
 
-from core.config import Contract, UtilityName
+from core.config import Contract, NonRoutineAdjustment, UtilityName
 from core.errors import InsufficientData
 from processing import economics, pricing
 from processing.baseline import terms_of
-from processing.frames import DailyData, FloatArray
+from processing.frames import BoolArray, DailyData, FloatArray, HourlyData
 from processing.models import (
-    ContractModel,
+    BaselineModel,
+    BillingModel,
     DailyChangePointModel,
-    HourlyTOWTModel,
     entry_of,
     model_from_dict,
 )
 from processing.record import (
+    PRICING_BILLING,
     PRICING_HOURLY,
     PRICING_LEGACY,
     SOFTWARE,
@@ -42,6 +44,7 @@ from processing.record import (
 from processing.savings import (
     DailySavings,
     PeriodSavings,
+    adjustment_per_day,
     contract_year_of,
     daily_savings,
     next_month,
@@ -49,6 +52,27 @@ from processing.savings import (
     summarise,
 )
 from processing.sufficiency import Finding
+
+
+def days_of(
+    model: BaselineModel,
+    daily: DailyData,
+    hourly: HourlyData | None,
+    estimated: BoolArray,
+    adjustments: Sequence[NonRoutineAdjustment] = (),
+) -> DailySavings:
+    """The reporting days' baseline, adjustments and actual (`savings.daily_savings`); for a
+    billing model, its prediction of each day, with one point per billing period (a calendar
+    month, counted on its last day): the m of its uncertainty is the number of bills."""
+    if not isinstance(model, BillingModel):
+        return daily_savings(model, daily, hourly, estimated, adjustments)
+    baseline = model.predict_days(daily)
+    adjustment = adjustment_per_day(adjustments, daily.day, daily.day_type, baseline)
+    month_end = (daily.day + 1).astype("datetime64[M]") != daily.day.astype("datetime64[M]")
+    return DailySavings(
+        daily.day, baseline, adjustment, daily.energy, np.asarray(estimated, dtype=bool),
+        month_end.astype(np.int64),
+    )  # fmt: skip
 
 
 def parse_month(month: str) -> date:
@@ -84,7 +108,7 @@ class Figures:
 
 
 def _kwh_by_period(
-    contract: Contract, model: ContractModel, inputs: StatementInputs, ds: DailySavings
+    contract: Contract, model: BaselineModel, inputs: StatementInputs, ds: DailySavings
 ) -> FloatArray | None:
     """(days, 4) avoided kWh per tariff period, hour by hour (`pricing.py`); None for a
     record made before the hourly pricing (it has no baseline shape)."""
@@ -106,7 +130,7 @@ def _kwh_by_period(
 
 def evaluate(
     contract: Contract,
-    model: ContractModel,
+    model: BaselineModel,
     inputs: StatementInputs,
     month: str,
     utility: str,
@@ -121,7 +145,7 @@ def evaluate(
         month_end = min(month_end, contract.reporting_end)
     start = contract.reporting_start
     adjustments = [a for a in contract.adjustments if a.utility == utility]
-    ds = daily_savings(model, inputs.daily, inputs.hourly, inputs.estimated, adjustments)
+    ds = days_of(model, inputs.daily, inputs.hourly, inputs.estimated, adjustments)
     gran = model.GRANULARITY
     n, ys, _ = contract_year_of(start, max(first, start))
     periods = {
@@ -184,6 +208,8 @@ def evaluate(
         method = f"one price per {terms.unit}" if terms.price is not None else "no price"
     elif contract.tariff is None:
         method = "no tariff"
+    elif isinstance(model, BillingModel):
+        method = PRICING_BILLING
     else:
         method = PRICING_LEGACY if by_period is None else PRICING_HOURLY
     return Figures(periods, money, carbon, energy_kwh, guarantee, normalised, method)
@@ -258,8 +284,6 @@ def recompute(stored: dict[str, Any]) -> Statement:
     original = Statement.from_dict(stored)
     contract = Contract.model_validate(original.contract)
     model = model_from_dict(original.model)
-    if not isinstance(model, DailyChangePointModel | HourlyTOWTModel):
-        raise ValueError(f"{model.KIND} is not a contract baseline model")
     figures = evaluate(contract, model, original.inputs, original.month, original.utility)
     return build_statement(
         original.contract_id,

@@ -47,6 +47,7 @@ SOFTWARE = f"epcmon-processing/2 (epcmon {_version()})"
 
 PRICING_HOURLY = "by the hour: baseline minus actual in each tariff period"
 PRICING_LEGACY = "by the day's consumption shares (records before epcmon-processing/2)"
+PRICING_BILLING = "monthly readings: spread evenly over the hours, by the hours in each period"
 
 
 def _floats(a: FloatArray) -> list[float | None]:
@@ -324,6 +325,7 @@ def first_difference(
 
 
 __all__ = [
+    "PRICING_BILLING",
     "PRICING_HOURLY",
     "PRICING_LEGACY",
     "SOFTWARE",

@@ -38,8 +38,6 @@ from storage.base import Agg, Every, TimeSeriesStore
 HOUR_MS = 3_600_000
 MAX_TEMPERATURE_GAP_H = 6  # CalTRACK 2.2: temperature gaps up to six hours may be interpolated
 
-QUANTITY_OF_UTILITY = {"electricity": "energy_import", "water": "volume"}
-
 
 @dataclass(frozen=True, slots=True)
 class Usage:

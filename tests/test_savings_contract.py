@@ -11,7 +11,7 @@ import asyncio
 import csv
 import json
 from collections.abc import Iterator
-from datetime import date
+from datetime import UTC, date
 from pathlib import Path
 
 import numpy as np
@@ -545,3 +545,62 @@ def test_temperature_gaps_are_filled_up_to_six_hours() -> None:
     assert np.isnan(t[30:38]).all()
     assert usage.temperature_interpolated_hours == 5
     assert usage.daily.energy.tolist() == pytest.approx([192.0, 192.0])
+
+
+def test_a_billing_baseline_from_monthly_readings(contract, synthetic) -> None:  # type: ignore[no-untyped-def]
+    """`model = "billing"`: the boundary is read once a month (at each month's first local
+    midnight), the billing model is fitted on the baseline year's twelve bills, and the
+    statements count months against the truth, recompute from their record, and say how
+    the money was priced (no hourly data: by the hours of each tariff period)."""
+    import tomllib
+    from zoneinfo import ZoneInfo
+
+    from processing.testing import counter_samples
+
+    raw = tomllib.loads(SITE_FILE.read_text(encoding="utf-8"))
+    raw["contracts"][0]["baseline"]["model"] = "billing"
+    billing = parse_site(raw, source="billing.toml")
+    data = synthetic.data
+    ts, values = counter_samples(data, start_value=1_000.0, every_s=3600)
+    local = [np.datetime64(t, "ms").astype(object).replace(tzinfo=UTC) for t in ts.tolist()]
+    zone = ZoneInfo("Asia/Shanghai")
+    month_start = np.array(
+        [(d.astimezone(zone).day, d.astimezone(zone).hour) == (1, 0) for d in local]
+    )
+    assert month_start.sum() == 20  # 2024-07 .. 2026-02: one reading a month
+    with DuckDBStore(":memory:") as s, StatementStore(":memory:") as statements:
+        s.write(
+            ReadingBatch.for_series(
+                contract.meters[0], "energy_import", ts[month_start], values[month_start]
+            )
+        )
+        for meter in contract.meters[1:]:  # the other incomers read zero: one meter carries it
+            s.write(
+                ReadingBatch.for_series(
+                    meter, "energy_import", ts[month_start], np.zeros(month_start.sum())
+                )
+            )
+        s.write(
+            ReadingBatch.for_series(
+                "WX-ROOF", "outdoor_temperature", data.ts_ms + 1_800_000, data.temperature
+            )
+        )
+        baseline = fit_baseline(billing, contract.id, s)
+        assert baseline.model.KIND == "billing-degree-day"
+        assert baseline.model.stats is not None
+        assert baseline.model.stats.n == 12
+        assert not [f for f in baseline.findings if f.severity.value == "error"], baseline.findings
+        months = ["2025-08", "2025-11", "2026-01"]
+        from processing.contract import statements as many
+
+        for stmt in many(billing, contract.id, s, months, baseline=baseline):
+            p = stmt.month_savings
+            assert p.u90.m == 1  # one bill
+            truth = _truth(synthetic, p.start, p.end)
+            assert abs(p.avoided - truth) < p.u90.u, (stmt.month, p.avoided, truth, p.u90.u)
+            assert stmt.year_to_date.u90.m == {"2025-08": 2, "2025-11": 5, "2026-01": 7}[stmt.month]
+            assert stmt.pricing.startswith("monthly readings")
+            assert sum(stmt.money["month"].kwh.values()) == pytest.approx(p.avoided)
+            assert recompute(json.loads(json.dumps(stmt.to_dict()))).numbers() == stmt.numbers()
+            statements.save_statement(stmt)
+        assert [e.status for e in statements.months(contract.id)] == ["final"] * 3

@@ -23,7 +23,7 @@ UtilityName = Literal["electricity", "water", "gas", "thermal"]
 """The utilities a contract boundary can be."""
 UTILITY_NAMES: tuple[UtilityName, ...] = get_args(UtilityName)
 
-ModelName = Literal["daily", "hourly"]
+ModelName = Literal["daily", "hourly", "billing"]
 """The baseline models a contract may choose: the keys of `processing.models.REGISTRY`
 (declared here because the site file is validated in `core`, which imports nothing of ours;
 the registry checks at import that it holds exactly these)."""
@@ -283,7 +283,9 @@ class BaselineSettings(_Model):
     """How the contract's baseline is modelled: `[contracts.baseline]`."""
 
     model: ModelName = "daily"
-    """`daily`: change-point models by day type; `hourly`: time-of-week-and-temperature."""
+    """`daily`: change-point models by day type; `hourly`: time-of-week-and-temperature;
+    `billing`: degree-day model of monthly bills, for a boundary read once a month (counter
+    readings at each month's first local midnight: calendar months are the billing periods)."""
     day_types: Literal["calendar", "weekday", "none"] = "calendar"
     """`calendar`: workdays, weekends, statutory holidays and make-up workdays; `weekday`:
     Monday-Friday against the weekend only (as the open-source anchors); `none`."""

@@ -8,9 +8,9 @@
 `REGISTRY` is the one list of them that the site file (`[contracts.baseline] model`, whose
 names `core.config.MODEL_NAMES` declares), the command line, the JSON loader and the API
 read: one `ModelEntry` per model a contract can choose, and `model_from_dict()` restores any
-fitted model from its JSON by its `KIND`. The billing model fits billing periods (imported
-bills), which a contract's boundary of interval meters does not produce: it is in the JSON
-loader's table (`KINDS`) but not selectable for a contract.
+fitted model from its JSON by its `KIND`. Bills enter a contract as a boundary meter read
+once a month (a counter reading at each month's first local midnight): calendar months are
+its billing periods, and the days between readings are the readings spread evenly.
 """
 
 from __future__ import annotations
@@ -25,8 +25,6 @@ from processing.models.hourly import HourlySettings, HourlyTOWTModel
 from processing.stats import Granularity
 
 BaselineModel = DailyChangePointModel | HourlyTOWTModel | BillingModel
-ContractModel = DailyChangePointModel | HourlyTOWTModel
-"""The models a contract's baseline can be (predicting days or hours of its boundary)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,13 +33,15 @@ class ModelEntry:
 
     name: ModelName
     """The name in the site file and on the command line."""
-    cls: type[DailyChangePointModel] | type[HourlyTOWTModel]
+    cls: type[DailyChangePointModel] | type[HourlyTOWTModel] | type[BillingModel]
     kind: str
     """The `model` tag of its JSON."""
     granularity: Granularity
     hourly_inputs: bool
     """Its statements need the reporting period's hourly rows (it predicts hours)."""
     description: str
+    max_gap_days: int | None = None
+    """Counter samples this far apart are its data, not a gap (monthly readings)."""
 
 
 REGISTRY: dict[ModelName, ModelEntry] = {
@@ -61,15 +61,20 @@ REGISTRY: dict[ModelName, ModelEntry] = {
         True,
         "time-of-week-and-temperature with occupancy detection, on hourly use",
     ),
+    "billing": ModelEntry(
+        "billing",
+        BillingModel,
+        BillingModel.KIND,
+        BillingModel.GRANULARITY,
+        False,
+        "degree days and working-day share per billing period, on monthly readings",
+        max_gap_days=45,
+    ),
 }
 if tuple(REGISTRY) != MODEL_NAMES:  # the site file's vocabulary and this table are one list
     raise ImportError(f"model registry {tuple(REGISTRY)} != config's {MODEL_NAMES}")
 
-KINDS: dict[str, type[DailyChangePointModel] | type[HourlyTOWTModel] | type[BillingModel]] = {
-    DailyChangePointModel.KIND: DailyChangePointModel,
-    HourlyTOWTModel.KIND: HourlyTOWTModel,
-    BillingModel.KIND: BillingModel,
-}
+KINDS = {entry.kind: entry.cls for entry in REGISTRY.values()}
 """Every fitted model's JSON tag and its class (what `model_from_dict` restores)."""
 
 __all__ = [
@@ -78,7 +83,6 @@ __all__ = [
     "REGISTRY",
     "BaselineModel",
     "BillingModel",
-    "ContractModel",
     "DailyChangePointModel",
     "DailySettings",
     "HourlySettings",
@@ -90,11 +94,8 @@ __all__ = [
 
 
 def entry_of(model: BaselineModel) -> ModelEntry:
-    """The registry entry of a fitted model (`ValueError` for one no contract can choose)."""
-    for entry in REGISTRY.values():
-        if entry.kind == model.KIND:
-            return entry
-    raise ValueError(f"{model.KIND} is not a contract baseline model")
+    """The registry entry of a fitted model."""
+    return next(e for e in REGISTRY.values() if e.kind == model.KIND)
 
 
 def model_from_dict(data: dict[str, Any]) -> BaselineModel:

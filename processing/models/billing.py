@@ -194,6 +194,20 @@ class BillingModel:
             )
         return np.where(complete, upd * days, np.nan)
 
+    def predict_days(self, daily: DailyData) -> FloatArray:
+        """Use of each day at its own temperature and day type (NaN without a temperature).
+        The model is linear in per-day terms, so a period's days sum to `predict` of the
+        period: what a contract's daily statements count."""
+        t = daily.temperature
+        upd = np.full(len(daily), self.coef.get("b0", math.nan))
+        if self.use_w:
+            upd = upd + self.coef["bw"] * np.isin(daily.day_type, (WORKDAY, MAKEUP))
+        if self.heat_cp is not None:
+            upd = upd + self.coef["bh"] * np.maximum(self.heat_cp - t, 0.0)
+        if self.cool_cp is not None:
+            upd = upd + self.coef["bc"] * np.maximum(t - self.cool_cp, 0.0)
+        return np.where(np.isfinite(t), upd, np.nan)
+
     def to_dict(self) -> dict[str, Any]:
         if self.stats is None:
             raise ValueError("the model is not fitted")
