@@ -5,13 +5,13 @@
     statement(site, contract_id, store, month, ...)   -> Statement  (one month, year to date,
                                                          cumulative; money by the hour, carbon,
                                                          the guarantee on both bases)
-    recompute(record)                                 -> Statement  (from the record alone)
+    recompute(record)                                 -> Statement  (the record alone: evaluate.py)
     verify(record)                                    -> None, or the first difference
 
 A statement carries everything needed to recompute it without the store (`record.py`): the
 fitted model's JSON, the contract as configured, and the reporting-period inputs. `recompute()`
-runs the same pure evaluation on them and must give the same numbers; the inputs digest tells
-whether the store's data still agree with what the statement used.
+runs the same pure evaluation (`evaluate.py`) on them and must give the same numbers; the
+inputs digest tells whether the store's data still agree with what the statement used.
 """
 
 from __future__ import annotations
