@@ -81,7 +81,7 @@ class StatementInputs:
                 "actual": _floats(self.daily.energy),
                 "estimated": [bool(x) for x in self.estimated],
             },
-            "shares": [[float(v) for v in row] for row in self.shares],
+            "shares": [_floats(row) for row in self.shares],
             "hourly": None,
             "typical_temperature": None
             if self.typical_temperature is None
@@ -127,7 +127,7 @@ class StatementInputs:
         return cls(
             daily,
             np.array(dd["estimated"], dtype=bool),
-            np.array(data["shares"], dtype=np.float64).reshape(-1, 4),
+            np.array([_unfloats(row) for row in data["shares"]], dtype=np.float64).reshape(-1, 4),
             hourly,
             None if typical is None else _unfloats(typical),
             None if profile is None else DayProfile.from_dict(profile),
