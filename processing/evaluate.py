@@ -33,12 +33,14 @@ from processing.models import (
     model_from_dict,
 )
 from processing.record import (
+    METHOD,
     PRICING_BILLING,
     PRICING_HOURLY,
     PRICING_LEGACY,
     SOFTWARE,
     Statement,
     StatementInputs,
+    contract_of,
     first_difference,
 )
 from processing.savings import (
@@ -282,7 +284,7 @@ def build_statement(
 def recompute(stored: dict[str, Any]) -> Statement:
     """The statement recomputed from its record alone (model, contract, inputs)."""
     original = Statement.from_dict(stored)
-    contract = Contract.model_validate(original.contract)
+    contract = contract_of(stored)
     model = model_from_dict(original.model)
     figures = evaluate(contract, model, original.inputs, original.month, original.utility)
     return build_statement(
@@ -310,7 +312,10 @@ def verify(record: dict[str, Any]) -> str | None:
             f"inputs_digest: {record.get('inputs_digest')!r} in the file, the inputs in it "
             f"digest to {again.inputs_digest!r} (the inputs were changed)"
         )
-    return first_difference({"numbers": record["numbers"]}, {"numbers": again.numbers()})
+    older = not str(record.get("software", "")).startswith(METHOD)
+    return first_difference(
+        {"numbers": record["numbers"]}, {"numbers": again.numbers()}, new_keys=older
+    )
 
 
 __all__ = [

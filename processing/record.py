@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from core.config import UtilityName
+from core.config import Contract, UtilityName
 from processing import economics
 from processing.frames import DAY_TYPES, BoolArray, DailyData, FloatArray, HourlyData
 from processing.pricing import DayProfile
@@ -42,8 +42,11 @@ def _version() -> str:
         return "unknown"
 
 
-SOFTWARE = f"epcmon-processing/2 (epcmon {_version()})"
-"""The statement method's version (2: savings priced by the hour) and the package's."""
+METHOD = "epcmon-processing/2"
+"""The statement method's version: 2 prices savings by the hour and carries the guarantee on
+both bases; records of version 1 still recompute (their pricing) and verify."""
+SOFTWARE = f"{METHOD} (epcmon {_version()})"
+"""The method's version and the package's, written into every record."""
 
 PRICING_HOURLY = "by the hour: baseline minus actual in each tariff period"
 PRICING_LEGACY = "by the day's consumption shares (records before epcmon-processing/2)"
@@ -254,6 +257,21 @@ class Statement:
         )
 
 
+def contract_of(record: dict[str, Any]) -> Contract:
+    """The contract a record was computed under, validated; a record written before the
+    utility table (`water_meters`, the tariff's `water_price_cny_per_m3`) is read in the
+    current shape, so that it still recomputes."""
+    data = dict(record["contract"])
+    if "water_meters" in data or "water_price_cny_per_m3" in (data.get("tariff") or {}):
+        meters = data.pop("water_meters", None) or []
+        tariff = dict(data["tariff"]) if data.get("tariff") else None
+        price = None if tariff is None else tariff.pop("water_price_cny_per_m3", None)
+        data["tariff"] = tariff
+        if meters and "utilities" not in data:
+            data["utilities"] = {"water": {"meters": meters, "price_cny_per_m3": price}}
+    return Contract.model_validate(data)
+
+
 def status_of(findings: Sequence[Finding | dict[str, Any]], final: bool) -> str:
     """A statement's status from its findings (objects, or their dicts in a record)."""
     for f in findings:
@@ -289,20 +307,23 @@ def _plain(value: Any) -> Any:
 
 
 def first_difference(
-    expected: Any, actual: Any, path: str = "", *, rel: float = 1e-9
+    expected: Any, actual: Any, path: str = "", *, rel: float = 1e-9, new_keys: bool = False
 ) -> str | None:
-    """Where two JSON values first differ ('numbers.month.money.total_cny: 1234.5 != 1234.6'),
-    or None. Numbers agree when within `rel` of each other (a last-bit difference between
-    machines is not a difference a cent can show)."""
+    """Where two JSON values first differ ('numbers.month.money.total_cny: 1234.5 in the
+    file, 1234.6 recomputed'), or None. Numbers agree when within `rel` of each other (a
+    last-bit difference between machines is not a difference a cent can show). `new_keys`:
+    figures the file does not have (a record older than them) are not differences."""
     a, b = _plain(expected), _plain(actual)
     where = path or "(record)"
     if isinstance(a, dict) and isinstance(b, dict):
         for key in list(a) + [k for k in b if k not in a]:
+            if key not in a and new_keys:
+                continue
             if key not in a or key not in b:
                 return f"{path}.{key}".lstrip(".") + (
                     ": missing from the file" if key not in a else ": not recomputed"
                 )
-            diff = first_difference(a[key], b[key], f"{path}.{key}", rel=rel)
+            diff = first_difference(a[key], b[key], f"{path}.{key}", rel=rel, new_keys=new_keys)
             if diff is not None:
                 return diff.lstrip(".")
         return None
@@ -310,7 +331,7 @@ def first_difference(
         if len(a) != len(b):
             return f"{where}: {len(a)} items != {len(b)}"
         for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            diff = first_difference(x, y, f"{path}[{i}]", rel=rel)
+            diff = first_difference(x, y, f"{path}[{i}]", rel=rel, new_keys=new_keys)
             if diff is not None:
                 return diff
         return None
@@ -325,12 +346,14 @@ def first_difference(
 
 
 __all__ = [
+    "METHOD",
     "PRICING_BILLING",
     "PRICING_HOURLY",
     "PRICING_LEGACY",
     "SOFTWARE",
     "Statement",
     "StatementInputs",
+    "contract_of",
     "first_difference",
     "status_of",
 ]

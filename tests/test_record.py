@@ -9,6 +9,7 @@ import sqlite3
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
@@ -210,3 +211,47 @@ def test_a_statements_file_from_before_statuses_opens(tmp_path, world) -> None: 
         assert found is not None
         assert found[1] == "final"
         assert verify(found[0]) is None
+
+
+# -- records written before this method --------------------------------------------------------
+
+LEGACY = Path(__file__).parent / "data" / "legacy_statement.json"
+"""A statement written by epcmon-processing/1 (main at b20fe85: money split by each day's
+consumption, the water boundary as `water_meters`), 2025-09 of the reference contract on the
+synthetic building of `api_fixtures` (seed 5)."""
+
+
+def test_a_record_from_before_verifies_as_it_was(capsys) -> None:  # type: ignore[no-untyped-def]
+    record = json.loads(LEGACY.read_text(encoding="utf-8"))
+    assert record["software"] == "epcmon-processing/1"
+    assert "water_meters" in record["contract"]  # the old shape of the contract
+    assert verify(record) is None
+    again = recompute(record)
+    assert again.pricing.startswith("by the day's consumption shares")
+    assert again.money["month"].total_cny == record["numbers"]["month"]["money"]["total_cny"]
+    assert main(["savings", "verify", str(LEGACY)]) == 0
+    assert capsys.readouterr().out.strip() == "identical"
+    record["numbers"]["month"]["avoided"] += 1.0
+    assert verify(record) == (
+        f"numbers.month.avoided: {record['numbers']['month']['avoided']!r} in the file, "
+        f"{again.month_savings.avoided!r} recomputed"
+    )
+
+
+def test_a_baseline_from_before_gets_its_hourly_profile(world) -> None:  # type: ignore[no-untyped-def]
+    """A daily baseline stored without the profile: the statements compute it from the
+    baseline period (the model is not refitted) and price by the hour."""
+    from processing.baseline import Baseline
+    from processing.contract import statements
+
+    contract = world.site.contracts[0]
+    stored = world.statements.latest_baseline(contract.id)
+    assert stored is not None
+    assert stored.profile is not None
+    old = Baseline.from_dict({k: v for k, v in stored.to_dict().items() if k != "profile"})
+    assert old.profile is None
+    stmt = statements(world.site, contract.id, world.store, [STATEMENT_MONTH], baseline=old)[0]
+    assert stmt.pricing.startswith("by the hour")
+    assert stmt.model == stored.model.to_dict()
+    assert stmt.inputs.profile is not None
+    assert np.array_equal(stmt.inputs.profile.shape, stored.profile.shape)
