@@ -29,7 +29,7 @@ from processing.models import (
     BaselineModel,
     BillingModel,
     DailyChangePointModel,
-    entry_of,
+    HourlyTOWTModel,
     model_from_dict,
 )
 from processing.record import (
@@ -116,10 +116,10 @@ def _kwh_by_period(
     record made before the hourly pricing (it has no baseline shape)."""
     assert contract.tariff is not None
     tariff, days = contract.tariff, inputs.daily.day
-    if entry_of(model).hourly_inputs:
+    if isinstance(model, HourlyTOWTModel):
         if inputs.hourly is None:
             raise ValueError("an hourly model's record needs its hourly inputs")
-        predicted = model.predict(inputs.hourly)  # type: ignore[arg-type]
+        predicted = model.predict(inputs.hourly)
         shares, complete = pricing.hourly_shares(days, inputs.hourly, predicted, tariff)
         base = np.where(complete[:, None], shares, pricing.hours_shares(days, tariff))
     elif inputs.profile is not None:
@@ -136,9 +136,12 @@ def evaluate(
     inputs: StatementInputs,
     month: str,
     utility: str,
+    *,
+    method: str = METHOD,
 ) -> Figures:
     """The statement's figures from a model, the contract and the inputs (pure; shared by
-    `statement` and `recompute`)."""
+    `statement` and `recompute`). `method`: the version a record was written by; one
+    before `METHOD` is priced as it was then."""
     assert model.stats is not None
     terms = terms_of(contract, utility)
     first = parse_month(month)
@@ -162,7 +165,8 @@ def evaluate(
         ),
     }
     priced = terms.time_of_use and contract.tariff is not None
-    by_period = _kwh_by_period(contract, model, inputs, ds) if priced else None
+    current = method.startswith(METHOD)
+    by_period = _kwh_by_period(contract, model, inputs, ds) if priced and current else None
     prices = economics.period_prices(ds.day, contract.tariff) if contract.tariff else None
     money: dict[str, economics.Money] = {}
     carbon: dict[str, float] = {}
@@ -286,7 +290,10 @@ def recompute(stored: dict[str, Any]) -> Statement:
     original = Statement.from_dict(stored)
     contract = contract_of(stored)
     model = model_from_dict(original.model)
-    figures = evaluate(contract, model, original.inputs, original.month, original.utility)
+    figures = evaluate(
+        contract, model, original.inputs, original.month, original.utility,
+        method=original.software,
+    )  # fmt: skip
     return build_statement(
         original.contract_id,
         original.utility,

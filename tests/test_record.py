@@ -218,7 +218,18 @@ def test_a_statements_file_from_before_statuses_opens(tmp_path, world) -> None: 
 LEGACY = Path(__file__).parent / "data" / "legacy_statement.json"
 """A statement written by epcmon-processing/1 (main at b20fe85: money split by each day's
 consumption, the water boundary as `water_meters`), 2025-09 of the reference contract on the
-synthetic building of `api_fixtures` (seed 5)."""
+synthetic building of `api_fixtures` (seed 5); `legacy_hourly_statement.json`: 2025-07 with
+the hourly model."""
+
+
+@pytest.mark.parametrize("name", ["legacy_hourly_statement.json"])
+def test_an_hourly_record_from_before_verifies_as_it_was(name: str) -> None:
+    """The same for an hourly model's record (2025-07): priced as it was, not re-priced by
+    its hours."""
+    record = json.loads((LEGACY.parent / name).read_text(encoding="utf-8"))
+    assert record["model"]["model"] == "hourly-towt"
+    assert verify(record) is None
+    assert recompute(record).pricing.startswith("by the day's consumption shares")
 
 
 def test_a_record_from_before_verifies_as_it_was(capsys) -> None:  # type: ignore[no-untyped-def]
