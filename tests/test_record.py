@@ -222,11 +222,10 @@ synthetic building of `api_fixtures` (seed 5); `legacy_hourly_statement.json`: 2
 the hourly model."""
 
 
-@pytest.mark.parametrize("name", ["legacy_hourly_statement.json"])
-def test_an_hourly_record_from_before_verifies_as_it_was(name: str) -> None:
+def test_an_hourly_record_from_before_verifies_as_it_was() -> None:
     """The same for an hourly model's record (2025-07): priced as it was, not re-priced by
     its hours."""
-    record = json.loads((LEGACY.parent / name).read_text(encoding="utf-8"))
+    record = json.loads((LEGACY.parent / "legacy_hourly_statement.json").read_text("utf-8"))
     assert record["model"]["model"] == "hourly-towt"
     assert verify(record) is None
     assert recompute(record).pricing.startswith("by the day's consumption shares")
