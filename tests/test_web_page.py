@@ -170,6 +170,22 @@ def test_the_page_its_assets_and_docs_need_no_key(world: ApiWorld) -> None:
         assert client.get("/redoc").status_code == 404  # ReDoc would need a CDN
 
 
+def test_every_served_file_is_in_the_package_data() -> None:
+    """An installed epcmon (not only a checkout) serves the page, its libraries and /docs."""
+    import tomllib
+    from pathlib import PurePosixPath
+
+    from dashboards.web import ASSETS
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    globs = config["tool"]["setuptools"]["package-data"]["dashboards"]
+    for name in [*ASSETS, "index.html"]:
+        assert any(PurePosixPath(f"web/{name}").match(g) for g in globs), name
+    for licence in (ROOT / "dashboards/web/vendor").glob("*/*LICENSE*"):
+        rel = licence.relative_to(ROOT / "dashboards").as_posix()
+        assert any(PurePosixPath(rel).match(g) for g in globs), rel
+
+
 def test_whoami_names_the_role_and_only_the_visible_contracts(world: ApiWorld) -> None:
     own, other = (c.id for c in world.site.contracts)
     with TestClient(app_for(world)) as client:
