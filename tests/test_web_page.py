@@ -376,11 +376,11 @@ def test_an_outage_is_drawn_as_a_gap_not_as_one_huge_bar(
     # the meter chart over the outage: power buckets there are nulls, drawn as a gap
     page.click("#ranges button[data-range='30']")
     page.wait_for_function(
-        "EpcChart.data('chart-meter') && EpcChart.data('chart-meter').x.length === 120"
+        "EpcChart.data('chart-meter') && EpcChart.data('chart-meter').x.length === 720"
     )
     meter = chart_data(page, "chart-meter")
     points = list(zip(meter["x"], meter["series"][0]["values"], strict=True))
-    inside = [y for x, y in points if OUTAGE[0] <= x * 1000 < OUTAGE[1] - 6 * 3_600_000]
+    inside = [y for x, y in points if OUTAGE[0] <= x * 1000 < OUTAGE[1] - 3_600_000]
     assert inside
     assert all(y is None for y in inside)
     assert any(y is not None for x, y in points if x * 1000 >= OUTAGE[1])

@@ -13,8 +13,7 @@
     var key = locale + "|" + tz + "|" + kind;
     if (!formatters[key]) {
       var o = { timeZone: tz, hourCycle: "h23" };
-      if (kind === "month") { o.year = "numeric"; o.month = "2-digit"; }
-      else if (kind === "day") { o.month = "2-digit"; o.day = "2-digit"; }
+      if (kind === "day") { o.month = "2-digit"; o.day = "2-digit"; }
       else if (kind === "hour") { o.month = "2-digit"; o.day = "2-digit"; o.hour = "2-digit"; o.minute = "2-digit"; }
       else { o.hour = "2-digit"; o.minute = "2-digit"; }
       formatters[key] = new Intl.DateTimeFormat(locale, o);
@@ -22,7 +21,12 @@
     return formatters[key];
   }
   function timeText(sec, opts, kind) {
-    return formatter(opts.locale || "en-GB", opts.tz || "UTC", kind || opts.xfmt || "day").format(new Date(sec * 1000));
+    kind = kind || opts.xfmt || "day";
+    if (kind === "month") {  // YYYY-MM in both languages: short, and what statements are called
+      var d = new Date(sec * 1000);
+      return d.getUTCFullYear() + "-" + String(d.getUTCMonth() + 1).padStart(2, "0");
+    }
+    return formatter(opts.locale || "en-GB", opts.tz || "UTC", kind).format(new Date(sec * 1000));
   }
   function num(v, unit) {
     if (v === null || v === undefined || v !== v) return "—";
@@ -163,6 +167,7 @@
     var plot = new uPlot({
       width: width,
       height: height,
+      padding: [8, 20, 0, 0],  // room for the last time label
       tzDate: function (ts) { return uPlot.tzDate(new Date(ts * 1000), tz); },
       series: series,
       scales: { x: { time: true, range: function (u, lo, hi) { return lo === xs[0] && hi === xs[xs.length - 1] ? xRange : [lo, hi]; } }, y: { range: function () { return span; } } },

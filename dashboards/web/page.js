@@ -187,8 +187,8 @@
     meterOptions();
     if (!state.meter || !state.quantity) { EpcChart.empty(target, Epc.t("noData")); return Promise.resolve(); }
     var counter = COUNTERS.indexOf(state.quantity) >= 0;
-    var every = state.range === 1 ? (counter ? "1h" : "15m") : state.range === 7 ? "1h" : "6h";
-    var step = { "15m": 900000, "1h": HOUR, "6h": 6 * HOUR }[every];
+    var every = state.range === 1 && !counter ? "15m" : "1h";
+    var step = every === "15m" ? 900000 : HOUR;
     var end = Math.ceil((state.latest + 1) / step) * step, start = end - state.range * DAY;
     var meter = state.meter, quantity = state.quantity;
     return Epc.api("/meters/" + meter + "/series", {
