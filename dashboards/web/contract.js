@@ -28,8 +28,8 @@
   }
   function blocked(e) { if (e.auth) { Epc.showLogin(e.message); throw e; } }
 
-  function terms() {
-    return Epc.api(base()).then(function (c) {
+  function terms(asked) {
+    return asked.then(function (c) {
       state.terms = c;
       var us = $("utility-select");
       us.replaceChildren();
@@ -49,9 +49,9 @@
 
   // Avoided energy per month (months without data are gaps), and the running sum against the
   // guaranteed kWh per year accumulated by day from the reporting start.
-  function savings() {
+  function savings(asked) {
     var monthly = $("chart-monthly"), cumulative = $("chart-cumulative");
-    return Epc.api(base() + "/savings", { period: "month", utility: state.utility }).then(function (rows) {
+    return asked.then(function (rows) {
       var used = rows.map(function (r) { return r.days_used > 0; });
       var first = used.indexOf(true), last = used.lastIndexOf(true);
       if (first < 0) { EpcChart.empty(monthly, t("noSavings")); EpcChart.empty(cumulative, t("noSavings")); return; }
@@ -163,8 +163,18 @@
     }).catch(function (e) { blocked(e); dl(list, [[t("baseline"), t("noBaseline") + " (" + e.message + ")"]]); table.replaceChildren(); });
   }
 
-  function show() {
-    return terms().then(function () { return Promise.all([savings(), statements(), baseline()]); }).catch(blocked);
+  function show() {  // every request at once; the charts wait for the terms (the guarantee)
+    var asked = Epc.api(base() + "/savings", { period: "month", utility: state.utility });
+    asked.catch(function () {});  // handled in savings()
+    return Promise.all([
+      terms(Epc.api(base())).then(function () { return savings(asked); }, function (e) {
+        blocked(e);
+        EpcChart.empty($("chart-monthly"), e.message);
+        EpcChart.empty($("chart-cumulative"), e.message);
+      }),
+      statements(),
+      baseline(),
+    ]).catch(blocked);
   }
 
   function load(contracts) {

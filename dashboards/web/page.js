@@ -91,7 +91,12 @@
     f.formatToParts(new Date(ms)).forEach(function (x) { p[x.type] = +x.value; });
     return Date.UTC(p.year, p.month - 1, p.day, p.hour, p.minute) - Math.floor(ms / 60000) * 60000;
   }
-  function localDay(ms, tz) { var off = tzOffset(ms, tz); return Math.floor((ms + off) / DAY) * DAY - off; }
+  var offsets = {};
+  function localDay(ms, tz) {  // the local midnight before `ms` (UTC ms); offsets kept per hour
+    var h = tz + Math.floor(ms / HOUR), off = offsets[h];
+    if (off === undefined) off = offsets[h] = tzOffset(ms, tz);
+    return Math.floor((ms + off) / DAY) * DAY - off;
+  }
 
   // A counter's increase per bucket from its last value per bucket: a bucket whose previous
   // bucket holds no reading spans a gap, and a decrease is a reset: both are null (not drawn),
@@ -249,10 +254,10 @@
     });
   }
 
-  function load() {
+  function load(asked) {
     var gen = ++Epc.gen;
     document.body.dataset.ready = "";
-    Epc.api("/whoami").then(function (who) {
+    (asked || Epc.api("/whoami")).then(function (who) {
       if (gen !== Epc.gen) return;
       Epc.who = who;
       $("login").hidden = true; $("main").hidden = false;
@@ -298,6 +303,9 @@
   });
   $("offline-only").addEventListener("change", function (ev) { state.offlineOnly = ev.target.checked; state.opsPage = 0; operationsList(); });
   applyLang();
-  // after every script of the page has run (contract.js defines EpcContract)
-  document.addEventListener("DOMContentLoaded", function () { if (key()) load(); else showLogin(""); });
+  // ask who the key is at once; show what it may see once every script of the page has run
+  // (contract.js defines EpcContract)
+  var asked = key() ? Epc.api("/whoami") : null;
+  if (asked) asked.catch(function () {});  // handled in load()
+  document.addEventListener("DOMContentLoaded", function () { if (asked) load(asked); else showLogin(""); });
 })();
