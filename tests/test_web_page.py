@@ -223,6 +223,22 @@ def test_login_then_the_viewer_sees_every_chart_in_zh_and_en(
         assert page.locator(f"#{chart} .u-legend").count() == 1, f"{chart}: no legend"
     assert page.text_content("#site-name") == world.site.site.name
     assert page.text_content("#who") == "只读"
+    # zoom: drag across the middle of a chart, double-click to see it all again
+    over = page.locator("#chart-overview .u-over")
+    box = over.bounding_box()
+    assert box is not None
+    full = chart_data(page, "chart-overview")["shown"]
+    y = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + box["width"] * 0.4, y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.6, y, steps=5)
+    page.mouse.up()
+    lo, hi = chart_data(page, "chart-overview")["shown"]
+    assert full[0] < lo < hi < full[1]
+    assert (hi - lo) < (full[1] - full[0]) / 3
+    assert page.locator("#chart-overview .tip:not([hidden])").count() == 1  # the tooltip
+    over.dblclick()
+    assert chart_data(page, "chart-overview")["shown"] == full
     assert page.locator("#buildings tbody tr").count() == 4  # the incomers
     assert page.locator("#statements tbody tr").count() == 1
     ARTIFACTS.mkdir(exist_ok=True)

@@ -196,6 +196,7 @@
       x: c.plot.data[0].slice(),
       series: c.opts.series.map(function (s, k) { return { label: s.label, kind: s.kind || "line", values: c.plot.data[k + 1].slice() }; }),
       band: c.opts.band ? { lo: c.opts.band.lo.slice(), hi: c.opts.band.hi.slice() } : null,
+      shown: [c.plot.scales.x.min, c.plot.scales.x.max],
     };
   }
 
