@@ -14,7 +14,7 @@ from api.keys import KeyStore
 from api.metrics import install_metrics, metrics_response
 from api.page import router as page_router
 from api.ratelimit import RateLimiter
-from api.routes import consumption, contracts, meters, operations
+from api.routes import consumption, contracts, meters, operations, whoami
 from api.routes import site as site_routes
 from api.routes.contracts import SavingsCache
 from api.routes.meters import ERRORS
@@ -45,7 +45,11 @@ def create_app(
     statements: StatementStore | None = None,
     health: Health | None = None,
 ) -> FastAPI:
-    app = FastAPI(title="epcmon", description=DESCRIPTION, version="0.1.0")
+    # /docs is served by api/page.py with Swagger UI's files from dashboards/web/vendor/ (the
+    # defaults load them from a CDN, which an intranet cannot reach); no ReDoc
+    app = FastAPI(
+        title="epcmon", description=DESCRIPTION, version="0.1.0", docs_url=None, redoc_url=None
+    )
     app.state.site = site
     app.state.store = store
     app.state.keys = keys or KeyStore(site.api.keys_path)
@@ -77,6 +81,7 @@ def create_app(
         consumption.router,
         contracts.router,
         operations.router,
+        whoami.router,
         page_router,
     ):
         app.include_router(router)
