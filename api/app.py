@@ -14,7 +14,7 @@ from api.keys import KeyStore
 from api.metrics import install_metrics, metrics_response
 from api.page import router as page_router
 from api.ratelimit import RateLimiter
-from api.routes import consumption, contracts, meters, operations
+from api.routes import bills, consumption, contracts, meters, operations
 from api.routes import site as site_routes
 from api.routes.contracts import SavingsCache
 from api.routes.meters import ERRORS
@@ -54,6 +54,7 @@ def create_app(
     app.state.health = health or Health()
     app.state.savings_cache = SavingsCache()
     app.state.response_cache = ResponseCache()
+    app.state.bills_cache = bills.ResultCache()
     spool = getattr(store, "spool", None)
     app.state.ops = OpsContext(
         status=status,
@@ -75,6 +76,7 @@ def create_app(
         site_routes.router,
         meters.router,
         consumption.router,
+        bills.router,
         contracts.router,
         operations.router,
         page_router,

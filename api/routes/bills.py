@@ -1,0 +1,128 @@
+"""Department bills and energy-use intensity: building data, so admins, engineers and viewers
+may ask; a vendor key is a 403.
+
+One call returns every department's bill for a month; the figures are `processing.bills`'
+(the CLI and the report read the same). A month not ended is served `provisional`, a month
+not started is a 400. Results are cached for `CACHE_S` (one computation at a time per key):
+a month's bills read every meter once, ~0.2 s on the reference site.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Hashable
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+
+from api.common import Format, csv_response, json_bytes_response
+from api.deps import Reader, SiteDep, StoreDep
+from api.errors import BadRequest
+from api.routes.meters import ERRORS
+from api.schemas_bills import BillsOut, IntensityOut
+from core.config import SiteConfig
+from processing.bills import MonthBills, MonthError, last_closed_month, month_bills, previous_month
+from processing.bills import parse_month as _parse_month
+from processing.intensity import intensity
+from storage.base import TimeSeriesStore
+
+router = APIRouter(prefix="/api/v1", tags=["bills"])
+
+CACHE_S = 60.0
+"""A month's bills and the intensity are recomputed at most once a minute."""
+MonthQ = Annotated[
+    str | None,
+    Query(pattern=r"^\d{4}-\d{2}$", description="YYYY-MM (local); default: the last closed month"),
+]
+
+
+class ResultCache:
+    """Results by key for `ttl_s`; one computation at a time per key, so a page and a report
+    asking at once compute it once."""
+
+    def __init__(self, ttl_s: float = CACHE_S, max_entries: int = 64) -> None:
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self._lock = threading.Lock()
+        self._key_locks: dict[Hashable, threading.Lock] = {}
+        self._entries: dict[Hashable, tuple[float, Any]] = {}
+
+    def get(self, key: Hashable, compute: Callable[[], Any]) -> Any:
+        with self._lock:
+            key_lock = self._key_locks.setdefault(key, threading.Lock())
+        with key_lock:
+            with self._lock:
+                hit = self._entries.get(key)
+            if hit is not None and time.monotonic() - hit[0] < self.ttl_s:
+                return hit[1]
+            value = compute()
+            with self._lock:
+                self._entries[key] = (time.monotonic(), value)
+                if len(self._entries) > self.max_entries:
+                    oldest = min(self._entries, key=lambda k: self._entries[k][0])
+                    del self._entries[oldest]
+                    self._key_locks.pop(oldest, None)
+            return value
+
+
+def _cache(request: Request) -> ResultCache:
+    cache: ResultCache = request.app.state.bills_cache
+    return cache
+
+
+def _intensity(cache: ResultCache, site: SiteConfig, store: TimeSeriesStore, through: str) -> Any:
+    return cache.get(("intensity", through), lambda: intensity(site, store, through))
+
+
+def _bills(cache: ResultCache, site: SiteConfig, store: TimeSeriesStore, month: str) -> MonthBills:
+    bills: MonthBills = cache.get(("bills", month), lambda: month_bills(site, store, month))
+    return bills
+
+
+@router.get("/bills", response_model=BillsOut, responses=ERRORS)
+def get_bills(
+    _who: Reader,
+    request: Request,
+    site: SiteDep,
+    store: StoreDep,
+    month: MonthQ = None,
+    format: Format = "json",
+) -> Response:
+    """Every department's bill for a month: own kWh, kWh apportioned by pool, CNY by
+    time-of-use period, water m³ and CNY, kWh/m², kWh/person, rank; the pools, the
+    unallocated remainder and the reconciliation with the incomers and the water mains; the
+    site's energy-use intensity over the 12 months through this one (or through the last
+    closed month, for a month not ended). `format=csv`: the rows and an `unallocated` row."""
+    cache = _cache(request)
+    chosen = month or last_closed_month(site)
+    try:
+        bills = _bills(cache, site, store, chosen)
+        if format == "csv":
+            header, rows = bills.csv()
+            return csv_response(header, rows, f"bills-{site.site.id}-{chosen}.csv")
+        through = chosen
+        if bills.status == "provisional":
+            through = previous_month(_parse_month(chosen)).strftime("%Y-%m")
+        doc = bills.to_dict()
+        doc["site"]["intensity"] = _intensity(cache, site, store, through)
+    except MonthError as exc:
+        raise BadRequest(str(exc)) from None
+    return json_bytes_response(orjson.dumps(doc))
+
+
+@router.get("/intensity", response_model=IntensityOut, responses=ERRORS)
+def get_intensity(
+    _who: Reader, request: Request, site: SiteDep, store: StoreDep, month: MonthQ = None
+) -> Response:
+    """Site and building energy-use intensity (kWh/m²·a, kWh/person·a, kgce, water
+    m³/person·a) over the 12 months through `month` (default: the last closed month) and its
+    year to date, against the site file's targets (GB/T 51161-2016's constraint and guide
+    values, the 公共机构 quotas), each with its source and whether it is provisional."""
+    try:
+        doc = _intensity(_cache(request), site, store, month or last_closed_month(site))
+    except MonthError as exc:
+        raise BadRequest(str(exc)) from None
+    return json_bytes_response(orjson.dumps(doc))
