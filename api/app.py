@@ -120,7 +120,10 @@ def create_app(
 
 
 def warm_caches(app: FastAPI) -> int:
-    """Compute what the first visitors would otherwise wait for (the contracts' savings).
-    Blocking: run it in a worker thread after the server starts."""
+    """Compute what the first visitors would otherwise wait for: the contracts' savings, and
+    the last closed month's bills and intensity. Blocking: run it in a worker thread after the
+    server starts. Returns how many contract boundaries' savings were computed."""
     cache: SavingsCache = app.state.savings_cache
-    return cache.warm(app.state.site, app.state.store, app.state.statements)
+    done = cache.warm(app.state.site, app.state.store, app.state.statements)
+    bills.warm(app.state.bills_cache, app.state.site, app.state.store)
+    return done

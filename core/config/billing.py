@@ -134,7 +134,9 @@ def check_billing_references(cfg: SiteConfig, fail: Callable[[str, str, str], Co
                 raise fail(entity, f"meters.{j}", f"no meter {meter_id!r}")
             if meter.kind is not pool.kind:
                 raise fail(
-                    entity, f"meters.{j}", f"meter {meter_id!r} is not a {pool.utility} meter"
+                    entity,
+                    f"meters.{j}",
+                    f"meter {meter_id!r} is a {meter.kind.value} meter, not {pool.utility}",
                 )
             owner = tenants.get(meter.tenant or "")
             if owner is not None and owner.kind == "department":
