@@ -23,7 +23,7 @@ import numpy as np
 
 from core.config import MeterKind, SiteConfig
 from core.readings import STORABLE_FROM_MS
-from processing.apportion import Allocation, Amount, Prices, allocate
+from processing.apportion import Allocation, Amount, Prices, allocate, total
 from processing.economics import PERIODS
 from processing.rollups import UNIT, consumption_grid
 from storage.base import Every, TimeSeriesStore, local_midnight_ms
@@ -121,7 +121,9 @@ class MonthBills:
         rows: list[dict[str, Any]] = []
         for tid in e.departments:
             t = tenants[tid]
-            billed, water = e.billed(tid), w.billed(tid)
+            e_shares, w_shares = e.apportioned(tid), w.apportioned(tid)
+            billed = e.own[tid] + total(list(e_shares.values()), len(e.periods))
+            water = w.own[tid] + total(list(w_shares.values()), len(w.periods))
             kwh, m3 = billed.total, water.total
             rows.append(
                 {
@@ -133,13 +135,13 @@ class MonthBills:
                     "staff": t.staff,
                     "meters": list(e.own_meters[tid]) + list(w.own_meters[tid]),
                     "kwh_own": _q(e.own[tid].total),
-                    "kwh_apportioned": {p: _q(a.total) for p, a in e.apportioned(tid).items()},
+                    "kwh_apportioned": {p: _q(a.total) for p, a in e_shares.items()},
                     "kwh": _q(kwh),
                     "kwh_by_period": _by_period(e, billed.qty, _q),
                     "cny_by_period": _by_period(e, billed.cny, _m) if self.priced else None,
                     "cny_electricity": _m(billed.total_cny) if self.priced else None,
                     "water_m3_own": _q(w.own[tid].total),
-                    "water_m3_apportioned": {p: _q(a.total) for p, a in w.apportioned(tid).items()},
+                    "water_m3_apportioned": {p: _q(a.total) for p, a in w_shares.items()},
                     "water_m3": _q(m3),
                     "cny_water": _m(water.total_cny) if self.priced else None,
                     "cny": _m(billed.total_cny + water.total_cny) if self.priced else None,

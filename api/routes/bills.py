@@ -10,6 +10,8 @@ over 12 months (~1.3 s); the service computes the last closed month's at start.
 
 from __future__ import annotations
 
+import csv
+import io
 import logging
 import threading
 import time
@@ -20,7 +22,7 @@ import orjson
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
-from api.common import Format, csv_response, json_bytes_response
+from api.common import Format, json_bytes_response
 from api.deps import Reader, SiteDep, StoreDep
 from api.errors import BadRequest
 from api.routes.meters import ERRORS
@@ -94,8 +96,7 @@ def warm(cache: ResultCache, site: SiteConfig, store: TimeSeriesStore) -> None:
     """Compute the last closed month's bills and the intensity through it (at start, off the
     request path, as the savings are)."""
     month = last_closed_month(site)
-    _bills(cache, site, store, month)
-    _intensity(cache, site, store, month)
+    cache.get(("bills-json", month), lambda: _json(cache, site, store, month))
 
 
 def _cache(request: Request) -> ResultCache:
@@ -129,18 +130,38 @@ def get_bills(
     cache = _cache(request)
     chosen = month or last_closed_month(site)
     try:
-        bills = _bills(cache, site, store, chosen)
         if format == "csv":
-            header, rows = bills.csv()
-            return csv_response(header, rows, f"bills-{site.site.id}-{chosen}.csv")
-        through = chosen
-        if bills.status == "provisional":
-            through = previous_month(_parse_month(chosen)).strftime("%Y-%m")
-        doc = bills.to_dict()
-        doc["site"]["intensity"] = _intensity(cache, site, store, through)
+            text: str = cache.get(("bills-csv", chosen), lambda: _csv(cache, site, store, chosen))
+            return Response(
+                text,
+                media_type="text/csv; charset=utf-8",
+                headers={
+                    "Content-Disposition": f'attachment; filename="bills-{site.site.id}-{chosen}.csv"'
+                },
+            )
+        body: bytes = cache.get(("bills-json", chosen), lambda: _json(cache, site, store, chosen))
     except MonthError as exc:
         raise BadRequest(str(exc)) from None
-    return json_bytes_response(orjson.dumps(doc))
+    return json_bytes_response(body)
+
+
+def _json(cache: ResultCache, site: SiteConfig, store: TimeSeriesStore, month: str) -> bytes:
+    bills = _bills(cache, site, store, month)
+    through = month
+    if bills.status == "provisional":
+        through = previous_month(_parse_month(month)).strftime("%Y-%m")
+    doc = bills.to_dict()
+    doc["site"]["intensity"] = _intensity(cache, site, store, through)
+    return orjson.dumps(doc)
+
+
+def _csv(cache: ResultCache, site: SiteConfig, store: TimeSeriesStore, month: str) -> str:
+    header, rows = _bills(cache, site, store, month).csv()
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return out.getvalue()
 
 
 @router.get("/intensity", response_model=IntensityOut, responses=ERRORS)
