@@ -18,12 +18,12 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from api.app import create_app
+from api.app import create_app, warm_caches
 from api.keys import KeyStore, Role
 from api.routes.bills import ResultCache
 from core.config import SiteConfig
 from epcmon.sites import load
-from processing.bills import MonthBills, month_bills, month_range
+from processing.bills import MonthBills, last_closed_month, month_bills, month_range
 from processing.intensity import intensity
 from processing.statements import StatementStore
 from simulators.history import generate_history
@@ -268,6 +268,15 @@ def test_months_the_api_refuses(client):
     for path in ("/api/v1/bills", "/api/v1/intensity"):
         r = c.get(path, params={"month": "2025-07"}, headers=headers["vendor"])
         assert r.status_code == 403
+
+
+def test_the_service_warms_the_last_closed_months_bills(client, site):
+    c, _headers = client
+    warm_caches(c.app)  # type: ignore[arg-type]
+    cache = c.app.state.bills_cache  # type: ignore[attr-defined]
+    month = last_closed_month(site)
+    assert ("bills-json", month) in cache
+    assert ("intensity", month) in cache
 
 
 def test_the_cache_serves_the_stale_result_while_it_refreshes_and_keeps_it_on_failure():

@@ -74,6 +74,10 @@ class ResultCache:
                 return hit[1]
             return self._compute(key, compute)
 
+    def __contains__(self, key: Hashable) -> bool:
+        with self._lock:
+            return key in self._entries
+
     def _compute(self, key: Hashable, compute: Callable[[], Any]) -> Any:
         value = compute()
         with self._lock:
