@@ -8,7 +8,7 @@ over its buildings' gross floor area and every tenant's staff. A building's figu
 its departments are billed (their own meters plus their shares of the pools, as
 `processing.apportion` shares them out month by month), over the building's gross floor area
 and its tenants' staff; the unallocated remainder belongs to the site only. One store read
-per meter (monthly buckets) covers both windows.
+per meter (hourly buckets, summed per local month) covers both windows.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
+
+import numpy as np
 
 from core.config import IntensityTarget, MeterKind, SiteConfig
 from processing.apportion import Prices, allocate
@@ -30,7 +32,7 @@ from processing.bills import (
 from processing.rollups import consumption_grid
 from storage.base import Every, TimeSeriesStore, local_midnight_ms
 
-MONTH = Every.parse("1mo")
+HOUR = Every.parse("1h")
 WINDOW = 12
 
 
@@ -93,20 +95,27 @@ def intensity(
     last = parse_month(through or last_closed_month(site, now))
     _start, _end, state = month_range(site, last.strftime("%Y-%m"), now)
     window = _months_back(last, WINDOW)
-    first = min(window[0], date(last.year, 1, 1))
-    zone = site.site.tz
-    start_ms = max(local_midnight_ms(first, zone), 0)
+    zone = site.site.tz  # the year to date lies inside the 12 months
+    start_ms = max(local_midnight_ms(window[0], zone), 0)
     end_ms = local_midnight_ms(next_month(last), zone)
     meters = [m for m in site.meters if m.kind in (MeterKind.ELECTRICITY, MeterKind.WATER)]
-    grid = consumption_grid(site, store, meters, start_ms, end_ms, MONTH)
-    labels = [
+    # hourly buckets summed per local month: the store's plain hourly roll-up is about twice
+    # as fast as its calendar-month one, and gives the same totals
+    grid = consumption_grid(site, store, meters, start_ms, end_ms, HOUR)
+    hour_labels = [
         datetime.fromtimestamp(t / 1000, tz=zone).strftime("%Y-%m") for t in grid.ts_ms.tolist()
     ]
+    labels = sorted(set(hour_labels))
+    index = np.searchsorted(labels, hour_labels)
+    monthly = {
+        m: np.bincount(index, weights=v, minlength=len(labels)).astype(np.float64)
+        for m, v in grid.values.items()
+    }
     building_ids = [b.id for b in site.buildings]
     tenants = {t.id: t for t in site.tenants}
     per_month: dict[str, dict[str, Totals]] = {}
     for i, label in enumerate(labels):
-        column = {m: v[i : i + 1] for m, v in grid.values.items()}
+        column = {m: v[i : i + 1] for m, v in monthly.items()}
         e = allocate(site, MeterKind.ELECTRICITY, column, Prices.unpriced(1))
         w = allocate(site, MeterKind.WATER, column, Prices.unpriced(1))
         month: dict[str, Totals] = {"site": Totals(e.measured.total, w.measured.total)}

@@ -102,8 +102,10 @@ def consumption_grid(
     values: dict[str, F64] = {}
     for meter_id, s in series.items():
         row = np.zeros(len(ts))
-        keep = np.isin(s.ts_ms, ts)
-        row[np.searchsorted(ts, s.ts_ms[keep])] = s.value[keep]
+        at = np.searchsorted(ts, s.ts_ms)
+        keep = at < len(ts)
+        keep[keep] = ts[at[keep]] == s.ts_ms[keep]  # buckets outside [start, end) are dropped
+        row[at[keep]] = s.value[keep]
         values[meter_id] = row
     return Grid(ts.astype(np.int64), values)
 
