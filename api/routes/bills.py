@@ -4,8 +4,8 @@ may ask; a vendor key is a 403.
 One call returns every department's bill for a month; the figures are `processing.bills`'
 (the CLI and the report read the same). A month not ended is served `provisional`, a month
 not started is a 400. Results are cached and refreshed in the background every `CACHE_S`: a
-month's bills read every meter once (~0.3 s on the reference site), the intensity every meter
-over 12 months (~1.3 s); the service computes the last closed month's at start.
+month's bills read every meter once (~0.2 s on the reference site), the intensity every meter
+over 12 months (~0.5 s); the service computes the last closed month's at start.
 """
 
 from __future__ import annotations
