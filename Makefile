@@ -47,6 +47,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.page
 	$(BIN)/python -m bench.poll_modbus
 	$(BIN)/python -m bench.modbus_drops
+	$(BIN)/python -m bench.bills
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build *.egg-info
