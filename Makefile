@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DEMO_STAMP := $(VENV)/.installed-demo
 
 .PHONY: demo test check lint typecheck bench docs clean
 
@@ -14,7 +15,12 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
-demo: $(STAMP)
+# the demo needs the package and its report extra (plots), not the test and lint tools
+$(DEMO_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[report]"
+	touch $(DEMO_STAMP)
+
+demo: $(DEMO_STAMP)
 	$(BIN)/epcmon demo
 
 test: $(STAMP)
@@ -41,6 +47,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.page
 	$(BIN)/python -m bench.poll_modbus
 	$(BIN)/python -m bench.modbus_drops
+	$(BIN)/python -m bench.bills
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build *.egg-info

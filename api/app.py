@@ -14,7 +14,7 @@ from api.keys import KeyStore
 from api.metrics import install_metrics, metrics_response
 from api.page import router as page_router
 from api.ratelimit import RateLimiter
-from api.routes import consumption, contracts, meters, operations
+from api.routes import bills, consumption, contracts, meters, operations, whoami
 from api.routes import site as site_routes
 from api.routes.contracts import SavingsCache
 from api.routes.meters import ERRORS
@@ -45,7 +45,11 @@ def create_app(
     statements: StatementStore | None = None,
     health: Health | None = None,
 ) -> FastAPI:
-    app = FastAPI(title="epcmon", description=DESCRIPTION, version="0.1.0")
+    # /docs is served by api/page.py with Swagger UI's files from dashboards/web/vendor/ (the
+    # defaults load them from a CDN, which an intranet cannot reach); no ReDoc
+    app = FastAPI(
+        title="epcmon", description=DESCRIPTION, version="0.1.0", docs_url=None, redoc_url=None
+    )
     app.state.site = site
     app.state.store = store
     app.state.keys = keys or KeyStore(site.api.keys_path)
@@ -54,6 +58,7 @@ def create_app(
     app.state.health = health or Health()
     app.state.savings_cache = SavingsCache()
     app.state.response_cache = ResponseCache()
+    app.state.bills_cache = bills.ResultCache()
     spool = getattr(store, "spool", None)
     app.state.ops = OpsContext(
         status=status,
@@ -75,8 +80,10 @@ def create_app(
         site_routes.router,
         meters.router,
         consumption.router,
+        bills.router,
         contracts.router,
         operations.router,
+        whoami.router,
         page_router,
     ):
         app.include_router(router)
@@ -118,7 +125,10 @@ def create_app(
 
 
 def warm_caches(app: FastAPI) -> int:
-    """Compute what the first visitors would otherwise wait for (the contracts' savings).
-    Blocking: run it in a worker thread after the server starts."""
+    """Compute what the first visitors would otherwise wait for: the contracts' savings, and
+    the last closed month's bills and intensity. Blocking: run it in a worker thread after the
+    server starts. Returns how many contract boundaries' savings were computed."""
     cache: SavingsCache = app.state.savings_cache
-    return cache.warm(app.state.site, app.state.store, app.state.statements)
+    done = cache.warm(app.state.site, app.state.store, app.state.statements)
+    bills.warm(app.state.bills_cache, app.state.site, app.state.store)
+    return done

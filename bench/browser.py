@@ -108,3 +108,131 @@ def load_with_key(
         page.screenshot(path=str(screenshot), full_page=True)
     page.close()
     return PageLoad(ready, errors, list(drawn))
+
+
+# -- the README's screenshots: python -m bench.browser [--out docs/screenshots] ---------------
+
+SHOTS = ("engineer-overview.png", "meter-chart.png", "vendor-contract.png", "phone.png")
+
+
+def reference_world(tmp: Path, now_ms: int) -> tuple[Any, Any, Any, Any, dict[str, str]]:
+    """The reference site from its baseline year to `now_ms` at 15 minutes, with a 2.5-day
+    outage of every meter ten days ago and one meter silent for the last two hours; the
+    contract's baseline and statements written as `epcmon run` writes them. Returns
+    (site, store, statements, keys, {role: key})."""
+    from datetime import UTC, datetime
+
+    from api.keys import KeyStore, Role
+    from core.readings import ReadingBatch
+    from epcmon.sites import load
+    from processing.schedule import Recompute
+    from processing.statements import StatementStore
+    from simulators.history import iter_history
+    from storage.duckdb_store import DuckDBStore
+
+    site = load(Path(__file__).resolve().parents[1] / "sites/luan-admin-center.toml")
+    day = 86_400_000
+    outage = (now_ms - 10 * day - day // 2, now_ms - 8 * day)
+    silent = (now_ms - 2 * 3_600_000, now_ms + 1)
+    store = DuckDBStore(tmp / "shots.duckdb")
+    start = datetime(2024, 6, 30, 16, tzinfo=UTC)
+    end = datetime.fromtimestamp(now_ms // 900_000 * 900_000 / 1000, tz=UTC)
+    for chunk in iter_history(site, start, end, interval="15m", seed=1):
+        b = chunk.readings
+        keep = ~((b.ts_ms >= outage[0]) & (b.ts_ms < outage[1]))
+        keep &= ~((b.meter_id == "E-D07") & (b.ts_ms >= silent[0]))
+        store.write(ReadingBatch(b.meter_id[keep], b.quantity[keep], b.ts_ms[keep], b.value[keep]))
+    statements = StatementStore(tmp / "statements.sqlite")
+    today = datetime.fromtimestamp(now_ms / 1000, tz=UTC).date()
+    Recompute(site, store, statements).run_once(today)
+    keys = KeyStore(tmp / "keys.sqlite3")
+    tokens = {
+        "engineer": keys.create(Role.ENGINEER, name="设施科")[1],
+        "vendor": keys.create(Role.VENDOR, contracts=(site.contracts[0].id,), name="淠源节能")[1],
+    }
+    return site, store, statements, keys, tokens
+
+
+def take_screenshots(out: Path) -> list[Path]:
+    """Serve the reference world and photograph the engineer's overview, a meter's chart with
+    its tooltip, the vendor's contract page and a 390 px phone."""
+    import tempfile
+
+    from api.app import create_app
+
+    now_ms = int(time.time() * 1000)
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="epcmon-shots-") as tmp_s:
+        tmp = Path(tmp_s)
+        t0 = time.perf_counter()
+        site, store, statements, keys, tokens = reference_world(tmp, now_ms)
+        print(f"reference world built in {time.perf_counter() - t0:.0f} s")
+        app = create_app(site, store, keys=keys, statements=statements, data_dir=tmp)
+        written = []
+        with serve(app) as url, browser(tmp / "chromium") as context:
+
+            def open_as(role: str, lang: str, width: int, height: int) -> Any:
+                page = context.new_page()
+                page.set_viewport_size({"width": width, "height": height})
+                page.add_init_script(
+                    f"sessionStorage.setItem('epcmon.key', {tokens[role]!r});"
+                    f"sessionStorage.setItem('epcmon.lang', {lang!r});"
+                )
+                page.goto(url)
+                page.wait_for_selector("body[data-ready='1']", timeout=60_000)
+                return page
+
+            page = open_as("engineer", "zh", 1280, 1000)
+            page.screenshot(path=str(out / SHOTS[0]))
+            page.close()
+
+            page = open_as("engineer", "en", 1280, 1000)
+            page.click("#ranges button[data-range='30']")  # the outage ten days ago: a gap
+            page.wait_for_function(
+                "EpcChart.data('chart-meter') && EpcChart.data('chart-meter').x.length === 720"
+            )
+            over = page.locator("#chart-meter .u-over")
+            box = over.bounding_box()
+            page.mouse.move(box["x"] + box["width"] * 0.55, box["y"] + box["height"] * 0.4)
+            page.wait_for_selector("#chart-meter .tip:not([hidden])")
+            top = page.locator("#s-meter").bounding_box()
+            chart = page.locator("#chart-meter").bounding_box()
+            clip = {
+                "x": top["x"],
+                "y": top["y"],
+                "width": top["width"],
+                "height": chart["y"] + chart["height"] - top["y"] + 16,
+            }
+            page.screenshot(path=str(out / SHOTS[1]), clip=clip)
+            page.close()
+
+            page = open_as("vendor", "zh", 1280, 1000)
+            page.screenshot(path=str(out / SHOTS[2]), full_page=True)
+            page.close()
+
+            page = open_as("vendor", "zh", 390, 844)
+            page.screenshot(path=str(out / SHOTS[3]))
+            page.close()
+            written = [out / name for name in SHOTS]
+        keys.close()
+        store.close()
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Retake the README's screenshots of the page.")
+    root = Path(__file__).resolve().parents[1]
+    parser.add_argument("--out", type=Path, default=root / "docs/screenshots")
+    args = parser.parse_args(argv)
+    if chromium_path() is None:
+        print("chromium is not installed (Debian package chromium)")
+        return 2
+    for path in take_screenshots(args.out):
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

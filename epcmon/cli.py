@@ -507,6 +507,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_commands(sub)
 
+    from epcmon.bills_cli import add_commands as add_bills_commands
+
+    add_bills_commands(sub)
+
     p = sub.add_parser("simulate", help="the virtual site: write its history, or serve its meters")
     sim = p.add_subparsers(dest="simulate_command", required=True, metavar="WHAT")
     h = sim.add_parser("history", help="write the site's readings over a date range")

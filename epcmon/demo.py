@@ -22,11 +22,13 @@ from amqtt.broker import Broker
 from api.keys import KeyStore, Role
 from collectors.availability import Availability
 from collectors.profiles import load_profiles
-from core.config import Meter, SiteConfig, parse_site
+from core.config import Contract, Meter, SiteConfig, contract_weather_station, parse_site
 from core.errors import ConfigError
 from core.net import free_port
 from epcmon.api_server import ApiServer
+from epcmon.demo_history import backfill, statements_beside_truth
 from epcmon.runtime import Service, stop_on_signals
+from processing.schedule import Recompute
 from simulators.clock import RealClock
 from simulators.modbus_server import SimulatedGateway
 from simulators.mqtt_publisher import MqttMeterPublisher
@@ -50,15 +52,24 @@ class DemoOptions:
 
 def pick_meters(site: SiteConfig) -> list[Meter]:
     """A few meters that show the whole path: the first meter of each Modbus profile in
-    use, then the first MQTT meter of each payload format."""
-    chosen: list[Meter] = []
+    use, the first MQTT meter of each payload format, and every meter of the contracts'
+    boundaries (and their weather stations), so the demo computes the savings."""
+    chosen: dict[str, Meter] = {}
     seen: set[str] = set()
     for m in site.meters:
         kind = m.modbus.profile if m.modbus else m.mqtt.format if m.mqtt else ""
         if kind not in seen:
             seen.add(kind)
-            chosen.append(m)
-    return sorted(chosen, key=lambda m: m.protocol)
+            chosen[m.id] = m
+    for c in site.contracts:
+        for meter_id in (*_boundary(c), contract_weather_station(site, c)):
+            chosen.setdefault(meter_id, site.meter(meter_id))
+    return sorted(chosen.values(), key=lambda m: (m.protocol, m.id))
+
+
+def _boundary(contract: Contract) -> tuple[str, ...]:
+    """Every meter of every boundary (utility) of a contract."""
+    return tuple(m for u in contract.utility_names() for m in contract.terms(u).meters)
 
 
 def demo_site(
@@ -85,7 +96,11 @@ def demo_site(
         for g in data["gateways"]
         if g["id"] in ports
     ]
-    data["contracts"] = []
+    # contracts whose whole boundary is in the demo (pick_meters sees to it) stay
+    whole = {
+        c.id for c in site.contracts if {*_boundary(c), contract_weather_station(site, c)} <= ids
+    }
+    data["contracts"] = [c for c in data["contracts"] if c["id"] in whole]
     data["storage"] = {**data["storage"], "path": str(opts.data_dir / "epcmon-demo.duckdb")}
     data["mqtt"] = {**data["mqtt"], "url": mqtt_url, "client_id": f"epcmon-demo-{site.site.id}"}
     if embedded_broker:
@@ -97,20 +112,6 @@ def demo_site(
     return parse_site(
         data, source=f"{site.source} (demo subset)", known_profiles=set(load_profiles())
     )
-
-
-def say_truth(
-    site: SiteConfig, sim: SimulatedSite, now_ms: int, say: Callable[[str], None]
-) -> None:
-    """The simulator knows the true savings: print them for each contract, last 7 days."""
-    week_ms = 7 * 86_400_000
-    end = now_ms // 900_000 * 900_000
-    for c in site.contracts:
-        saved = sum(sim.true_savings_kwh(m, end - week_ms, end) for m in c.meters)
-        say(
-            f"simulator truth: contract {c.id}, true savings over the last 7 days "
-            f"{saved:,.0f} kWh (boundary meters {', '.join(c.meters)})"
-        )
 
 
 def _listen(site: SiteConfig, opts: DemoOptions) -> list[socket.socket]:
@@ -156,7 +157,6 @@ async def _run_demo(
     sim = SimulatedSite(site, clock=RealClock())
     now_ms = sim.clock()
     sim.values(meters[0].id, now_ms)  # integrates every counter from the epoch to now
-    say_truth(site, sim, now_ms, say)
 
     mqtt_url = opts.mqtt_url or site.mqtt.url
     embedded = not mqtt_url and any(m.mqtt for m in meters)
@@ -191,6 +191,9 @@ async def _run_demo(
     store = DuckDBStore(dsite.storage.path)
     started.callback(store.close)
     say(f"store: DuckDB {dsite.storage.path}")
+    filled = await asyncio.to_thread(
+        backfill, site, [m.id for m in dsite.meters], store, now_ms, progress=say
+    )
     keys = KeyStore(opts.data_dir / "demo-api-keys.sqlite3")
     service = Service(dsite, store, opts.data_dir, keys=keys, mqtt_url=mqtt_url)
     started.callback(service.close)
@@ -211,6 +214,12 @@ async def _run_demo(
             clock=sim.clock,
         )
         service.supervisor.add("simulated mqtt meters", publisher.run)
+    if dsite.contracts and service.statements is not None:
+        # the service's first recompute pass, before it listens: statements are there at once
+        recompute = Recompute(dsite, store, service.statements, service.health)
+        await asyncio.to_thread(recompute.run_once)
+        for line in statements_beside_truth(dsite, service.statements, filled):
+            say(line)
     bound = await service.start(sockets)
     running = asyncio.create_task(service.run(stop))
 
@@ -220,6 +229,7 @@ async def _run_demo(
 
     started.push_async_callback(stop_service)
     say(f"API on http://{dsite.api.host}:{bound}  (docs: /docs)")
+    say(f"web page: http://{dsite.api.host}:{bound}/  (paste the key below)")
     say(f"demo API key (admin, this run only): {demo_key}")
     say(
         f'try: curl -H "Authorization: Bearer {demo_key}" http://{dsite.api.host}:{bound}/api/v1/meters'

@@ -32,6 +32,8 @@ _SECTIONS: list[tuple[str, str]] = [
     ("payload_formats", "[payload_formats.NAME]"),
     ("meters", "[[meters]]"),
     ("contracts", "[[contracts]]"),
+    ("billing", "[billing]"),
+    ("intensity", "[intensity]"),
     ("simulation", "[simulation]"),
 ]
 

@@ -17,6 +17,18 @@ import numpy as np
 from core.config import Contract, Tariff, UtilityTerms
 from processing.frames import DayArray, FloatArray
 from processing.pricing import PERIODS, month_index
+
+__all__ = [
+    "PERIODS",
+    "GuaranteeStatus",
+    "Money",
+    "carbon_t",
+    "flat_value",
+    "guarantee_status",
+    "period_prices",
+    "value",
+    "value_shares",
+]
 from processing.stats import Uncertainty
 
 

@@ -50,11 +50,16 @@ READER_ROUTES = [
     ("/api/v1/consumption/meters/E-D01", {"start": START, "end": END}),
     ("/api/v1/consumption/tenants/dept-01", {"start": START, "end": END}),
     ("/api/v1/consumption/buildings/main", {"start": START, "end": END, "every": "1mo"}),
+    ("/api/v1/bills", {"month": "2025-12"}),
+    ("/api/v1/bills", {"month": "2025-12", "format": "csv"}),
+    ("/api/v1/intensity", {}),
     ("/api/v1/operations/meters", {}),
     ("/api/v1/operations/dead-letters", {}),
     ("/api/v1/operations/spool", {}),
     ("/metrics", {}),
 ]
+ANY_KEY_ROUTES = [("/api/v1/whoami", {})]
+"""Routes every role may call (vendors included): who the key is, no building data."""
 
 
 def test_every_route_is_listed_in_the_security_matrix(client):
@@ -65,7 +70,8 @@ def test_every_route_is_listed_in_the_security_matrix(client):
         if (p.startswith("/api/v1/") and "contracts" not in p) or p == "/metrics"
     }
     listed = {
-        re.sub(r"/(main|dept-01|E-D01)(?=/|$)", lambda m: "/{x}", p) for p, _ in READER_ROUTES
+        re.sub(r"/(main|dept-01|E-D01)(?=/|$)", lambda m: "/{x}", p)
+        for p, _ in READER_ROUTES + ANY_KEY_ROUTES
     }
     normalised = {re.sub(r"\{[^}]+\}", "{x}", p) for p in paths}
     assert normalised <= listed, f"routes missing from the matrix: {normalised - listed}"
@@ -86,6 +92,17 @@ def test_security_matrix(world, client, path, params):
     r = client.get(path, params=params, headers=auth(world, "vendor"))
     assert r.status_code == 403  # no raw building data for the vendor
     assert "vendor" in r.json()["detail"]
+
+
+@pytest.mark.parametrize(("path", "params"), ANY_KEY_ROUTES, ids=[p for p, _ in ANY_KEY_ROUTES])
+def test_any_key_matrix(world, client, path, params):
+    assert client.get(path, params=params).status_code == 401  # no key
+    forged = {"Authorization": "Bearer epc_00000000_forged"}
+    assert client.get(path, params=params, headers=forged).status_code == 401
+    for role in ("admin", "engineer", "viewer", "vendor"):
+        r = client.get(path, params=params, headers=auth(world, role))
+        assert r.status_code == 200, (role, r.text)
+        assert world.tokens[role] not in r.text
 
 
 def test_revoked_key_is_refused(world, client):

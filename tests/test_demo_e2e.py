@@ -85,11 +85,17 @@ def test_demo_runs_end_to_end(tmp_path):
         key = _wait_for_line(
             lines, r"demo API key \(admin, this run only\): (epc_\S+)", time.monotonic() + 10, seen
         ).group(1)
+        output_so_far = "".join(seen)
+        assert "history back-filled" in output_so_far
+        assert "beside the simulator's truth" in output_so_far  # statements next to the truth
         modbus_meter, mqtt_meter = "E-D01", "WX-ROOF"
         assert httpx.get(f"{base}/api/v1/meters", timeout=5).status_code == 401  # no key, no data
         with httpx.Client(
             base_url=base, timeout=5, headers={"Authorization": f"Bearer {key}"}
         ) as client:
+            # the main job, within a minute of starting: the contract's monthly statements
+            listing = client.get("/api/v1/contracts/epc-2025-01/statements").json()
+            assert sum(e["status"] == "final" for e in listing) >= 12, listing
             meters = {m["id"]: m for m in client.get("/api/v1/meters").json()}
             assert meters[modbus_meter]["protocol"] == "modbus"
             assert meters[mqtt_meter]["protocol"] == "mqtt"

@@ -1,50 +1,87 @@
-"""The built-in page in headless Chromium (Debian's): it asks for a key, draws every chart
-from the API, has no console errors, switches to English; a screenshot is kept in
-test-artifacts/."""
+"""The built-in page in headless Chromium (Debian's), as each kind of user opens it: a viewer
+and an engineer see the building and the contract, a vendor sees its contract and never gets a
+403; the page fits a 390 px phone; zh and en; data gaps are drawn as gaps; the operations list
+is paged; any meter kind is chartable; downloads work; `/docs` renders with the network cut.
+Screenshots are kept in test-artifacts/.
+
+One browser for the module, one small store (the API fixtures' two weeks, then six more days
+with a 2.5-day outage of every meter).
+"""
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
 from bench.browser import browser, serve
-from tests.api_fixtures import ApiWorld, app_for, make_world
+from core.readings import ReadingBatch
+from tests.api_fixtures import DAYS, STATEMENT_MONTH, T0, ApiWorld, app_for, make_world
 from tests.conftest import require
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
-CHARTS = ["chart-overview", "chart-meter", "chart-savings"]
+DAY_MS = 86_400_000
+EXTRA_DAYS = 6
+OUTAGE = (T0 + (DAYS + 1) * DAY_MS + DAY_MS // 2, T0 + (DAYS + 4) * DAY_MS)
+"""No reading from any meter from local noon on the 2nd extra day to local midnight 2.5 days
+later (T0 is local midnight in Shanghai)."""
+BUILDING_CHARTS = ["chart-overview", "chart-meter"]
+CONTRACT_CHARTS = ["chart-monthly", "chart-cumulative"]
+
+
+def extend_with_outage(world: ApiWorld) -> None:
+    """Six more days at 15 minutes for every electricity, water, thermal and weather meter,
+    counters carrying on from where the fixture left them, and nothing stored in `OUTAGE`
+    (the counters keep counting through it, as real meters do)."""
+    site, store = world.site, world.store
+    start = T0 + DAYS * DAY_MS
+    ts = start + np.arange(EXTRA_DAYS * 96, dtype=np.int64) * 900_000
+    keep = (ts < OUTAGE[0]) | (ts >= OUTAGE[1])
+    hours = (ts // 3_600_000 + 8) % 24
+    occupied = ((hours >= 8) & (hours < 18)).astype(float)
+    last = {(r.meter_id, r.quantity): r.value for r in store.latest()}
+    batches = []
+    for i, m in enumerate(site.meters):
+        base = 2.0 + (i % 7)
+        series: dict[str, np.ndarray] = {}
+        if m.kind.value == "electricity":
+            power = base * (0.3 + 0.7 * occupied)
+            series["power"] = power
+            series["energy_import"] = last[(m.id, "energy_import")] + np.cumsum(power) / 4
+        elif m.kind.value == "water":
+            series["volume"] = last[(m.id, "volume")] + np.cumsum(0.2 + occupied) / 4
+        elif m.kind.value == "thermal":
+            heat = 50.0 * base * occupied
+            series["thermal_power"] = heat
+            series["thermal_energy"] = 10_000 + np.cumsum(heat) / 4
+        elif m.kind.value == "weather":
+            series["outdoor_temperature"] = 8 + 5 * occupied
+        for quantity, values in series.items():
+            batches.append(ReadingBatch.for_series(m.id, quantity, ts[keep], values[keep]))
+    store.write(ReadingBatch.concat(batches))
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiWorld]:
     w = make_world(tmp_path_factory.mktemp("web"))
+    extend_with_outage(w)
     yield w
     w.store.close()
     w.keys.close()
 
 
-def test_the_page_and_its_assets_need_no_key(world: ApiWorld) -> None:
-    with TestClient(app_for(world)) as client:
-        page = client.get("/")
-        assert page.status_code == 200
-        assert page.headers["content-type"].startswith("text/html")
-        assert "static/chart.js" in page.text
-        for name, kind in (
-            ("chart.js", "javascript"),
-            ("page.js", "javascript"),
-            ("page.css", "css"),
-        ):
-            r = client.get(f"/static/{name}")
-            assert r.status_code == 200
-            assert kind in r.headers["content-type"]
-        assert client.get("/static/__init__.py").status_code == 404
-        assert client.get("/static/..%2Findex.html").status_code == 404
-        assert client.get("/api/v1/site").status_code == 401  # the data still needs one
+@pytest.fixture(scope="module")
+def url(world: ApiWorld) -> Iterator[str]:
+    with serve(app_for(world)) as base:
+        yield base
 
 
 @pytest.fixture(scope="module")
@@ -55,51 +92,404 @@ def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         yield context
 
 
-def test_page_asks_for_a_key_then_draws_every_chart(world: ApiWorld, chromium: Any) -> None:
-    with serve(app_for(world)) as url:
-        page = chromium.new_page()
-        errors: list[str] = []
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(url)
-        page.wait_for_selector("#login:not([hidden])")
-        assert page.is_hidden("#main")
-        assert page.text_content("label[for=key]") == "API 密钥"  # Chinese first
+@dataclass
+class Visit:
+    page: Any
+    statuses: list[tuple[int, str]] = field(default_factory=list)
+    """Every response the page got: (status, path and query)."""
+    errors: list[str] = field(default_factory=list)
+    """Console errors and uncaught exceptions."""
 
-        page.fill("#key", world.tokens["viewer"])
-        page.click("#login button[type=submit]")
+    def api_paths(self) -> list[str]:
+        return [p for _, p in self.statuses if p.startswith("/api/")]
+
+
+def visit(
+    chromium: Any, url: str, key: str | None, *, lang: str = "zh", width: int = 1400
+) -> Visit:
+    """Open the page with `key` already entered (None: the login), recording every response."""
+    page = chromium.new_page()
+    page.set_viewport_size({"width": width, "height": 900})
+    v = Visit(page)
+    page.on("console", lambda m: v.errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: v.errors.append(str(e)))
+    page.on(
+        "response",
+        lambda r: v.statuses.append((r.status, "/" + r.url.split("/", 3)[3])),
+    )
+    script = f"sessionStorage.setItem('epcmon.lang', {lang!r});"
+    if key is not None:
+        script += f"sessionStorage.setItem('epcmon.key', {key!r});"
+    page.add_init_script(script)
+    page.goto(url)
+    if key is not None:
         page.wait_for_selector("body[data-ready='1']", timeout=30_000)
-        for chart in CHARTS:
-            assert page.get_attribute(f"#{chart}", "data-drawn") == "1", chart
-            assert page.locator(f"#{chart} svg").count() == 1, f"{chart}: no chart, only a message"
-        assert page.locator("#chart-overview rect.bar").count() >= 10  # the days
-        assert page.locator("#chart-meter path.series").count() == 1
-        assert page.locator("#chart-savings rect.bar").count() >= 1
-        assert page.locator("#ops tbody tr").count() >= 10
-        assert page.text_content("#site-name") == world.site.site.name
-        ARTIFACTS.mkdir(exist_ok=True)
-        page.screenshot(path=str(ARTIFACTS / "web-page-zh.png"), full_page=True)
-
-        page.click("#lang")
-        page.wait_for_selector("body[data-ready='1']")
-        page.wait_for_function("document.querySelector('h2').textContent === 'Overview'")
-        assert page.text_content("#site-name") == world.site.site.name_en
-        page.wait_for_selector("body[data-ready='1']", timeout=30_000)
-        page.screenshot(path=str(ARTIFACTS / "web-page-en.png"), full_page=True)
-        assert errors == [], errors
-        page.close()
+    return v
 
 
-def test_a_wrong_key_brings_the_login_back(world: ApiWorld, chromium: Any) -> None:
-    with serve(app_for(world)) as url:
-        page = chromium.new_page()
-        page.goto(url)
-        page.fill("#key", "epc_00000000_forged")
-        page.click("#login button[type=submit]")
-        page.wait_for_function("document.getElementById('login-error').textContent.length > 0")
-        assert page.is_hidden("#main")
-        assert page.evaluate("sessionStorage.getItem('epcmon.key')") == "epc_00000000_forged"
-        page.close()
+def chart_data(page: Any, chart: str) -> dict[str, Any]:
+    data = page.evaluate(f"EpcChart.data({chart!r})")
+    assert data is not None, f"{chart}: nothing drawn"
+    return data  # type: ignore[no-any-return]
+
+
+def no_horizontal_scroll(page: Any, width: int) -> None:
+    scroll = page.evaluate("document.scrollingElement.scrollWidth")
+    assert scroll <= width, f"the page is {scroll} px wide in a {width} px viewport"
+
+
+# -- served files ------------------------------------------------------------------------------
+
+
+def test_the_page_its_assets_and_docs_need_no_key(world: ApiWorld) -> None:
+    from dashboards.web import ASSETS
+
+    with TestClient(app_for(world)) as client:
+        page = client.get("/")
+        assert page.status_code == 200
+        assert page.headers["content-type"].startswith("text/html")
+        for src in re.findall(r'(?:src|href)="(static/[^"]+)"', page.text):
+            assert src.removeprefix("static/") in ASSETS, src
+        for name, kind in ASSETS.items():
+            r = client.get(f"/static/{name}")
+            assert r.status_code == 200, name
+            assert r.headers["content-type"].startswith(kind), name
+            immutable = "immutable" in r.headers["cache-control"]
+            assert immutable == name.startswith("vendor/"), name  # versioned files only
+        for bad in ("__init__.py", "..%2Findex.html", "vendor/uplot-1.6.32/LICENSE", "vendor/"):
+            assert client.get(f"/static/{bad}").status_code == 404, bad
+        assert client.get("/api/v1/site").status_code == 401  # the data still needs one
+
+        docs = client.get("/docs")
+        assert docs.status_code == 200
+        urls = re.findall(r'(?:src|href)="([^"]+)"', docs.text) + re.findall(
+            r"url: '([^']+)'", docs.text
+        )
+        assert urls
+        assert all(u.startswith("/") and "//" not in u for u in urls), urls  # this server's
+        assert client.get("/redoc").status_code == 404  # ReDoc would need a CDN
+
+
+def test_every_served_file_is_in_the_package_data() -> None:
+    """An installed epcmon (not only a checkout) serves the page, its libraries and /docs."""
+    import tomllib
+    from pathlib import PurePosixPath
+
+    from dashboards.web import ASSETS
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    globs = config["tool"]["setuptools"]["package-data"]["dashboards"]
+    for name in [*ASSETS, "index.html"]:
+        assert any(PurePosixPath(f"web/{name}").match(g) for g in globs), name
+    for licence in (ROOT / "dashboards/web/vendor").glob("*/*LICENSE*"):
+        rel = licence.relative_to(ROOT / "dashboards").as_posix()
+        assert any(PurePosixPath(rel).match(g) for g in globs), rel
+
+
+def test_whoami_names_the_role_and_only_the_visible_contracts(world: ApiWorld) -> None:
+    own, other = (c.id for c in world.site.contracts)
+    with TestClient(app_for(world)) as client:
+        assert client.get("/api/v1/whoami").status_code == 401
+        for role in ("admin", "engineer", "viewer", "vendor"):
+            token = world.tokens[role]
+            r = client.get("/api/v1/whoami", headers={"Authorization": f"Bearer {token}"})
+            assert r.status_code == 200
+            body = r.json()
+            assert body["role"] == role
+            assert body["building"] is (role != "vendor")
+            ids = [c["id"] for c in body["contracts"]]
+            assert ids == ([own] if role == "vendor" else [own, other])
+            assert token not in r.text
+            assert token.split("_", 2)[2] not in r.text
+
+
+# -- each role's view --------------------------------------------------------------------------
+
+
+def test_login_then_the_viewer_sees_every_chart_in_zh_and_en(
+    world: ApiWorld, url: str, chromium: Any
+) -> None:
+    v = visit(chromium, url, None)
+    page = v.page
+    page.wait_for_selector("#login:not([hidden])")
+    assert page.is_hidden("#main")
+    assert page.text_content("label[for=key]") == "API 密钥"  # Chinese first
+    page.fill("#key", world.tokens["viewer"])
+    page.click("#login button[type=submit]")
+    page.wait_for_selector("body[data-ready='1']", timeout=30_000)
+    for chart in BUILDING_CHARTS + CONTRACT_CHARTS:
+        assert page.get_attribute(f"#{chart}", "data-drawn") == "1", chart
+        assert page.locator(f"#{chart} canvas").count() == 1, f"{chart}: a message, no chart"
+        assert page.locator(f"#{chart} .u-legend").count() == 1, f"{chart}: no legend"
+    assert page.text_content("#site-name") == world.site.site.name
+    assert page.text_content("#who") == "只读"
+    # zoom: drag across the middle of a chart, double-click to see it all again
+    over = page.locator("#chart-overview .u-over")
+    box = over.bounding_box()
+    assert box is not None
+    full = chart_data(page, "chart-overview")["shown"]
+    y = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + box["width"] * 0.4, y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.6, y, steps=5)
+    page.mouse.up()
+    lo, hi = chart_data(page, "chart-overview")["shown"]
+    assert full[0] < lo < hi < full[1]
+    assert (hi - lo) < (full[1] - full[0]) / 3
+    assert page.locator("#chart-overview .tip:not([hidden])").count() == 1  # the tooltip
+    over.dblclick()
+    assert chart_data(page, "chart-overview")["shown"] == full
+    assert page.locator("#buildings tbody tr").count() == 4  # the incomers
+    assert page.locator("#statements tbody tr").count() == 1
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "web-page-zh.png"), full_page=True)
+
+    page.click("#lang")
+    page.wait_for_function("document.querySelector('#s-overview h2').textContent === 'Overview'")
+    page.wait_for_selector("body[data-ready='1']", timeout=30_000)
+    assert page.text_content("#site-name") == world.site.site.name_en
+    assert page.text_content("#s-statements h2") == "Statements"
+    assert "final" in page.text_content("#statements tbody")
+    page.screenshot(path=str(ARTIFACTS / "web-page-en.png"), full_page=True)
+    assert {s for s, _ in v.statuses} == {200}, [s for s in v.statuses if s[0] != 200]
+    assert v.errors == [], v.errors
+    page.close()
+
+
+def test_the_vendor_sees_its_contract_and_never_a_403(
+    world: ApiWorld, url: str, chromium: Any
+) -> None:
+    own = world.site.contracts[0]
+    v = visit(chromium, url, world.tokens["vendor"])
+    page = v.page
+    bad = [s for s in v.statuses if s[0] != 200]
+    assert bad == [], bad  # no 403 (nor anything else) anywhere
+    assert v.errors == [], v.errors
+    paths = v.api_paths()
+    assert paths, "the page called no API"
+    assert all(
+        p.startswith("/api/v1/whoami") or p.startswith(f"/api/v1/contracts/{own.id}") for p in paths
+    ), paths  # nothing of the building, nothing of the other contract
+    assert page.text_content("#who") == "节能服务公司"
+    for section in ("#s-overview", "#s-meter", "#s-ops"):
+        assert page.is_hidden(section), section
+    assert page.locator("#contract-select option").all_text_contents() == [f"{own.id} {own.name}"]
+
+    # savings by month with the 90 % band, the cumulative against the guarantee
+    monthly = chart_data(page, "chart-monthly")
+    avoided = monthly["series"][0]["values"]
+    september = avoided[2]  # July, August, September 2025
+    assert september is not None
+    assert september > 0
+    assert monthly["band"]["lo"][2] < september < monthly["band"]["hi"][2]
+    assert None in avoided  # October and November have no data: gaps, not zero bars
+    cumulative = chart_data(page, "chart-cumulative")
+    assert [s["label"] for s in cumulative["series"]] == ["累计节能量", "保证节能量 (按天折算)"]
+    guaranteed = cumulative["series"][1]["values"]
+    assert guaranteed[0] == pytest.approx(600_000 * 31 / 365)  # July, pro rata by day
+
+    # statements with their status, the guarantee from the newest one
+    row = page.locator("#statements tbody tr").first
+    cells = row.locator("td").all_text_contents()
+    assert cells[0] == STATEMENT_MONTH
+    assert cells[1] == "正式 · 第1版"
+    assert "已实现" in page.text_content("#guarantee-status")
+    assert "达到保证" in page.text_content("#guarantee-status")
+
+    # the baseline's fit statistics and findings
+    stats = page.text_content("#baseline-stats")
+    assert "CV(RMSE)" in stats
+    assert "daily-changepoint" in stats
+    assert page.locator("#findings tbody tr").count() >= 2
+
+    # downloads: the CSV, the JSON record, the plot, the monthly savings
+    got = {}
+    for label in ("CSV", "JSON", "PNG"):
+        with page.expect_download() as info:
+            row.get_by_role("button", name=label).click()
+        got[label] = Path(info.value.path()).read_bytes()
+        assert info.value.suggested_filename.startswith(f"{own.id}-{STATEMENT_MONTH}")
+    assert got["CSV"].decode().startswith("period,")
+    record = json.loads(got["JSON"])
+    assert record["month"] == STATEMENT_MONTH
+    assert record["model"]
+    assert record["numbers"]
+    assert got["PNG"][:8] == b"\x89PNG\r\n\x1a\n"
+    with page.expect_download() as info:
+        page.click("#savings-csv")
+    assert Path(info.value.path()).read_text().startswith("period,")
+    assert {s for s, _ in v.statuses} == {200}
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "web-page-vendor.png"), full_page=True)
+    page.close()
+
+
+def test_the_engineer_sees_the_building_and_the_contract(
+    world: ApiWorld, url: str, chromium: Any
+) -> None:
+    v = visit(chromium, url, world.tokens["engineer"], lang="en")
+    page = v.page
+    assert {s for s, _ in v.statuses} == {200}
+    assert v.errors == [], v.errors
+    assert page.text_content("#who") == "engineer"
+    for chart in BUILDING_CHARTS + CONTRACT_CHARTS:
+        assert page.locator(f"#{chart} canvas").count() == 1, chart
+    options = page.locator("#contract-select option").all_text_contents()
+    assert len(options) == 2  # the building's people see every contract
+    page.close()
+
+
+@pytest.mark.parametrize(("role", "lang"), [("engineer", "zh"), ("vendor", "en")])
+def test_a_390px_phone_has_no_horizontal_scroll(
+    world: ApiWorld, url: str, chromium: Any, role: str, lang: str
+) -> None:
+    v = visit(chromium, url, world.tokens[role], lang=lang, width=390)
+    page = v.page
+    no_horizontal_scroll(page, 390)
+    for chart in (BUILDING_CHARTS if role == "engineer" else []) + CONTRACT_CHARTS:
+        box = page.locator(f"#{chart} canvas").bounding_box()
+        assert box is not None, chart
+        assert 0 <= box["x"] <= box["x"] + box["width"] <= 390, chart
+    # the tooltip stays inside the phone's width too
+    chart = page.locator("#chart-monthly .u-over")
+    chart.scroll_into_view_if_needed()
+    box = chart.bounding_box()
+    page.mouse.move(box["x"] + box["width"] - 3, box["y"] + box["height"] / 2)
+    page.wait_for_selector("#chart-monthly .tip:not([hidden])")
+    no_horizontal_scroll(page, 390)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"web-page-phone-{role}.png"), full_page=True)
+    assert v.errors == [], v.errors
+    page.close()
+
+
+# -- what the charts draw ----------------------------------------------------------------------
+
+
+def test_an_outage_is_drawn_as_a_gap_not_as_one_huge_bar(
+    world: ApiWorld, url: str, chromium: Any
+) -> None:
+    v = visit(chromium, url, world.tokens["viewer"])
+    page = v.page
+    data = chart_data(page, "chart-overview")
+    days = [x * 1000 for x in data["x"]]
+    whole, partial = (s["values"] for s in data["series"])
+    outage_days = [i for i, d in enumerate(days) if OUTAGE[0] <= d and d + DAY_MS <= OUTAGE[1]]
+    assert len(outage_days) == 2, outage_days
+    for i in outage_days:  # the two days fully inside the outage: nothing drawn
+        assert (whole[i], partial[i]) == (None, None), i
+    before, after = outage_days[0] - 1, outage_days[-1] + 1
+    assert whole[before] is None
+    assert partial[before] is not None
+    assert whole[after] is None
+    assert partial[after] is not None
+    normal = max(w for w in whole if w is not None)
+    assert max(p for p in partial if p is not None) <= normal * 1.01  # no bar carries the outage
+    assert whole[before - 1] == pytest.approx(normal, rel=0.01)
+    assert whole[-1] is None
+    assert partial[-1] is not None
+
+    # the meter chart over the outage: power buckets there are nulls, drawn as a gap
+    page.click("#ranges button[data-range='30']")
+    page.wait_for_function(
+        "EpcChart.data('chart-meter') && EpcChart.data('chart-meter').x.length === 720"
+    )
+    meter = chart_data(page, "chart-meter")
+    points = list(zip(meter["x"], meter["series"][0]["values"], strict=True))
+    inside = [y for x, y in points if OUTAGE[0] <= x * 1000 < OUTAGE[1] - 3_600_000]
+    assert inside
+    assert all(y is None for y in inside)
+    assert any(y is not None for x, y in points if x * 1000 >= OUTAGE[1])
+    assert v.errors == [], v.errors
+    page.close()
+
+
+@pytest.mark.parametrize(
+    ("meter", "quantity", "kind"),
+    [
+        ("W-MAIN", "volume", "bars"),  # water: m³ per bucket from the counter
+        ("WX-ROOF", "outdoor_temperature", "line"),  # weather
+        (None, "thermal_power", "line"),  # thermal: the first BTU meter
+        (None, "thermal_energy", "bars"),
+    ],
+)
+def test_every_meter_kind_is_chartable(
+    world: ApiWorld,
+    url: str,
+    chromium: Any,
+    meter: str | None,
+    quantity: str,
+    kind: str,
+) -> None:
+    meter = meter or next(m.id for m in world.site.meters if m.kind.value == "thermal")
+    v = visit(chromium, url, world.tokens["engineer"])
+    page = v.page
+    page.select_option("#meter-select", meter)
+    page.select_option("#quantity-select", quantity)
+    page.wait_for_function(
+        f"document.getElementById('meter-title').textContent.indexOf('{meter} · {quantity}') === 0"
+    )
+    data = chart_data(page, "chart-meter")
+    assert data["series"][0]["kind"] == kind
+    values = [y for y in data["series"][0]["values"] if y is not None]
+    assert len(values) >= 24
+    assert max(values) > 0
+    assert v.errors == [], v.errors
+    page.close()
+
+
+def test_the_operations_list_is_paged_and_says_how_many_are_hidden(
+    world: ApiWorld, url: str, chromium: Any
+) -> None:
+    v = visit(chromium, url, world.tokens["viewer"], lang="en")
+    page = v.page
+    n = len(world.site.meters)
+    assert page.locator("#ops tbody tr").count() == 15
+    assert page.text_content("#ops-info") == f"Showing 1–15 of {n}, {n - 15} more not shown"
+    first = page.locator("#ops tbody tr td").first.text_content()
+    page.click("#ops-pager button[data-page='1']")
+    assert page.text_content("#ops-info") == f"Showing 16–30 of {n}, {n - 15} more not shown"
+    assert page.locator("#ops tbody tr td").first.text_content() != first
+    page.check("#offline-only")
+    offline = page.locator("#ops tbody .stale").count()
+    rows = page.locator("#ops tbody tr").count()
+    assert offline == rows  # only offline meters listed now
+    page.close()
+
+
+def test_a_wrong_key_brings_the_login_back(url: str, chromium: Any) -> None:
+    v = visit(chromium, url, None)
+    page = v.page
+    page.fill("#key", "epc_00000000_forged")
+    page.click("#login button[type=submit]")
+    page.wait_for_function("document.getElementById('login-error').textContent.length > 0")
+    assert page.text_content("#login-error") == "密钥无效或已撤销"
+    assert page.is_hidden("#main")
+    page.close()
+
+
+def test_docs_render_with_the_network_cut(url: str, chromium: Any) -> None:
+    page = chromium.new_page()
+    blocked: list[str] = []
+
+    def only_loopback(route: Any) -> None:
+        if route.request.url.startswith("http://127.0.0.1:"):
+            route.continue_()
+        else:
+            blocked.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_loopback)
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(url + "docs")
+    page.wait_for_selector(".swagger-ui .opblock", timeout=30_000)
+    assert page.locator(".swagger-ui .opblock").count() >= 20  # every route
+    assert "epcmon" in page.text_content(".swagger-ui .title")
+    assert page.locator(".swagger-ui .opblock-summary-path[data-path='/api/v1/whoami']").count()
+    assert blocked == [], blocked  # nothing asked for outside this machine
+    assert errors == [], errors
+    page.close()
 
 
 def test_page_benchmark_quick_run() -> None:

@@ -1,9 +1,9 @@
 """Consumption per meter, tenant (department) and building, from the counters.
 
-A tenant's or building's consumption is the sum of its top-most meters of the kind asked
-for: meters whose parent is not itself among them (a plug below a department's sub-meter is
-not counted twice). Transformer incomers feed several buildings, so a building's figure is
-the sum of its sub-meters, without transformer losses.
+The sums are `processing.rollups`' (the bills and the report read the same): a tenant's or
+building's consumption is the sum of its top-most meters of the kind asked for (a plug below
+a department's sub-meter is not counted twice); incomers feed several buildings, so a
+building's figure is the sum of its sub-meters, without transformer losses.
 """
 
 from __future__ import annotations
@@ -20,46 +20,35 @@ from api.deps import Reader, SiteDep, StoreDep
 from api.errors import BadRequest
 from api.routes.meters import ERRORS
 from api.schemas import ConsumptionOut
-from core.config import EndUse, Meter, MeterKind, SiteConfig
-from core.errors import NotFound
+from core.config import Meter, MeterKind, SiteConfig
+from processing.rollups import (
+    COUNTER,
+    UNIT,
+    building_meters,
+    summed_consumption,
+    tenant_meters,
+)
 from storage.base import Every, TimeSeriesStore
 
 router = APIRouter(prefix="/api/v1/consumption", tags=["consumption"])
 
-COUNTER = {
-    MeterKind.ELECTRICITY: "energy_import",
-    MeterKind.WATER: "volume",
-    MeterKind.THERMAL: "thermal_energy",
-}
 Kind = Literal["electricity", "water", "thermal"]
 EveryParam = Annotated[
     str, Query(pattern=r"^(1h|1d|1mo)$", description="1h, 1d or 1mo (local time)")
 ]
 
 
-def top_meters(meters: list[Meter]) -> list[Meter]:
-    ids = {m.id for m in meters}
-    return [m for m in meters if m.parent not in ids]
-
-
 def _sum(
     site: SiteConfig,
     store: TimeSeriesStore,
     meters: list[Meter],
-    kind: MeterKind,
     start_ms: int,
     end_ms: int,
     every: Every,
 ) -> tuple[np.ndarray, np.ndarray]:
     if (end_ms - start_ms) // every.approx_ms > site.api.max_points:
         raise BadRequest(f"too many {every} buckets: ask for a wider every= or a shorter range")
-    totals: dict[int, float] = {}
-    for m in meters:
-        s = store.consumption(m.id, COUNTER[kind], start_ms, end_ms, every, site.site.timezone)
-        for t, v in zip(s.ts_ms.tolist(), s.value.tolist(), strict=True):
-            totals[t] = totals.get(t, 0.0) + v
-    ts = np.array(sorted(totals), dtype=np.int64)
-    return ts, np.array([totals[t] for t in ts.tolist()], dtype=np.float64)
+    return summed_consumption(site, store, meters, start_ms, end_ms, every)
 
 
 def _answer(
@@ -72,7 +61,7 @@ def _answer(
     values: np.ndarray,
     fmt: Format,
 ) -> ConsumptionOut | Response:
-    unit = "m3" if kind is MeterKind.WATER else "kWh"
+    unit = UNIT[kind]
     times = iso_times(ts)
     if fmt == "csv":
         return csv_response(
@@ -116,7 +105,7 @@ def meter_consumption(
     if meter.kind not in COUNTER:
         raise BadRequest(f"meter {meter.id} ({meter.kind.value}) has no consumption counter")
     _s, _e, start_ms, end_ms = time_range(site, start, end, timedelta(days=7))
-    ts, values = _sum(site, store, [meter], meter.kind, start_ms, end_ms, Every.parse(every))
+    ts, values = _sum(site, store, [meter], start_ms, end_ms, Every.parse(every))
     return _answer("meter", meter.id, meter.kind, every, [meter], ts, values, format)
 
 
@@ -132,12 +121,10 @@ def tenant_consumption(
     end: EndQ = None,
     format: Format = "json",
 ) -> ConsumptionOut | Response:
-    if tenant_id not in {t.id for t in site.tenants}:
-        raise NotFound(f"no tenant {tenant_id!r}")
     k = MeterKind(kind)
-    meters = top_meters([m for m in site.meters if m.tenant == tenant_id and m.kind is k])
+    meters = tenant_meters(site, tenant_id, k)
     _s, _e, start_ms, end_ms = time_range(site, start, end, timedelta(days=7))
-    ts, values = _sum(site, store, meters, k, start_ms, end_ms, Every.parse(every))
+    ts, values = _sum(site, store, meters, start_ms, end_ms, Every.parse(every))
     return _answer("tenant", tenant_id, k, every, meters, ts, values, format)
 
 
@@ -153,16 +140,8 @@ def building_consumption(
     end: EndQ = None,
     format: Format = "json",
 ) -> ConsumptionOut | Response:
-    if building_id not in {b.id for b in site.buildings}:
-        raise NotFound(f"no building {building_id!r}")
     k = MeterKind(kind)
-    meters = top_meters(
-        [
-            m
-            for m in site.meters
-            if m.building == building_id and m.kind is k and m.end_use is not EndUse.INCOMER
-        ]
-    )
+    meters = building_meters(site, building_id, k)
     _s, _e, start_ms, end_ms = time_range(site, start, end, timedelta(days=7))
-    ts, values = _sum(site, store, meters, k, start_ms, end_ms, Every.parse(every))
+    ts, values = _sum(site, store, meters, start_ms, end_ms, Every.parse(every))
     return _answer("building", building_id, k, every, meters, ts, values, format)

@@ -15,6 +15,8 @@ The package, one job a module:
 | `mqtt`, `topics` | the broker, payload formats, MQTT sources; topic patterns and matching |
 | `storage` | DuckDB, InfluxDB, the spool |
 | `contracts` | energy-performance contracts and their tariffs, guarantees, adjustments |
+| `billing` | department bills: the site's tariff, the pools shared out and their rules |
+| `intensity` | energy-use intensity targets (GB/T 51161, the 公共机构 quotas) |
 | `faults` | the simulators' settings and fault schema |
 | `site` | `SiteConfig`, the root, and `[api]` |
 | `references` | the cross-references checked after validation |
@@ -23,6 +25,7 @@ The package, one job a module:
 """
 
 from core.config.base import EntityId
+from core.config.billing import AllocationRule, BillingConfig, Pool
 from core.config.contracts import (
     KWH_PER_GJ,
     MODEL_NAMES,
@@ -47,6 +50,7 @@ from core.config.contracts import (
 )
 from core.config.environment import INFLUX_ENV_PREFIX, influx_from_environment, with_environment
 from core.config.faults import GatewayFaults, MeterFaults, SimulationConfig
+from core.config.intensity import IntensityConfig, IntensityTarget, Metric
 from core.config.loading import load_site, parse_site
 from core.config.meters import Gateway, Meter, ModbusSource
 from core.config.mqtt import MqttConfig, MqttSource, PayloadField, PayloadFormat
@@ -69,8 +73,10 @@ __all__ = [
     "MODEL_NAMES",
     "SECRET_ENV",
     "UTILITY_NAMES",
+    "AllocationRule",
     "ApiConfig",
     "BaselineSettings",
+    "BillingConfig",
     "Building",
     "CalendarConfig",
     "Contract",
@@ -82,10 +88,13 @@ __all__ = [
     "GatewayFaults",
     "Guarantee",
     "InfluxConfig",
+    "IntensityConfig",
+    "IntensityTarget",
     "Measure",
     "Meter",
     "MeterFaults",
     "MeterKind",
+    "Metric",
     "ModbusSource",
     "ModelName",
     "MqttConfig",
@@ -94,6 +103,7 @@ __all__ = [
     "NonRoutineAdjustment",
     "PayloadField",
     "PayloadFormat",
+    "Pool",
     "ScheduleConfig",
     "SimulationConfig",
     "SiteConfig",

@@ -105,7 +105,7 @@ class TariffSeason(_Model):
 
 
 class Tariff(_Model):
-    """What electricity costs, by the hour: `[contracts.tariff]`."""
+    """What electricity costs, by the hour: `[contracts.tariff]` (and `[billing.tariff]`)."""
 
     kind: Literal["flat", "tou"] = "flat"
     """`flat`: one price; `tou`: time-of-use periods by season."""
@@ -113,16 +113,9 @@ class Tariff(_Model):
     """The price of a `flat` tariff, CNY/kWh."""
     seasons: tuple[TariffSeason, ...] = ()
     """`tou`: seasons covering each month exactly once."""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _moved_keys(cls, data: Any) -> Any:
-        if isinstance(data, Mapping) and "water_price_cny_per_m3" in data:
-            raise FieldError(
-                "water_price_cny_per_m3",
-                "moved: the water price is `price_cny_per_m3` of [contracts.utilities.water]",
-            )
-        return data
+    water_price_cny_per_m3: float = Field(default=0.0, ge=0)
+    """Water and sewage price, CNY/m³, of the department bills (`[billing.tariff]`); a
+    contract's water boundary has its price in `[contracts.utilities.water]`."""
 
     @model_validator(mode="after")
     def _complete(self) -> Tariff:
@@ -370,6 +363,12 @@ class Contract(_Model):
             )
         if self.reporting_end is not None and self.reporting_end <= self.reporting_start:
             raise FieldError("reporting_end", "must come after reporting_start")
+        if self.tariff is not None and self.tariff.water_price_cny_per_m3:
+            raise FieldError(
+                "tariff.water_price_cny_per_m3",
+                "moved: a contract's water price is `price_cny_per_m3` of "
+                "[contracts.utilities.water]",
+            )
         return self
 
     def utility_names(self) -> tuple[UtilityName, ...]:

@@ -9,8 +9,10 @@ from pydantic import ConfigDict, Field, PrivateAttr
 
 from core.calendar import WorkCalendar
 from core.config.base import _Model
+from core.config.billing import BillingConfig
 from core.config.contracts import Contract
 from core.config.faults import SimulationConfig
+from core.config.intensity import IntensityConfig
 from core.config.meters import Gateway, Meter
 from core.config.mqtt import MqttConfig, PayloadFormat
 from core.config.places import Building, CalendarConfig, MeterKind, SiteInfo, Tenant
@@ -63,6 +65,8 @@ class SiteConfig(_Model):
     payload_formats: dict[str, PayloadFormat] = Field(default_factory=dict)
     meters: tuple[Meter, ...] = ()
     contracts: tuple[Contract, ...] = ()
+    billing: BillingConfig = BillingConfig()
+    intensity: IntensityConfig = IntensityConfig()
     simulation: SimulationConfig = SimulationConfig()
 
     _source: str = PrivateAttr(default="")

@@ -1,6 +1,8 @@
-"""The built-in web page: static HTML, CSS and a vendored SVG chart renderer (no build step).
+"""The built-in web page: static HTML, CSS and scripts (no build step), with its chart
+library (uPlot) and the OpenAPI docs' Swagger UI vendored under `vendor/`.
 
-The API serves these files at `/` and `/static/`; the page asks for a key and calls /api/v1.
+The API serves these files at `/`, `/static/` and `/docs`; the page asks for a key and calls
+/api/v1. Nothing is fetched from outside: the page works on an intranet with no internet.
 """
 
 from __future__ import annotations
@@ -8,5 +10,22 @@ from __future__ import annotations
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
-ASSETS = {"page.css": "text/css", "chart.js": "text/javascript", "page.js": "text/javascript"}
+UPLOT = "vendor/uplot-1.6.32"
+SWAGGER_UI = "vendor/swagger-ui-5.36.0"
+
+ASSETS = {
+    "page.css": "text/css",
+    "i18n.js": "text/javascript",
+    "chart.js": "text/javascript",
+    "contract.js": "text/javascript",
+    "page.js": "text/javascript",
+    f"{UPLOT}/uPlot.iife.min.js": "text/javascript",
+    f"{UPLOT}/uPlot.min.css": "text/css",
+    f"{SWAGGER_UI}/swagger-ui-bundle.js": "text/javascript",
+    f"{SWAGGER_UI}/swagger-ui.css": "text/css",
+    f"{SWAGGER_UI}/favicon-32x32.png": "image/png",
+}
 """The files under /static/ and their media types: nothing else in the folder is served."""
+
+IMMUTABLE = tuple(name for name in ASSETS if name.startswith("vendor/"))
+"""Versioned by their folder name: a browser may keep them."""
