@@ -99,7 +99,7 @@ def test_demo_runs_end_to_end(tmp_path):
             assert sum(e["status"] == "final" for e in listing) >= 12, listing
             month = re.search(r"department bills (\d{4}-\d{2})", output_so_far).group(1)  # type: ignore[union-attr]
             bills = client.get("/api/v1/bills", params={"month": month}).json()
-            assert len(bills["departments"]) == 57
+            assert len(bills["rows"]) == 57
             meters = {m["id"]: m for m in client.get("/api/v1/meters").json()}
             assert meters[modbus_meter]["protocol"] == "modbus"
             assert meters[mqtt_meter]["protocol"] == "mqtt"
