@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,11 +23,11 @@ from amqtt.broker import Broker
 from api.keys import KeyStore, Role
 from collectors.availability import Availability
 from collectors.profiles import load_profiles
-from core.config import Contract, Meter, SiteConfig, contract_weather_station, parse_site
+from core.config import SiteConfig, parse_site
 from core.errors import ConfigError
 from core.net import free_port
 from epcmon.api_server import ApiServer
-from epcmon.demo_history import backfill, statements_beside_truth
+from epcmon.demo_history import backfill, bills_summary, statements_beside_truth
 from epcmon.runtime import Service, stop_on_signals
 from processing.schedule import Recompute
 from simulators.clock import RealClock
@@ -50,57 +51,23 @@ class DemoOptions:
     mqtt_url: str | None = None
 
 
-def pick_meters(site: SiteConfig) -> list[Meter]:
-    """A few meters that show the whole path: the first meter of each Modbus profile in
-    use, the first MQTT meter of each payload format, and every meter of the contracts'
-    boundaries (and their weather stations), so the demo computes the savings."""
-    chosen: dict[str, Meter] = {}
-    seen: set[str] = set()
-    for m in site.meters:
-        kind = m.modbus.profile if m.modbus else m.mqtt.format if m.mqtt else ""
-        if kind not in seen:
-            seen.add(kind)
-            chosen[m.id] = m
-    for c in site.contracts:
-        for meter_id in (*_boundary(c), contract_weather_station(site, c)):
-            chosen.setdefault(meter_id, site.meter(meter_id))
-    return sorted(chosen.values(), key=lambda m: (m.protocol, m.id))
-
-
-def _boundary(contract: Contract) -> tuple[str, ...]:
-    """Every meter of every boundary (utility) of a contract."""
-    return tuple(m for u in contract.utility_names() for m in contract.terms(u).meters)
-
-
 def demo_site(
     site: SiteConfig,
-    meters: list[Meter],
     opts: DemoOptions,
     mqtt_url: str,
     embedded_broker: bool,
     ports: dict[str, int],
 ) -> SiteConfig:
-    """The demo's own site: the chosen meters, polled often, gateways where they run now."""
+    """The demo's own site: every meter of the site, polled often, gateways where the
+    simulated ones run now, the store under the data directory."""
     data: dict[str, Any] = site.model_dump(mode="json")
-    ids = {m.id for m in meters}
-    kept = []
     for raw in data["meters"]:
-        if raw["id"] in ids:
-            raw["poll_interval_s"] = opts.interval_s
-            if raw.get("parent") not in ids:
-                raw["parent"] = None
-            kept.append(raw)
-    data["meters"] = kept
+        raw["poll_interval_s"] = opts.interval_s
     data["gateways"] = [
         {**g, "host": "127.0.0.1", "port": ports[g["id"]]}
         for g in data["gateways"]
         if g["id"] in ports
     ]
-    # contracts whose whole boundary is in the demo (pick_meters sees to it) stay
-    whole = {
-        c.id for c in site.contracts if {*_boundary(c), contract_weather_station(site, c)} <= ids
-    }
-    data["contracts"] = [c for c in data["contracts"] if c["id"] in whole]
     data["storage"] = {**data["storage"], "path": str(opts.data_dir / "epcmon-demo.duckdb")}
     data["mqtt"] = {**data["mqtt"], "url": mqtt_url, "client_id": f"epcmon-demo-{site.site.id}"}
     if embedded_broker:
@@ -153,7 +120,7 @@ async def _run_demo(
     started: contextlib.AsyncExitStack,
     say: Callable[[str], None],
 ) -> Availability:
-    meters = pick_meters(site)
+    meters = list(site.meters)
     sim = SimulatedSite(site, clock=RealClock())
     now_ms = sim.clock()
     sim.values(meters[0].id, now_ms)  # integrates every counter from the epoch to now
@@ -182,11 +149,9 @@ async def _run_demo(
             gateway = SimulatedGateway(units, clock=sim.clock)
             ports[gw.id] = await gateway.start()
             started.push_async_callback(gateway.stop)
-            say(
-                f"simulated gateway {gw.id} on 127.0.0.1:{ports[gw.id]} (units {', '.join(str(u.unit) for u in units)})"
-            )
+            say(f"simulated gateway {gw.id} on 127.0.0.1:{ports[gw.id]}: {len(units)} meters")
 
-    dsite = demo_site(site, meters, opts, mqtt_url, embedded, ports)
+    dsite = demo_site(site, opts, mqtt_url, embedded, ports)
     opts.data_dir.mkdir(parents=True, exist_ok=True)
     store = DuckDBStore(dsite.storage.path)
     started.callback(store.close)
@@ -199,13 +164,11 @@ async def _run_demo(
     started.callback(service.close)
     demo_key_id, demo_key = keys.create(Role.ADMIN, name="epcmon demo")
     started.callback(keys.revoke, demo_key_id)  # the printed key dies with the demo
-    for m in dsite.meters:
-        where = (
-            f"gateway {m.modbus.gateway} unit {m.modbus.unit} ({m.modbus.profile})"
-            if m.modbus
-            else f"MQTT {m.mqtt.topic if m.mqtt else ''}"
-        )
-        say(f"meter {m.id} [{m.kind.value}] {m.name}: {where}, every {m.poll_interval_s}s")
+    kinds = Counter(f"{m.protocol} {m.kind.value}" for m in dsite.meters)
+    say(
+        f"{len(dsite.meters)} meters of {dsite.site.name}, every {opts.interval_s}s: "
+        + ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items()))
+    )
     if any(m.mqtt for m in dsite.meters):
         publisher = MqttMeterPublisher(
             dsite,
@@ -220,6 +183,8 @@ async def _run_demo(
         await asyncio.to_thread(recompute.run_once)
         for line in statements_beside_truth(dsite, service.statements, filled):
             say(line)
+    for line in await asyncio.to_thread(bills_summary, dsite, store, now_ms):
+        say(line)
     bound = await service.start(sockets)
     running = asyncio.create_task(service.run(stop))
 

@@ -18,6 +18,7 @@ from datetime import UTC, date, datetime, timedelta
 import numpy as np
 
 from core.config import SiteConfig
+from processing.bills import month_bills
 from processing.statements import StatementStore
 from simulators.history import iter_history
 from storage.base import TimeSeriesStore
@@ -113,3 +114,20 @@ def statements_beside_truth(
                 f"  {entry.month:<8}{p.avoided:>14,.0f}{p.u90.u:>10,.0f}{true:>12,.0f}  {inside}"
             )
     return lines
+
+
+def bills_summary(site: SiteConfig, store: TimeSeriesStore, now_ms: int) -> list[str]:
+    """The last closed month's department bills, as the facility office sees them first."""
+    today = datetime.fromtimestamp(now_ms / 1000, site.site.tz).date()
+    month = (today.replace(day=1) - timedelta(days=1)).strftime("%Y-%m")
+    bills = month_bills(site, store, month)
+    rows = bills.rows()
+    if not rows:
+        return []
+    kwh = sum(r["kwh"] for r in rows)
+    top = sorted(rows, key=lambda r: r["rank"])[:3]
+    return [
+        f"department bills {month}: {len(rows)} departments, {kwh:,.0f} kWh billed "
+        f"(own use and their shares of common areas, plant and losses); most per m²: "
+        + "; ".join(f"{r['name']} {r['kwh_per_m2']:.1f} kWh/m²" for r in top)
+    ]

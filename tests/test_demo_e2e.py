@@ -88,6 +88,7 @@ def test_demo_runs_end_to_end(tmp_path):
         output_so_far = "".join(seen)
         assert "history back-filled" in output_so_far
         assert "beside the simulator's truth" in output_so_far  # statements next to the truth
+        assert re.search(r"department bills \d{4}-\d{2}: 57 departments", output_so_far)
         modbus_meter, mqtt_meter = "E-D01", "WX-ROOF"
         assert httpx.get(f"{base}/api/v1/meters", timeout=5).status_code == 401  # no key, no data
         with httpx.Client(
@@ -96,6 +97,9 @@ def test_demo_runs_end_to_end(tmp_path):
             # the main job, within a minute of starting: the contract's monthly statements
             listing = client.get("/api/v1/contracts/epc-2025-01/statements").json()
             assert sum(e["status"] == "final" for e in listing) >= 12, listing
+            month = re.search(r"department bills (\d{4}-\d{2})", output_so_far).group(1)  # type: ignore[union-attr]
+            bills = client.get("/api/v1/bills", params={"month": month}).json()
+            assert len(bills["rows"]) == 57
             meters = {m["id"]: m for m in client.get("/api/v1/meters").json()}
             assert meters[modbus_meter]["protocol"] == "modbus"
             assert meters[mqtt_meter]["protocol"] == "mqtt"
