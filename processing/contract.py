@@ -55,8 +55,10 @@ from processing.savings import (
     normalised_savings,
     summarise,
     typical_year,
+    uncertainty_basis,
 )
 from processing.sufficiency import Finding, Severity
+from processing.uncertainty import held_out_months
 from processing.usage import QUANTITY_OF_UTILITY, Usage, load_usage
 from storage.base import TimeSeriesStore
 
@@ -161,6 +163,7 @@ def fit_baseline_from_usage(
     findings += sufficiency.calendar_coverage(uncovered_years)
     fit_daily = daily.with_energy(np.where(d_est, np.nan, daily.energy))
     fitted: BaselineModel
+    fit_hourly: HourlyData | None = None
     if kind == "daily":
         fitted = DailyChangePointModel(
             DailySettings(day_types=modes, cap_n_eff=contract.baseline.cap_n_eff)
@@ -182,13 +185,20 @@ def fit_baseline_from_usage(
         ).fit(fit_hourly)
         predicted = fitted.predict(fit_hourly)
         months = [str(d)[:7] for d in fit_hourly.day]
-        findings += sufficiency.monthly_nmbe(months, fit_hourly.energy, predicted)
+        findings += sufficiency.monthly_nmbe(
+            months,
+            fit_hourly.energy,
+            predicted,
+            segmentation=fitted.segmentation,
+            single_model_failures=fitted.single_model_failures,
+        )
         # outliers judged per day on the hourly model's daily sums
         day_pred = DailyData(daily.day, daily.temperature, daily.day_type, np.zeros(len(daily)))
         residuals = _daily_sums(fit_hourly, predicted, day_pred)
         days = daily.day
         t = fit_hourly.temperature[fit_hourly.valid]
     assert fitted.stats is not None
+    fitted.heldout = held_out_months(fitted, fit_daily, fit_hourly)
     findings += sufficiency.fit_quality(fitted.stats, fitted.GRANULARITY)
     findings += sufficiency.outliers(days, residuals)
     return Baseline(
@@ -285,8 +295,9 @@ def savings_from_usage(
     adjustments = [a for a in contract.adjustments if a.utility == utility]
     ds = daily_savings(model, daily, hourly, usage.daily_estimated[sel], adjustments)
     gran = model.GRANULARITY
+    basis = uncertainty_basis(model, contract.baseline.uncertainty_method)
     months = tuple(
-        summarise(ds, model.stats, gran, label=label, start=a, end=b)
+        summarise(ds, model.stats, gran, label=label, start=a, end=b, heldout=basis)
         for label, a, b in months_between(start, end)
     )
     years = []
@@ -302,10 +313,13 @@ def savings_from_usage(
                 label=f"contract year {n}",
                 start=max(ys, start),
                 end=min(ye, end),
+                heldout=basis,
             )
         )
         y_start, n = ye, n + 1
-    total = summarise(ds, model.stats, gran, label="total", start=start, end=end)
+    total = summarise(
+        ds, model.stats, gran, label="total", start=start, end=end, heldout=basis
+    )
     findings = list(sufficiency.counter_events(usage.events))
     findings += sufficiency.calendar_coverage(uncovered_years)
     findings += sufficiency.temperature_range(*baseline.temperature_range, daily)
@@ -561,16 +575,29 @@ def evaluate(
     adjustments = [a for a in contract.adjustments if a.utility == utility]
     ds = daily_savings(model, inputs.daily, inputs.hourly, inputs.estimated, adjustments)
     gran = model.GRANULARITY
+    basis = uncertainty_basis(model, contract.baseline.uncertainty_method)
     n, ys, _ = contract_year_of(start, max(first, start))
     periods = {
         "month": summarise(
-            ds, model.stats, gran, label=month, start=max(first, start), end=month_end
+            ds,
+            model.stats,
+            gran,
+            label=month,
+            start=max(first, start),
+            end=month_end,
+            heldout=basis,
         ),
         "year_to_date": summarise(
-            ds, model.stats, gran, label=f"contract year {n} to date", start=ys, end=month_end
+            ds,
+            model.stats,
+            gran,
+            label=f"contract year {n} to date",
+            start=ys,
+            end=month_end,
+            heldout=basis,
         ),
         "cumulative": summarise(
-            ds, model.stats, gran, label="cumulative", start=start, end=month_end
+            ds, model.stats, gran, label="cumulative", start=start, end=month_end, heldout=basis
         ),
     }
     money: dict[str, economics.Money] = {}
