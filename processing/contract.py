@@ -317,9 +317,7 @@ def savings_from_usage(
             )
         )
         y_start, n = ye, n + 1
-    total = summarise(
-        ds, model.stats, gran, label="total", start=start, end=end, heldout=basis
-    )
+    total = summarise(ds, model.stats, gran, label="total", start=start, end=end, heldout=basis)
     findings = list(sufficiency.counter_events(usage.events))
     findings += sufficiency.calendar_coverage(uncovered_years)
     findings += sufficiency.temperature_range(*baseline.temperature_range, daily)

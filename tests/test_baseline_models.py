@@ -24,6 +24,7 @@ from processing.savings import daily_savings, summarise
 from processing.stats import fit_stats
 from processing.sufficiency import FIT_LIMITS
 from processing.testing import Building, synthetic_daily, synthetic_hourly
+from processing.uncertainty import held_out_months
 
 BASELINE = (date(2024, 7, 1), date(2025, 7, 1))
 NEXT_YEAR = (date(2025, 7, 1), date(2026, 7, 1))
@@ -174,22 +175,38 @@ def test_no_intervention_daily() -> None:
 
 
 def test_no_intervention_hourly() -> None:
-    """The same with the hourly model (G14 hourly limits); hourly residuals are further from
-    AR(1) than daily ones, so the n' correction is rougher: here 12 of 15 within U90."""
-    within = 0
+    """The same with the hourly model (G14 hourly limits). Every one of these synthetic
+    baselines fails CalTRACK's single-model test, so the three-month-weighted models are used.
+    The stated interval (`heldout-months`) holds the next year's zero savings 15 of 15 times;
+    the ASHRAE 14 hourly figure beside it, known to be optimistic for hourly models, 10 of 15."""
+    within = ashrae_within = 0
     for seed in range(200, 215):
         data = synthetic_hourly(BASELINE[0], NEXT_YEAR[1], seed=seed).data
         train, test = data.between(*BASELINE), data.between(*NEXT_YEAR)
         model = HourlyTOWTModel().fit(train)
         assert model.stats is not None
+        assert model.segmentation == "three_month_weighted"
         assert model.stats.cvrmse < FIT_LIMITS["hourly"][0]
         assert abs(model.stats.nmbe) < FIT_LIMITS["hourly"][1]
+        model.heldout = held_out_months(model, daily_from_hourly(train), train)
         daily = daily_from_hourly(test)
         ds = daily_savings(model, daily, test, np.zeros(len(daily), dtype=bool))
-        total = summarise(ds, model.stats, "hourly", label="", start=NEXT_YEAR[0], end=NEXT_YEAR[1])
+        total = summarise(
+            ds,
+            model.stats,
+            "hourly",
+            label="",
+            start=NEXT_YEAR[0],
+            end=NEXT_YEAR[1],
+            heldout=model.heldout,
+        )
+        assert total.uncertainty_method == "heldout-months"
+        assert total.ashrae14_u90 is not None
         assert abs(total.avoided) < 2.5 * total.u90.u
         within += abs(total.avoided) < total.u90.u
-    assert within >= 11, within
+        ashrae_within += abs(total.avoided) < total.ashrae14_u90.u
+    assert within >= 13, within  # a calibrated 90 % interval: 13.5 of 15 expected
+    assert ashrae_within <= within, (ashrae_within, within)
 
 
 def test_a_retrofit_is_found_within_its_uncertainty() -> None:

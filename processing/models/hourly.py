@@ -183,8 +183,7 @@ class HourlyTOWTModel:
             (m, v) for m, v in failures if abs(v) > SINGLE_MODEL_NMBE
         )
         segment = s.segmentation == "three_month_weighted" or (
-            s.segmentation == "auto"
-            and len(self.single_model_failures) > SINGLE_MODEL_MAX_FAILURES
+            s.segmentation == "auto" and len(self.single_model_failures) > SINGLE_MODEL_MAX_FAILURES
         )
         if segment:
             moy = month_of(d.day)
@@ -196,13 +195,12 @@ class HourlyTOWTModel:
                     self.monthly[month] = self._fit_params(d.take(w > 0), w[w > 0])
                 except (InsufficientData, np.linalg.LinAlgError):
                     continue
-        if self.monthly:
-            p = sum(par.p for par in self.monthly.values())
-        else:
-            p = self.single.p
+        p = sum(par.p for par in self.monthly.values()) if self.monthly else self.single.p
         predicted = self.predict(data)
         self.stats = fit_stats(
-            np.where(ok, data.energy, np.nan), predicted, min(p, int(ok.sum()) // 2),
+            np.where(ok, data.energy, np.nan),
+            predicted,
+            min(p, int(ok.sum()) // 2),
             cap_n_eff=s.cap_n_eff,
         )
         return self
