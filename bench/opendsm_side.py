@@ -23,6 +23,10 @@ import warnings
 from pathlib import Path
 
 warnings.filterwarnings("ignore")
+# Run as a script, this file's folder is sys.path[0], and bench/coverage.py there would shadow
+# the `coverage` package that numba (under opendsm) imports.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
 t_import = time.perf_counter()
 import pandas as pd  # noqa: E402
