@@ -503,7 +503,7 @@ def table(rows: Sequence[Row], models: Sequence[str]) -> list[str]:
                 same = {r.case for r in theirs}
                 t = score(theirs)
                 o = score([r for r in ours if r.case in same])
-                them = f"{_pct(t.in90)} (epcmon on them: {_pct(o.in90)}; {len(same)} cases)"
+                them = f"{_pct(t.in90)} (epcmon on the same {len(same)} cases: {_pct(o.in90)})"
                 rmse = f"{s.rmse_rel:.1%} / {t.rmse_rel:.1%}"
             else:
                 them, rmse = "–", f"{s.rmse_rel:.1%} / –"

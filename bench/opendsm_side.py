@@ -164,7 +164,7 @@ def coverage(work: Path) -> dict:
         t0 = time.process_time()
         try:
             model.fit(baseline, ignore_disqualification=True)
-            predicted = model.predict(reporting)
+            predicted = model.predict(reporting, ignore_disqualification=True)
         except Exception as exc:
             out[name] = {"error": repr(exc)}
             continue
