@@ -16,7 +16,7 @@ Temperature basis: knots 40, 55, 65, 80, 90 °F in °C; an outer knot with fewer
 Occupancy: regress load on (10 °C - T)+ and (T - 18.3 °C)+ (50 °F, 65 °F); a slot is occupied
 when more than 65 % of its residuals are positive.
 
-Segmentation (CalTRACK 2.0 hourly §3.x, "three-month weighted"): one model per calendar month,
+Segmentation (CalTRACK 2.0 hourly methods, "three-month weighted"): one model per calendar month,
 fitted on that month's hours with weight 1 and the two neighbouring months' with weight 0.5,
 and each hour predicted by its own month's model. `segmentation="auto"` (the default) first
 fits one model over the whole baseline and keeps it when it passes CalTRACK's single-model
