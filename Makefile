@@ -44,6 +44,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.spool_catchup
 	$(BIN)/python -m bench.baselines
 	$(BIN)/python -m bench.money
+	$(BIN)/python -m bench.coverage
 	$(BIN)/python -m bench.simulate
 	$(BIN)/python -m bench.page
 	$(BIN)/python -m bench.poll_modbus

@@ -1,11 +1,17 @@
 # mypy: ignore-errors
-"""The opendsm 1.2.7 side of `bench.baselines`: runs in its own venv (bench/.venv-opendsm),
-never imported by epcmon. Reads the meters `bench.baselines` exported (°F, as opendsm
-expects), fits opendsm's daily and hourly models on the same split, and prints JSON:
-fit times, test-year predictions, and the savings on opendsm's bundled sample
+"""The opendsm 1.2.7 side of `bench.baselines` and `bench.coverage`: runs in its own venv
+(bench/.venv-opendsm), never imported by epcmon. Reads the meters `bench.baselines` exported
+(°F, as opendsm expects), fits opendsm's daily and hourly models on the same split, and prints
+JSON: fit times, test-year predictions, and the savings on opendsm's bundled sample
 `il-electricity-cdd-hdd-daily` (whose days it also exports for our side to fit).
 
     bench/.venv-opendsm/bin/python bench/opendsm_side.py WORKDIR
+    bench/.venv-opendsm/bin/python bench/opendsm_side.py --coverage WORKDIR
+
+`--coverage`: the cases `bench.coverage` exported (`cases.json`: per case and model a baseline
+and a reporting CSV and the months to score); for each reporting month opendsm's predicted
+and observed sums and its own 90 % / 68 % savings uncertainty (`ReportingMetrics`, ASHRAE 14
+with its n'), written to `coverage.json`.
 """
 
 from __future__ import annotations
@@ -17,6 +23,10 @@ import warnings
 from pathlib import Path
 
 warnings.filterwarnings("ignore")
+# Run as a script, this file's folder is sys.path[0], and bench/coverage.py there would shadow
+# the `coverage` package that numba (under opendsm) imports.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
 t_import = time.perf_counter()
 import pandas as pd  # noqa: E402
@@ -118,7 +128,70 @@ def il_sample(work: Path) -> dict:
     }
 
 
+def _metrics_unc(model, month_df, freq: str, level: float):
+    from opendsm.common.metrics import ReportingMetrics
+
+    try:
+        rm = ReportingMetrics(
+            baseline_metrics=model.baseline_metrics,
+            reporting_df=month_df,
+            data_frequency=freq,
+            confidence_level=level,
+            t_tail=2,
+        )
+        unc = rm.total_savings_uncertainty
+    except Exception:
+        return None
+    return None if unc is None or pd.isna(unc) else float(unc)
+
+
+def coverage(work: Path) -> dict:
+    cases = json.loads((work / "cases.json").read_text())
+    out = {}
+    for name, case in cases.items():
+        freq = case["model"]
+        tz = case["tz"]
+        base = _frame(work / case["baseline"], tz)
+        rep = _frame(work / case["reporting"], tz)
+        if freq == "daily":
+            baseline = em.DailyBaselineData(base, is_electricity_data=True)
+            reporting = em.DailyReportingData(rep, is_electricity_data=True)
+            model = em.DailyModel()
+        else:
+            baseline = em.HourlyBaselineData(base, is_electricity_data=True)
+            reporting = em.HourlyReportingData(rep, is_electricity_data=True)
+            model = em.HourlyModel()
+        t0 = time.process_time()
+        try:
+            model.fit(baseline, ignore_disqualification=True)
+            predicted = model.predict(reporting, ignore_disqualification=True)
+        except Exception as exc:
+            out[name] = {"error": repr(exc)}
+            continue
+        fit_s = time.process_time() - t0
+        df = predicted[["observed", "predicted"]].copy()
+        months = {}
+        for label in case["months"]:
+            sel = df[df.index.strftime("%Y-%m") == label]
+            sel = sel[sel["observed"].notna() & sel["predicted"].notna()]
+            if len(sel) == 0:
+                continue
+            months[label] = {
+                "predicted": float(sel["predicted"].sum()),
+                "observed": float(sel["observed"].sum()),
+                "u90": _metrics_unc(model, sel, freq, 0.90),
+                "u68": _metrics_unc(model, sel, freq, 0.68),
+                "rows": len(sel),
+            }
+        out[name] = {"fit_s": fit_s, "months": months}
+    return out
+
+
 def main() -> int:
+    if sys.argv[1] == "--coverage":
+        work = Path(sys.argv[2])
+        (work / "coverage.json").write_text(json.dumps(coverage(work)))
+        return 0
     work = Path(sys.argv[1])
     config = json.loads((work / "config.json").read_text())
     result = {

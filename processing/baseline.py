@@ -43,6 +43,7 @@ from processing.models import (
 from processing.models.billing import BillingSettings, monthly_periods
 from processing.pricing import DayProfile, fit_profile
 from processing.sufficiency import Finding
+from processing.uncertainty import held_out_months
 from processing.usage import Usage, load_usage
 from storage.base import TimeSeriesStore
 
@@ -169,6 +170,7 @@ def _fit_daily(contract: Contract, usage: Usage, daily: DailyData, modes: DayTyp
         DailySettings(day_types=modes, cap_n_eff=contract.baseline.cap_n_eff)
     ).fit(fit_daily)
     residuals = fit_daily.energy - model.predict(fit_daily)
+    model.heldout = held_out_months(model, fit_daily)
     return _Fit(model, [], residuals, fit_daily.temperature[fit_daily.valid])
 
 
@@ -185,7 +187,16 @@ def _fit_hourly(contract: Contract, usage: Usage, daily: DailyData, modes: DayTy
     ).fit(fit_hourly)
     predicted = model.predict(fit_hourly)
     months = [str(d)[:7] for d in fit_hourly.day]
-    findings = sufficiency.monthly_nmbe(months, fit_hourly.energy, predicted)
+    findings = sufficiency.monthly_nmbe(
+        months,
+        fit_hourly.energy,
+        predicted,
+        segmentation=model.segmentation,
+        single_model_failures=model.single_model_failures,
+    )
+    in_period = np.isin(usage.daily.day, daily.day)
+    fit_daily = daily.with_energy(np.where(usage.daily_estimated[in_period], np.nan, daily.energy))
+    model.heldout = held_out_months(model, fit_daily, fit_hourly)
     # outliers judged per day on the hourly model's daily sums
     residuals = _daily_sums(fit_hourly, predicted, daily)
     return _Fit(model, findings, residuals, fit_hourly.temperature[fit_hourly.valid])

@@ -57,6 +57,7 @@ from processing.savings import (
     months_between,
     summarise,
     typical_year,
+    uncertainty_basis,
 )
 from processing.sufficiency import Finding, Severity
 from processing.usage import Usage
@@ -110,8 +111,9 @@ def savings_from_usage(
     adjustments = [a for a in contract.adjustments if a.utility == utility]
     ds = days_of(model, daily, hourly, usage.daily_estimated[sel], adjustments)
     gran = model.GRANULARITY
+    basis = uncertainty_basis(model, contract.baseline.uncertainty_method)
     months = tuple(
-        summarise(ds, model.stats, gran, label=label, start=a, end=b)
+        summarise(ds, model.stats, gran, label=label, start=a, end=b, heldout=basis)
         for label, a, b in months_between(start, end)
     )
     years = []
@@ -127,10 +129,11 @@ def savings_from_usage(
                 label=f"contract year {n}",
                 start=max(ys, start),
                 end=min(ye, end),
+                heldout=basis,
             )
         )
         y_start, n = ye, n + 1
-    total = summarise(ds, model.stats, gran, label="total", start=start, end=end)
+    total = summarise(ds, model.stats, gran, label="total", start=start, end=end, heldout=basis)
     findings = list(sufficiency.counter_events(usage.events))
     findings += sufficiency.calendar_coverage(uncovered_years)
     findings += sufficiency.temperature_range(*baseline.temperature_range, daily)

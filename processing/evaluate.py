@@ -52,6 +52,7 @@ from processing.savings import (
     next_month,
     normalised_savings,
     summarise,
+    uncertainty_basis,
 )
 from processing.sufficiency import Finding
 
@@ -152,16 +153,29 @@ def evaluate(
     adjustments = [a for a in contract.adjustments if a.utility == utility]
     ds = days_of(model, inputs.daily, inputs.hourly, inputs.estimated, adjustments)
     gran = model.GRANULARITY
+    basis = uncertainty_basis(model, contract.baseline.uncertainty_method)
     n, ys, _ = contract_year_of(start, max(first, start))
     periods = {
         "month": summarise(
-            ds, model.stats, gran, label=month, start=max(first, start), end=month_end
+            ds,
+            model.stats,
+            gran,
+            label=month,
+            start=max(first, start),
+            end=month_end,
+            heldout=basis,
         ),
         "year_to_date": summarise(
-            ds, model.stats, gran, label=f"contract year {n} to date", start=ys, end=month_end
+            ds,
+            model.stats,
+            gran,
+            label=f"contract year {n} to date",
+            start=ys,
+            end=month_end,
+            heldout=basis,
         ),
         "cumulative": summarise(
-            ds, model.stats, gran, label="cumulative", start=start, end=month_end
+            ds, model.stats, gran, label="cumulative", start=start, end=month_end, heldout=basis
         ),
     }
     priced = terms.time_of_use and contract.tariff is not None

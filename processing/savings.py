@@ -42,6 +42,7 @@ from processing.frames import (
 from processing.models import BaselineModel, BillingModel, DailyChangePointModel, HourlyTOWTModel
 from processing.models.billing import BillingData
 from processing.stats import FitStats, Granularity, Uncertainty, savings_uncertainty
+from processing.uncertainty import HeldOutMonths, UncertaintyMethod, period_uncertainty
 
 CONFIDENCE_LEVELS = (0.68, 0.90)
 DAYS_PER_MONTH = 365.25 / 12
@@ -86,8 +87,11 @@ class PeriodSavings:
     adjusted_baseline: float
     actual: float
     avoided: float
-    u68: Uncertainty
+    u68: Uncertainty  # the stated interval, by `uncertainty_method`
     u90: Uncertainty
+    uncertainty_method: str = "ashrae14"  # `uncertainty.METHODS`
+    ashrae14_u68: Uncertainty | None = None  # ASHRAE 14 Annex B, always beside
+    ashrae14_u90: Uncertainty | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -96,6 +100,9 @@ class PeriodSavings:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PeriodSavings:
+        def u(key: str) -> Uncertainty | None:
+            return None if data.get(key) is None else Uncertainty(**data[key])
+
         return cls(
             **{
                 **data,
@@ -103,6 +110,8 @@ class PeriodSavings:
                 "end": date.fromisoformat(data["end"]),
                 "u68": Uncertainty(**data["u68"]),
                 "u90": Uncertainty(**data["u90"]),
+                "ashrae14_u68": u("ashrae14_u68"),
+                "ashrae14_u90": u("ashrae14_u90"),
             }
         )
 
@@ -166,6 +175,17 @@ def daily_savings(
     )
 
 
+def uncertainty_basis(
+    model: BaselineModel, method: UncertaintyMethod = "heldout-months"
+) -> HeldOutMonths | None:
+    """What `summarise` states its intervals from: the model's held-out months for
+    `heldout-months` (None when the model has none, e.g. fitted outside a baseline), or None
+    for `ashrae14`."""
+    if method == "ashrae14":
+        return None
+    return getattr(model, "heldout", None)
+
+
 def summarise(
     ds: DailySavings,
     stats: FitStats,
@@ -174,8 +194,11 @@ def summarise(
     label: str,
     start: date,
     end: date,
+    heldout: HeldOutMonths | None = None,
 ) -> PeriodSavings:
-    """Totals and uncertainty over the days start <= d < end."""
+    """Totals and uncertainty over the days start <= d < end. The stated 68 % and 90 %
+    intervals are the `heldout-months` ones when `heldout` is given (`uncertainty.py`), the
+    ASHRAE 14 ones otherwise; the ASHRAE 14 figures are kept beside either way."""
     sel = (ds.day >= np.datetime64(start, "D")) & (ds.day < np.datetime64(end, "D"))
     used = sel & ds.used
     baseline = float(ds.baseline[used].sum())
@@ -184,7 +207,7 @@ def summarise(
     avoided = baseline + adjustments - actual
     m = int(ds.points[used].sum())
     months = (end - start).days / DAYS_PER_MONTH
-    u68, u90 = (
+    a68, a90 = (
         savings_uncertainty(
             stats,
             e_base=baseline,
@@ -196,6 +219,21 @@ def summarise(
         )
         for c in CONFIDENCE_LEVELS
     )
+    u68, u90 = a68, a90
+    method = "ashrae14"
+    if heldout is not None:
+        method = "heldout-months"
+        u68, u90 = (
+            period_uncertainty(
+                heldout,
+                e_base=baseline,
+                e_save=avoided,
+                days=ds.day[used],
+                reporting_months=months,
+                confidence=c,
+            )
+            for c in CONFIDENCE_LEVELS
+        )
     return PeriodSavings(
         label=label,
         start=start,
@@ -210,6 +248,9 @@ def summarise(
         avoided=avoided,
         u68=u68,
         u90=u90,
+        uncertainty_method=method,
+        ashrae14_u68=a68,
+        ashrae14_u90=a90,
     )
 
 

@@ -210,6 +210,24 @@ def fit_stats(
     )
 
 
+def monthly_nmbe_values(
+    months: list[str] | tuple[str, ...], observed: FloatArray, predicted: FloatArray
+) -> list[tuple[str, float]]:
+    """(YYYY-MM, NMBE) per month of rows: sum(y - yhat) / sum(y) over its valid rows
+    (CalTRACK's single-model test for hourly models compares each with 1 %)."""
+    m = np.asarray(months)
+    y = np.asarray(observed, dtype=np.float64)
+    yhat = np.asarray(predicted, dtype=np.float64)
+    out = []
+    for month in sorted(set(m.tolist())):
+        sel = (m == month) & np.isfinite(y) & np.isfinite(yhat)
+        total = float(y[sel].sum())
+        if sel.sum() == 0 or total == 0:
+            continue
+        out.append((str(month), round(float((y[sel] - yhat[sel]).sum()) / total, 5)))
+    return out
+
+
 # -- savings uncertainty -------------------------------------------------------------------
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from core.errors import InsufficientData
+from processing import sufficiency
 from processing.frames import DailyData, daily_from_hourly
 from processing.models import (
     BillingModel,
@@ -20,10 +21,12 @@ from processing.models import (
     model_from_dict,
 )
 from processing.models.billing import BillingData, monthly_periods
+from processing.models.hourly import month_weights
 from processing.savings import daily_savings, summarise
 from processing.stats import fit_stats
-from processing.sufficiency import FIT_LIMITS
+from processing.sufficiency import FIT_LIMITS, Severity
 from processing.testing import Building, synthetic_daily, synthetic_hourly
+from processing.uncertainty import held_out_months
 
 BASELINE = (date(2024, 7, 1), date(2025, 7, 1))
 NEXT_YEAR = (date(2025, 7, 1), date(2026, 7, 1))
@@ -100,6 +103,66 @@ def test_hourly_model_survives_json(mode: str) -> None:
     assert restored.to_dict() == model.to_dict()
 
 
+@pytest.mark.parametrize("segmentation", ["single", "three_month_weighted"])
+def test_hourly_segmented_model_and_its_held_out_months_survive_json(segmentation: str) -> None:
+    data = synthetic_hourly(*BASELINE, seed=9).data
+    model = HourlyTOWTModel(HourlySettings(segmentation=segmentation)).fit(data)  # type: ignore[arg-type]
+    assert model.segmentation == segmentation
+    assert len(model.monthly) == (12 if segmentation != "single" else 0)
+    model.heldout = held_out_months(model, daily_from_hourly(data), data)
+    assert len(model.heldout.months) == 12
+    restored = model_from_dict(_json(model))
+    other = synthetic_hourly(*NEXT_YEAR, seed=10).data
+    assert np.array_equal(restored.predict(other), model.predict(other), equal_nan=True)  # type: ignore[arg-type]
+    assert restored.to_dict() == model.to_dict()
+    assert restored.heldout == model.heldout  # type: ignore[union-attr]
+
+
+def test_hourly_model_stored_before_segmentation_still_loads() -> None:
+    # A model stored before segmentation existed had no "segmentation"/"monthly" keys: it
+    # was one single model and must still predict as one.
+    data = synthetic_hourly(date(2025, 1, 1), date(2025, 4, 1), seed=7).data
+    model = HourlyTOWTModel(HourlySettings(segmentation="single")).fit(data)
+    old = _json(model)
+    for key in ("segmentation", "monthly", "single_model_failures", "heldout", "p"):
+        old.pop(key)
+    old["settings"].pop("segmentation")
+    old["version"] = 1
+    restored = model_from_dict(old)
+    assert isinstance(restored, HourlyTOWTModel)
+    assert restored.segmentation == "single"
+    assert np.array_equal(restored.predict(data), model.predict(data), equal_nan=True)
+
+
+def test_three_month_weights_wrap_the_year() -> None:
+    months = np.arange(1, 13)
+    assert month_weights(months, 1).tolist() == [1, 0.5] + [0] * 9 + [0.5]
+    assert month_weights(months, 7).tolist() == [0] * 5 + [0.5, 1, 0.5] + [0] * 4
+
+
+def test_auto_segmentation_follows_the_single_model_test() -> None:
+    """CalTRACK: the single all-year model is kept when at most 2 baseline months miss by more
+    than 1 %; this synthetic building's month-to-month drift fails it, the monthly models pass."""
+    data = synthetic_hourly(*BASELINE, seed=200).data
+    single = HourlyTOWTModel(HourlySettings(segmentation="single")).fit(data)
+    auto = HourlyTOWTModel().fit(data)
+    assert len(auto.single_model_failures) > 2
+    assert auto.single_model_failures == single.single_model_failures
+    assert auto.segmentation == "three_month_weighted"
+    months = [str(d)[:7] for d in data.day]
+    bad_single = sufficiency.monthly_nmbe(months, data.energy, single.predict(data))
+    bad_auto = sufficiency.monthly_nmbe(
+        months,
+        data.energy,
+        auto.predict(data),
+        segmentation=auto.segmentation,
+        single_model_failures=auto.single_model_failures,
+    )
+    assert [f.severity for f in bad_single] == [Severity.ERROR]
+    assert [f.code for f in bad_auto] == ["hourly_segmentation", "monthly_nmbe"]
+    assert bad_auto[-1].severity is not Severity.ERROR
+
+
 def test_billing_model_survives_json_and_sees_the_working_days() -> None:
     daily = synthetic_daily(date(2023, 1, 1), date(2025, 7, 1), seed=9).data
     bills = monthly_periods(daily)
@@ -174,22 +237,38 @@ def test_no_intervention_daily() -> None:
 
 
 def test_no_intervention_hourly() -> None:
-    """The same with the hourly model (G14 hourly limits); hourly residuals are further from
-    AR(1) than daily ones, so the n' correction is rougher: here 12 of 15 within U90."""
-    within = 0
+    """The same with the hourly model (G14 hourly limits). Every one of these synthetic
+    baselines fails CalTRACK's single-model test, so the three-month-weighted models are used.
+    The stated interval (`heldout-months`) holds the next year's zero savings 15 of 15 times;
+    the ASHRAE 14 hourly figure beside it, known to be optimistic for hourly models, 10 of 15."""
+    within = ashrae_within = 0
     for seed in range(200, 215):
         data = synthetic_hourly(BASELINE[0], NEXT_YEAR[1], seed=seed).data
         train, test = data.between(*BASELINE), data.between(*NEXT_YEAR)
         model = HourlyTOWTModel().fit(train)
         assert model.stats is not None
+        assert model.segmentation == "three_month_weighted"
         assert model.stats.cvrmse < FIT_LIMITS["hourly"][0]
         assert abs(model.stats.nmbe) < FIT_LIMITS["hourly"][1]
+        model.heldout = held_out_months(model, daily_from_hourly(train), train)
         daily = daily_from_hourly(test)
         ds = daily_savings(model, daily, test, np.zeros(len(daily), dtype=bool))
-        total = summarise(ds, model.stats, "hourly", label="", start=NEXT_YEAR[0], end=NEXT_YEAR[1])
+        total = summarise(
+            ds,
+            model.stats,
+            "hourly",
+            label="",
+            start=NEXT_YEAR[0],
+            end=NEXT_YEAR[1],
+            heldout=model.heldout,
+        )
+        assert total.uncertainty_method == "heldout-months"
+        assert total.ashrae14_u90 is not None
         assert abs(total.avoided) < 2.5 * total.u90.u
         within += abs(total.avoided) < total.u90.u
-    assert within >= 11, within
+        ashrae_within += abs(total.avoided) < total.ashrae14_u90.u
+    assert within >= 13, within  # a calibrated 90 % interval: 13.5 of 15 expected
+    assert ashrae_within <= within, (ashrae_within, within)
 
 
 def test_a_retrofit_is_found_within_its_uncertainty() -> None:

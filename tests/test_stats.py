@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -13,9 +14,11 @@ from processing.stats import (
     fit_stats,
     k_factor,
     lag1_autocorrelation,
+    monthly_nmbe_values,
     savings_uncertainty,
     t_two_sided,
 )
+from processing.uncertainty import HeldOutMonths, period_uncertainty
 
 
 def _worked_stats(*, cap: bool) -> FitStats:
@@ -123,3 +126,76 @@ def test_n_eff_cap_is_reported() -> None:
     assert effective_n(100, -0.2, cap=True) == 100
     assert effective_n(100, -0.2, cap=False) == pytest.approx(150)
     assert effective_n(100, 0.5, cap=True) == pytest.approx(100 / 3)
+
+
+# -- held-out months (processing/uncertainty.py) -------------------------------------------------
+
+
+def _basis(errors: list[float], *, days: int = 30) -> HeldOutMonths:
+    daily = FitStats(
+        n=360, p=10, mean=1000.0, cvrmse=0.05, nmbe=0.0, r2=0.9, adj_r2=0.9, rho=0.3,
+        n_eff=effective_n(360, 0.3), n_eff_capped=True,
+    )  # fmt: skip
+    months = tuple(f"2024-{i:02d}" for i in range(1, len(errors) + 1))
+    return HeldOutMonths(months, (days,) * len(errors), tuple(errors), daily)
+
+
+def _days(start: str, n: int) -> np.ndarray:
+    return np.arange(np.datetime64(start), np.datetime64(start) + n)
+
+
+def test_heldout_without_deviations_is_the_daily_ashrae_figure() -> None:
+    # Held-out errors no larger than the noise part predicts for a month: no month part.
+    basis = _basis([0.0] * 12)
+    assert basis.s_dev == 0.0
+    days = _days("2025-07-01", 31)
+    u = period_uncertainty(
+        basis, e_base=31_000.0, e_save=3_000.0, days=days, reporting_months=1.0, confidence=0.9
+    )
+    ashrae = savings_uncertainty(
+        basis.daily, e_base=31_000.0, e_save=3_000.0, m=31, reporting_months=1.0,
+        granularity="daily", confidence=0.9,
+    )  # fmt: skip
+    assert u.u == pytest.approx(ashrae.u, rel=1e-12)
+
+
+def test_heldout_month_part_by_hand() -> None:
+    # 12 held-out months of 30 days, errors ±6,000: 200/day, a 30.44-day month 6,087.5 rms.
+    basis = _basis([6_000.0, -6_000.0] * 6)
+    assert basis.month_rms == pytest.approx(200 * 365.25 / 12)
+    # noise part of one month: K(1) CV mean sqrt(30.44 (n/n')(1 + 2/n'))
+    n_eff = basis.daily.n_eff
+    noise = k_factor("daily", 1) * 0.05 * 1000 * math.sqrt(30.4375 * 360 / n_eff * (1 + 2 / n_eff))
+    assert basis.month_noise == pytest.approx(noise)
+    s_dev = math.sqrt(basis.month_rms**2 - noise**2)
+    assert basis.s_dev == pytest.approx(s_dev)
+    t11 = t_two_sided(0.9, 11)  # 12 held-out months: 11 degrees of freedom
+    for n_days, months in ((31, [31]), (61, [31, 30])):  # July; July and August
+        days = _days("2025-07-01", n_days)
+        ashrae = savings_uncertainty(
+            basis.daily, e_base=1000.0 * n_days, e_save=100.0 * n_days, m=n_days,
+            reporting_months=n_days / 30.4375, granularity="daily", confidence=0.9,
+        )  # fmt: skip
+        c2 = sum((d / 30.4375) ** 2 for d in months)  # independent months: Σ c²
+        u = period_uncertainty(
+            basis, e_base=1000.0 * n_days, e_save=100.0 * n_days, days=days,
+            reporting_months=n_days / 30.4375, confidence=0.9,
+        )  # fmt: skip
+        assert u.u == pytest.approx(math.sqrt(ashrae.u**2 + (t11 * s_dev) ** 2 * c2))
+        assert u.fsu == pytest.approx(u.u / (100.0 * n_days))
+
+
+def test_heldout_json_round_trip() -> None:
+    basis = _basis([1.0, -2.5, 3.25])
+    again = HeldOutMonths.from_dict(json.loads(json.dumps(basis.to_dict())))
+    assert again == basis
+
+
+def test_monthly_nmbe_values() -> None:
+    months = ["2025-01"] * 2 + ["2025-02"] * 2
+    observed = np.array([100.0, 100.0, 50.0, np.nan])
+    predicted = np.array([90.0, 100.0, 55.0, 10.0])
+    assert monthly_nmbe_values(months, observed, predicted) == [
+        ("2025-01", 0.05),
+        ("2025-02", -0.1),
+    ]

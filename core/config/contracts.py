@@ -284,6 +284,10 @@ class BaselineSettings(_Model):
     Monday-Friday against the weekend only (as the open-source anchors); `none`."""
     cap_n_eff: bool = True
     """Cap the autocorrelation-corrected n' at n (conservative when residuals alternate)."""
+    uncertainty_method: Literal["heldout-months", "ashrae14"] = "heldout-months"
+    """The stated 68 %/90 % intervals: `heldout-months` (ASHRAE 14 on daily residuals plus the
+    baseline's leave-one-month-out deviations, calibrated for months) or `ashrae14` (Annex B
+    as written). The ASHRAE 14 figure is kept beside in every statement either way."""
     max_gap_minutes: int = Field(default=65, ge=1)
     """Counter samples further apart are a gap: buckets interpolated across it are marked."""
 

@@ -47,6 +47,7 @@ from processing.frames import (
 )
 from processing.models import changepoint as cp
 from processing.stats import FitStats, Granularity, fit_stats
+from processing.uncertainty import HeldOutMonths
 
 Form = Literal["1P", "2P", "3PC", "3PH", "4P", "5P"]
 FORMS: tuple[Form, ...] = ("1P", "2P", "3PC", "3PH", "4P", "5P")
@@ -143,6 +144,7 @@ class DailyChangePointModel:
         self.segments: list[Segment] = []
         self.segment_of: dict[int, int] = {}  # day-type code -> index into segments
         self.stats: FitStats | None = None
+        self.heldout: HeldOutMonths | None = None  # set by the baseline fit (uncertainty.py)
 
     # -- fitting -------------------------------------------------------------------------
 
@@ -156,6 +158,7 @@ class DailyChangePointModel:
         return np.zeros(len(data), dtype=np.int64)
 
     def fit(self, data: DailyData) -> Self:
+        self.heldout = None
         ok = data.valid
         s = self.settings
         if ok.sum() < max(s.min_segment_days, 10):
@@ -356,6 +359,7 @@ class DailyChangePointModel:
             "segments": [seg.to_dict() for seg in self.segments],
             "segment_of": {DAY_TYPES[c].value: i for c, i in self.segment_of.items()},
             "stats": self.stats.to_dict(),
+            "heldout": None if self.heldout is None else self.heldout.to_dict(),
         }
 
     @classmethod
@@ -367,6 +371,8 @@ class DailyChangePointModel:
         codes = {t.value: i for i, t in enumerate(DAY_TYPES)}
         model.segment_of = {codes[t]: int(i) for t, i in data["segment_of"].items()}
         model.stats = FitStats.from_dict(data["stats"])
+        if data.get("heldout") is not None:
+            model.heldout = HeldOutMonths.from_dict(data["heldout"])
         return model
 
     def describe(self) -> str:
