@@ -41,7 +41,8 @@ import pytest
 
 from core.config import SiteConfig, contract_weather_station, load_site
 from processing import sufficiency
-from processing.contract import SavingsResult, _load, compute_savings, fit_baseline
+from processing.baseline import load as _load
+from processing.contract import SavingsResult, compute_savings, fit_baseline
 from processing.models import HourlySettings, HourlyTOWTModel
 from processing.sufficiency import FIT_LIMITS, Severity
 from simulators.history import generate_history
