@@ -1,7 +1,10 @@
 """The built-in page in headless Chromium (Debian's), as each kind of user opens it: a viewer
 and an engineer see the building and the contract, a vendor sees its contract and never gets a
 403; the page fits a 390 px phone; zh and en; data gaps are drawn as gaps; the operations list
-is paged; any meter kind is chartable; downloads work; `/docs` renders with the network cut.
+is paged; any meter kind is chartable; downloads work; `/docs` renders with the network cut;
+the building's roles see a month's department bills (ranking, pools, remainder, reconciliation,
+sorting, paging, the CSV) and the energy intensity against the targets, and a vendor never
+asks for them.
 Screenshots are kept in test-artifacts/.
 
 One browser for the module, one small store (the API fixtures' two weeks, then six more days
@@ -556,7 +559,8 @@ def test_the_bills_start_at_the_last_closed_month_and_mark_the_running_one(
     page = v.page
     default = page.input_value("#bills-month")
     assert default in {before, last_closed_month(world.site)}  # the clock may turn a month
-    assert f"/api/v1/bills?month={default}" in v.api_paths()
+    assert "/api/v1/bills" in v.api_paths()  # no month chosen: the API's default
+    assert f"/api/v1/intensity?month={default}" in v.api_paths()
     assert page.text_content("#s-bills h2") == "Department bills"
     assert page.text_content("#bills-status") == "final"
     headers = page.locator("#bills thead th").all_text_contents()

@@ -46,6 +46,10 @@
       select.add(new Option(m === now ? t("monthRunning", { m: m }) : m, m));
     }
     select.value = state.month;
+    select.setAttribute("aria-label", t("month"));
+    [["bills-prev", "prevMonth"], ["bills-next", "nextMonth"]].forEach(function (b) {
+      $(b[0]).title = t(b[1]); $(b[0]).setAttribute("aria-label", t(b[1]));
+    });
     $("bills-next").disabled = state.month >= now;
   }
 
@@ -247,6 +251,7 @@
   function failed(e) {
     if (e.auth) { Epc.showLogin(e.message); throw e; }
     state.doc = null;
+    if (Epc.site && state.month) options();
     $("bills-status").className = "status error";
     $("bills-status").textContent = e.message;
     $("bills-csv").hidden = true;
@@ -254,32 +259,33 @@
     ["bills-kpis", "bills-info", "bills-pager", "remainder", "reconciliation"].forEach(function (id) { $(id).replaceChildren(); });
   }
 
-  function show() {
+  // One month's bills, then the intensity through it (through the month before while it runs,
+  // as the API's own site.intensity: already computed with the bills, so no second wait).
+  // No month chosen yet: the API's default, the last closed month in the site's zone. `site`
+  // resolves once Epc.site is known (the month list needs its time zone).
+  function show(site) {
     var month = state.month, gen = ++state.gen;
-    sessionStorage.setItem("epcmon.billsMonth", month);
-    options();
-    var through = month === running() ? shift(month, -1) : month;  // as the API's site.intensity
-    return Promise.all([
-      Epc.api("/bills", { month: month }).then(function (doc) {
-        if (gen !== state.gen) return;
-        state.doc = doc; state.page = 0; state.open = {};
-        render();
-        $("s-bills").dataset.shown = month;
-      }, function (e) { if (gen === state.gen) failed(e); }),
-      EpcIntensity.show(through),
-    ]);
-  }
-
-  function load() {
-    if (!state.month) {
-      var kept = sessionStorage.getItem("epcmon.billsMonth");
-      state.month = kept && /^\d{4}-\d{2}$/.test(kept) && kept <= running() ? kept : shift(running(), -1);
-    }
-    var names = state.buildings ? Promise.resolve() : Epc.api("/buildings").then(function (list) {
+    if (month && Epc.site) options();
+    var names = state.buildings ? null : Epc.api("/buildings").then(function (list) {
       state.buildings = {};
       list.forEach(function (b) { state.buildings[b.id] = b; });
     });
-    return names.then(show);
+    return Promise.all([Epc.api("/bills", month ? { month: month } : null), names, site]).then(function (r) {
+      if (gen !== state.gen) return;
+      var doc = r[0];
+      state.month = doc.month; state.doc = doc; state.page = 0; state.open = {};
+      sessionStorage.setItem("epcmon.billsMonth", doc.month);
+      options();
+      render();
+      $("s-bills").dataset.shown = doc.month;
+      return EpcIntensity.show(doc.status === "provisional" ? shift(doc.month, -1) : doc.month);
+    }, function (e) { if (gen === state.gen) failed(e); });
+  }
+
+  function load(site) {
+    var kept = sessionStorage.getItem("epcmon.billsMonth");
+    if (!state.month && kept && /^\d{4}-\d{2}$/.test(kept)) state.month = kept;
+    return show(site);
   }
 
   function go(month) { state.month = month; show(); }

@@ -94,6 +94,7 @@
     text += t("ytdWindow", { first: doc.year_to_date.first, last: doc.year_to_date.last });
     $("intensity-window").textContent = text;
     $("intensity-provisional").hidden = !doc.provisional;
+    $("intensity-provisional").title = t(w.complete ? "provisionalTargets" : "provisionalWindow");
     figures(doc);
     targets(doc);
     $("intensity-note").textContent = t("intensityNote", { kwh: Epc.fmt(doc.unallocated.kwh, 0), m3: Epc.fmt(doc.unallocated.water_m3, 0), k: doc.kgce_per_kwh });

@@ -255,8 +255,11 @@
   }
 
   function building() {
-    return Promise.all([Epc.api("/site"), Epc.api("/meters"), Epc.api("/operations/meters")]).then(function (r) {
-      Epc.site = r[0]; state.meters = r[1]; state.status = r[2];
+    var site = Epc.api("/site").then(function (s) { Epc.site = s; });
+    var bills = EpcBills.load(site);  // at once: the month is the API's default until chosen
+    bills.catch(function () {});  // handled below
+    return Promise.all([site, Epc.api("/meters"), Epc.api("/operations/meters")]).then(function (r) {
+      state.meters = r[1]; state.status = r[2];
       $("site-name").textContent = Epc.lang === "zh" ? Epc.site.name : Epc.site.name_en;
       $("kpis").replaceChildren();
       [["buildings", Epc.site.buildings], ["tenants", Epc.site.tenants], ["meters", Epc.site.meters]].forEach(function (k) {
@@ -273,7 +276,7 @@
         state.meter = first ? first.id : null;
         state.quantity = first && first.quantities.indexOf("power") >= 0 ? "power" : first ? first.quantities[0] : null;
       }
-      return Promise.all([overview(state.meters, latest), meterChart(), operations(), EpcBills.load()]);
+      return Promise.all([overview(state.meters, latest), meterChart(), operations(), bills]);
     });
   }
 
