@@ -112,7 +112,14 @@ def load_with_key(
 
 # -- the README's screenshots: python -m bench.browser [--out docs/screenshots] ---------------
 
-SHOTS = ("engineer-overview.png", "meter-chart.png", "vendor-contract.png", "phone.png")
+SHOTS = (
+    "engineer-overview.png",
+    "meter-chart.png",
+    "vendor-contract.png",
+    "phone.png",
+    "bills.png",
+    "intensity.png",
+)
 
 
 def reference_world(tmp: Path, now_ms: int) -> tuple[Any, Any, Any, Any, dict[str, str]]:
@@ -155,7 +162,8 @@ def reference_world(tmp: Path, now_ms: int) -> tuple[Any, Any, Any, Any, dict[st
 
 def take_screenshots(out: Path) -> list[Path]:
     """Serve the reference world and photograph the engineer's overview, a meter's chart with
-    its tooltip, the vendor's contract page and a 390 px phone."""
+    its tooltip, the vendor's contract page, a 390 px phone, and the engineer's department
+    bills of the last closed month (the first department expanded) and energy intensity."""
     import tempfile
 
     from api.app import create_app
@@ -212,6 +220,16 @@ def take_screenshots(out: Path) -> list[Path]:
 
             page = open_as("vendor", "zh", 390, 844)
             page.screenshot(path=str(out / SHOTS[3]))
+            page.close()
+
+            page = open_as("engineer", "zh", 1280, 1000)
+            page.locator("#bills tbody tr[data-tenant] button.expand").first.click()
+            page.wait_for_selector("#bills tr.detail")
+            page.locator("#s-bills").screenshot(path=str(out / SHOTS[4]))
+            page.close()
+
+            page = open_as("engineer", "en", 1280, 1000)
+            page.locator("#s-intensity").screenshot(path=str(out / SHOTS[5]))
             page.close()
             written = [out / name for name in SHOTS]
         keys.close()

@@ -1,7 +1,10 @@
 """The built-in page in headless Chromium (Debian's), as each kind of user opens it: a viewer
 and an engineer see the building and the contract, a vendor sees its contract and never gets a
 403; the page fits a 390 px phone; zh and en; data gaps are drawn as gaps; the operations list
-is paged; any meter kind is chartable; downloads work; `/docs` renders with the network cut.
+is paged; any meter kind is chartable; downloads work; `/docs` renders with the network cut;
+the building's roles see a month's department bills (ranking, pools, remainder, reconciliation,
+sorting, paging, the CSV) and the energy intensity against the targets, and a vendor never
+asks for them.
 Screenshots are kept in test-artifacts/.
 
 One browser for the module, one small store (the API fixtures' two weeks, then six more days
@@ -105,9 +108,16 @@ class Visit:
 
 
 def visit(
-    chromium: Any, url: str, key: str | None, *, lang: str = "zh", width: int = 1400
+    chromium: Any,
+    url: str,
+    key: str | None,
+    *,
+    lang: str = "zh",
+    width: int = 1400,
+    bills_month: str | None = None,
 ) -> Visit:
-    """Open the page with `key` already entered (None: the login), recording every response."""
+    """Open the page with `key` already entered (None: the login), recording every response;
+    `bills_month`: the month the bills show, as if chosen earlier in this tab."""
     page = chromium.new_page()
     page.set_viewport_size({"width": width, "height": 900})
     v = Visit(page)
@@ -120,6 +130,8 @@ def visit(
     script = f"sessionStorage.setItem('epcmon.lang', {lang!r});"
     if key is not None:
         script += f"sessionStorage.setItem('epcmon.key', {key!r});"
+    if bills_month is not None:
+        script += f"sessionStorage.setItem('epcmon.billsMonth', {bills_month!r});"
     page.add_init_script(script)
     page.goto(url)
     if key is not None:
@@ -240,6 +252,8 @@ def test_login_then_the_viewer_sees_every_chart_in_zh_and_en(
     over.dblclick()
     assert chart_data(page, "chart-overview")["shown"] == full
     assert page.locator("#buildings tbody tr").count() == 4  # the incomers
+    assert page.is_visible("#s-bills")
+    assert page.is_visible("#s-intensity")
     assert page.locator("#statements tbody tr").count() == 1
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "web-page-zh.png"), full_page=True)
@@ -270,8 +284,9 @@ def test_the_vendor_sees_its_contract_and_never_a_403(
     assert all(
         p.startswith("/api/v1/whoami") or p.startswith(f"/api/v1/contracts/{own.id}") for p in paths
     ), paths  # nothing of the building, nothing of the other contract
+    assert not [p for p in paths if p.startswith(("/api/v1/bills", "/api/v1/intensity"))]
     assert page.text_content("#who") == "节能服务公司"
-    for section in ("#s-overview", "#s-meter", "#s-ops"):
+    for section in ("#s-overview", "#s-meter", "#s-ops", "#s-bills", "#s-intensity"):
         assert page.is_hidden(section), section
     assert page.locator("#contract-select option").all_text_contents() == [f"{own.id} {own.name}"]
 
@@ -343,9 +358,27 @@ def test_the_engineer_sees_the_building_and_the_contract(
 def test_a_390px_phone_has_no_horizontal_scroll(
     world: ApiWorld, url: str, chromium: Any, role: str, lang: str
 ) -> None:
-    v = visit(chromium, url, world.tokens[role], lang=lang, width=390)
+    v = visit(chromium, url, world.tokens[role], lang=lang, width=390, bills_month=BILLS_MONTH)
     page = v.page
     no_horizontal_scroll(page, 390)
+    if role == "engineer":
+        for box_id in (
+            "s-bills",
+            "s-intensity",
+            "bills-scroll",
+            "pools-scroll",
+            "intensity-scroll",
+        ):
+            box = page.locator(f"#{box_id}").bounding_box()
+            assert box is not None, box_id
+            assert 0 <= box["x"] <= box["x"] + box["width"] <= 390, box_id
+        # the ranking is wider than the phone: it scrolls inside its own box
+        assert page.evaluate(
+            "(e => e.scrollWidth > e.clientWidth)(document.getElementById('bills-scroll'))"
+        )
+        page.locator("#bills tbody tr[data-tenant] button.expand").first.click()
+        page.wait_for_selector("#bills tr.detail")
+        no_horizontal_scroll(page, 390)
     for chart in (BUILDING_CHARTS if role == "engineer" else []) + CONTRACT_CHARTS:
         box = page.locator(f"#{chart} canvas").bounding_box()
         assert box is not None, chart
@@ -360,6 +393,265 @@ def test_a_390px_phone_has_no_horizontal_scroll(
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"web-page-phone-{role}.png"), full_page=True)
     assert v.errors == [], v.errors
+    page.close()
+
+
+# -- department bills and energy intensity ----------------------------------------------------
+
+BILLS_MONTH = "2025-12"
+"""The fixture's month with every meter (local December 2025)."""
+PERIODS_ZH = {"sharp": "尖峰", "peak": "高峰", "flat": "平段", "valley": "低谷"}
+STATUS_ZH = {
+    "above_constraint": "超过约束值",
+    "above_guide": "高于引导值",
+    "at_or_below_guide": "不高于引导值",
+    "within_constraint": "未超过约束值",
+    "no_data": "无数据",
+}
+
+
+def number(text: str | None) -> float:
+    """A number as the page prints it (thousands separators; a unit may follow)."""
+    assert text is not None
+    return float(text.strip().split()[0].replace(",", "").replace("\u2212", "-"))
+
+
+def shown_tenants(page: Any) -> list[str]:
+    return page.eval_on_selector_all(  # type: ignore[no-any-return]
+        "#bills tbody tr[data-tenant]", "rows => rows.map(r => r.dataset.tenant)"
+    )
+
+
+def key_header(world: ApiWorld, role: str = "engineer") -> dict[str, str]:
+    return {"Authorization": f"Bearer {world.tokens[role]}"}
+
+
+def test_the_engineer_sees_every_departments_bill_and_the_reconciliation(
+    world: ApiWorld, url: str, chromium: Any
+) -> None:
+    from processing.bills import month_bills
+
+    doc = month_bills(world.site, world.store, BILLS_MONTH).to_dict()
+    rows = doc["rows"]
+    departments = [t for t in world.site.tenants if t.kind == "department"]
+    assert len(rows) == len(departments) == 57
+    v = visit(chromium, url, world.tokens["engineer"], bills_month=BILLS_MONTH)
+    page = v.page
+    assert page.input_value("#bills-month") == BILLS_MONTH
+    assert page.text_content("#s-bills h2") == "部门用能与费用分摊"
+    assert page.text_content("#bills-status") == "正式"
+    assert page.locator("#bills thead th").all_text_contents() == [
+        "排名", "部门", "用电 kWh", "自有表计 kWh", "分摊 kWh", "电费 元",
+        "kWh/m²", "kWh/人", "用水 m³", "合计 元",
+    ]  # fmt: skip
+    kpis = page.text_content("#bills-kpis")
+    assert "57" in kpis
+    assert f"{doc['site']['kwh']:,.0f}" in kpis
+
+    # the ranking by kWh/m², 20 a page, saying how many are not shown
+    assert shown_tenants(page) == [r["tenant"] for r in rows[:20]]
+    assert page.text_content("#bills-info") == "显示 1–20 / 共 57 条，另有 37 条未显示"
+    first = page.locator("#bills tbody tr[data-tenant]").first
+    cells = first.locator("td").all_text_contents()
+    r0 = rows[0]
+    assert cells[0] == "1"
+    assert r0["name"] in cells[1]
+    assert number(cells[2]) == pytest.approx(r0["kwh"], abs=0.05)
+    assert number(cells[3]) == pytest.approx(r0["kwh_own"], abs=0.05)
+    assert number(cells[4]) == pytest.approx(sum(r0["kwh_apportioned"].values()), abs=0.05)
+    assert number(cells[5]) == pytest.approx(r0["cny_electricity"], abs=0.005)
+    assert number(cells[6]) == pytest.approx(r0["kwh_per_m2"], abs=0.005)
+    assert number(cells[7]) == pytest.approx(r0["kwh_per_person"], abs=0.05)
+    assert number(cells[8]) == pytest.approx(r0["water_m3"], abs=0.05)
+    assert number(cells[9]) == pytest.approx(r0["cny"], abs=0.005)
+
+    # CNY by time-of-use period: on hover (the cell's title) and in the expanded row
+    title = first.locator("td").nth(5).get_attribute("title")
+    assert title is not None
+    for period, label in PERIODS_ZH.items():
+        assert f"{label} {r0['cny_by_period'][period]:,.2f} 元" in title, title
+    first.locator("button.expand").click()
+    detail = page.locator("#bills tr.detail")
+    assert detail.count() == 1
+    periods = detail.locator("table.periods tbody tr")
+    assert periods.count() == 4
+    for i, period in enumerate(("sharp", "peak", "flat", "valley")):
+        c = periods.nth(i).locator("td").all_text_contents()
+        assert c[0] == PERIODS_ZH[period]
+        assert number(c[1]) == pytest.approx(r0["kwh_by_period"][period], abs=0.05)
+        assert number(c[2]) == pytest.approx(r0["cny_by_period"][period], abs=0.005)
+    pools = {p["id"]: p["name"] for p in doc["pools"]}
+    for pool in r0["kwh_apportioned"]:
+        assert pools[pool] in detail.text_content()
+    assert first.locator("button.expand").get_attribute("aria-expanded") == "true"
+
+    # the pools, the unallocated remainder, departments + remainder = incomers
+    assert page.locator("#pools tbody tr").count() == len(doc["pools"])
+    remainder = page.text_content("#remainder")
+    for item in doc["unallocated"]["electricity"] + doc["unallocated"]["water"]:
+        assert pools.get(item["id"], item["id"]) in remainder
+    for cls, value in (("kwh", "kwh"), ("m3", "water_m3"), ("cny-electricity", "cny_electricity")):
+        shown = number(page.text_content(f"#remainder p .{cls}"))
+        assert shown == pytest.approx(doc["unallocated"][value], abs=0.05), cls
+    for utility in ("electricity", "water"):
+        rec = doc["reconciliation"][utility]
+        line = page.locator(f"#reconciliation [data-utility='{utility}']")
+
+        def shown(cls: str, line: Any = line) -> float:
+            return number(line.locator(f".{cls}").text_content())
+
+        assert shown("own") == pytest.approx(rec["departments_own"], abs=0.05)
+        assert shown("apportioned") == pytest.approx(rec["apportioned"], abs=0.05)
+        assert shown("unallocated") == pytest.approx(rec["unallocated"], abs=0.05)
+        assert shown("measured") == pytest.approx(rec["measured"], abs=0.05)
+        assert shown("sum") == pytest.approx(rec["measured"], abs=0.05)
+        assert shown("difference") == pytest.approx(0)
+        assert line.locator(".ok").count() == 1
+        assert line.locator(".cny-measured").count() == 1
+        assert number(line.locator(".cny-measured").text_content()) == pytest.approx(
+            rec["cny"]["measured"], abs=0.005
+        )
+
+    # the pager, then sorting by a column (the first page again), both ways
+    page.click("#bills-pager button[data-page='1']")
+    assert shown_tenants(page) == [r["tenant"] for r in rows[20:40]]
+    assert page.text_content("#bills-info") == "显示 21–40 / 共 57 条，另有 37 条未显示"
+    page.click("#bills thead button[data-sort='kwh']")
+    by_kwh = sorted(rows, key=lambda r: (-r["kwh"], r["rank"]))
+    assert shown_tenants(page) == [r["tenant"] for r in by_kwh[:20]]
+    assert shown_tenants(page) != [r["tenant"] for r in rows[:20]]
+    assert page.get_attribute("#bills th[data-key='kwh']", "aria-sort") == "descending"
+    page.click("#bills thead button[data-sort='kwh']")
+    assert shown_tenants(page) == [
+        r["tenant"] for r in sorted(rows, key=lambda r: (r["kwh"], r["rank"]))[:20]
+    ]
+    assert page.get_attribute("#bills th[data-key='kwh']", "aria-sort") == "ascending"
+    assert page.get_attribute("#bills th[data-key='rank']", "aria-sort") is None
+    page.click("#bills thead button[data-sort='rank']")
+    assert shown_tenants(page) == [r["tenant"] for r in rows[:20]]
+
+    # the CSV is the API's
+    with page.expect_download() as info:
+        page.click("#bills-csv")
+    assert info.value.suggested_filename == f"bills-{world.site.site.id}-{BILLS_MONTH}.csv"
+    with TestClient(app_for(world)) as client:
+        expected = client.get(
+            "/api/v1/bills",
+            params={"month": BILLS_MONTH, "format": "csv"},
+            headers=key_header(world),
+        )
+    assert expected.status_code == 200
+    assert Path(info.value.path()).read_text(encoding="utf-8") == expected.text
+    assert {s for s, _ in v.statuses} == {200}, [s for s in v.statuses if s[0] != 200]
+    assert v.errors == [], v.errors
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "web-page-bills.png"), full_page=True)
+    page.close()
+
+
+def test_the_bills_start_at_the_last_closed_month_and_mark_the_running_one(
+    world: ApiWorld, url: str, chromium: Any
+) -> None:
+    from processing.bills import last_closed_month, next_month, parse_month, previous_month
+
+    before = last_closed_month(world.site)
+    v = visit(chromium, url, world.tokens["engineer"], lang="en")
+    page = v.page
+    default = page.input_value("#bills-month")
+    assert default in {before, last_closed_month(world.site)}  # the clock may turn a month
+    assert "/api/v1/bills" in v.api_paths()  # no month chosen: the API's default
+    assert f"/api/v1/intensity?month={default}" in v.api_paths()
+    assert page.text_content("#s-bills h2") == "Department bills"
+    assert page.text_content("#bills-status") == "final"
+    headers = page.locator("#bills thead th").all_text_contents()
+    assert headers[:3] == ["Rank", "Department", "Electricity kWh"]
+    assert page.text_content("#bills-info") == "Showing 1–20 of 57, 37 more not shown"
+    running = next_month(parse_month(default)).strftime("%Y-%m")
+    options = page.locator("#bills-month option")
+    assert options.first.get_attribute("value") == running
+    assert options.first.text_content() == f"{running} (provisional)"
+    assert options.nth(1).text_content() == default
+
+    page.select_option("#bills-month", running)
+    page.wait_for_selector(f"#s-bills[data-shown='{running}']")
+    assert page.text_content("#bills-status").startswith("provisional")
+    assert f"/api/v1/bills?month={running}" in v.api_paths()
+    # the running month's intensity: the 12 months through the last closed one
+    page.wait_for_selector(f"#s-intensity[data-shown='{default}']")
+    assert page.is_disabled("#bills-next")
+    page.click("#bills-prev")
+    page.wait_for_selector(f"#s-bills[data-shown='{default}']")
+    page.click("#bills-prev")
+    earlier = previous_month(parse_month(default)).strftime("%Y-%m")
+    page.wait_for_selector(f"#s-bills[data-shown='{earlier}']")
+    assert page.input_value("#bills-month") == earlier
+    assert page.text_content("#bills-status") == "final"
+    assert {s for s, _ in v.statuses} == {200}, [s for s in v.statuses if s[0] != 200]
+    assert v.errors == [], v.errors
+    page.close()
+
+
+def test_energy_intensity_against_the_standards_with_status_and_sources(
+    world: ApiWorld, url: str, chromium: Any
+) -> None:
+    from processing.intensity import intensity
+
+    doc = intensity(world.site, world.store, BILLS_MONTH)
+    v = visit(chromium, url, world.tokens["engineer"], bills_month=BILLS_MONTH)
+    page = v.page
+    assert page.text_content("#s-intensity h2") == "能耗强度与标准"
+    window = page.text_content("#intensity-window")
+    assert doc["window"]["first"] in window
+    assert doc["window"]["last"] in window
+    assert f"{doc['window']['months_with_data']} 个月" in window
+    assert not doc["window"]["complete"]
+    assert "不完整" in window
+    assert doc["provisional"]
+    assert page.is_visible("#intensity-provisional")
+    rows = page.locator("#intensity tbody tr")
+    assert rows.count() == 1 + len(doc["buildings"])
+    site_cells = rows.first.locator("td").all_text_contents()
+    assert site_cells[0] == "全场"
+    assert number(site_cells[3]) == pytest.approx(doc["site"]["kwh_per_m2"], abs=0.05)
+    assert number(site_cells[4]) == pytest.approx(doc["site"]["kwh_per_person"], abs=0.5)
+    for i, b in enumerate(doc["buildings"], start=1):
+        cells = rows.nth(i).locator("td").all_text_contents()
+        assert cells[0] == b["name"]
+        assert number(cells[3]) == pytest.approx(b["kwh_per_m2"], abs=0.05)
+    assert len(doc["targets"]) >= 3  # GB/T 51161, the energy and water quotas
+    for t in doc["targets"]:
+        box = page.locator(f"#targets .target[data-id='{t['id']}']")
+        assert box.count() == 1, t["id"]
+        text = box.text_content()
+        assert t["source"] in text
+        assert box.locator(".provisional").count() == int(t["provisional"])
+        for limit in ("constraint", "guide"):
+            if t[limit] is not None:
+                assert number(box.locator(f".{limit}").text_content()) == t[limit]
+        scopes = {"site": t["site"]} if t.get("site") else {}
+        scopes.update(t.get("buildings") or {})
+        assert box.locator(".check").count() == len(scopes)
+        for scope, check in scopes.items():
+            row = box.locator(f".check[data-scope='{scope}']")
+            assert f"status-{check['status']}" in (row.get_attribute("class") or "")
+            assert STATUS_ZH[check["status"]] in row.text_content()
+            assert number(row.locator(".value").text_content()) == pytest.approx(
+                check["value"], abs=0.05
+            )
+    statuses = {c["status"] for t in doc["targets"] for c in [t.get("site") or {}] if c}
+    assert "above_guide" in statuses  # the fixture's site: between guide and constraint
+
+    page.click("#lang")
+    page.wait_for_function(
+        "document.querySelector('#s-intensity h2').textContent === 'Energy intensity'"
+    )
+    page.wait_for_selector("body[data-ready='1']", timeout=30_000)
+    assert "above the guide value" in page.text_content("#targets")
+    assert page.locator("#intensity tbody tr").first.locator("td").first.text_content() == "Site"
+    assert {s for s, _ in v.statuses} == {200}, [s for s in v.statuses if s[0] != 200]
+    assert v.errors == [], v.errors
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "web-page-intensity-en.png"), full_page=True)
     page.close()
 
 

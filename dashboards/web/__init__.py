@@ -18,6 +18,8 @@ ASSETS = {
     "i18n.js": "text/javascript",
     "chart.js": "text/javascript",
     "contract.js": "text/javascript",
+    "bills.js": "text/javascript",
+    "intensity.js": "text/javascript",
     "page.js": "text/javascript",
     f"{UPLOT}/uPlot.iife.min.js": "text/javascript",
     f"{UPLOT}/uPlot.min.css": "text/css",

@@ -1,7 +1,8 @@
 // The built-in page: asks for an API key (kept in sessionStorage only), asks /api/v1/whoami
 // who it belongs to, then shows what that key may see: the building (overview, any meter's
 // chart, operations) for admin/engineer/viewer keys, and the contract views (contract.js) for
-// every key with a contract. A vendor's page never calls a building route.
+// every key with a contract; the department bills and energy intensity (bills.js,
+// intensity.js) for the building's roles. A vendor's page never calls a building route.
 // When every section is drawn, <body data-ready="1"> (the browser test and bench wait on it).
 (function () {
   "use strict";
@@ -40,6 +41,28 @@
         setTimeout(function () { URL.revokeObjectURL(a.href); }, 10000);
       });
     });
+  };
+  // A number in the page's language, at most `digits` decimals (at least `min`); never "-0".
+  Epc.fmt = function (v, digits, min) {
+    if (v === null || v === undefined || v !== v) return "—";
+    v = +v.toFixed(digits) || 0;
+    return v.toLocaleString(Epc.locale(), { minimumFractionDigits: min || 0, maximumFractionDigits: digits });
+  };
+  // `template` with each {name} replaced by a <span class="name"> holding parts[name] (or by
+  // parts[name] itself when it is a node): numbers in a sentence stay addressable.
+  Epc.fill = function (el, template, parts) {
+    el.replaceChildren();
+    template.split(/(\{\w+\})/).forEach(function (bit) {
+      var m = /^\{(\w+)\}$/.exec(bit);
+      if (!m) { if (bit) el.appendChild(document.createTextNode(bit)); return; }
+      var v = parts[m[1]];
+      if (v instanceof Node) { el.appendChild(v); return; }
+      var span = document.createElement("span");
+      span.className = m[1].replace(/_/g, "-");
+      span.textContent = v;
+      el.appendChild(span);
+    });
+    return el;
   };
   Epc.cell = function (row, text, cls) { var c = row.insertCell(); c.textContent = text; if (cls) c.className = cls; return c; };
   Epc.head = function (table, names) {
@@ -232,8 +255,11 @@
   }
 
   function building() {
-    return Promise.all([Epc.api("/site"), Epc.api("/meters"), Epc.api("/operations/meters")]).then(function (r) {
-      Epc.site = r[0]; state.meters = r[1]; state.status = r[2];
+    var site = Epc.api("/site").then(function (s) { Epc.site = s; });
+    var bills = EpcBills.load(site);  // at once: the month is the API's default until chosen
+    bills.catch(function () {});  // handled below
+    return Promise.all([site, Epc.api("/meters"), Epc.api("/operations/meters")]).then(function (r) {
+      state.meters = r[1]; state.status = r[2];
       $("site-name").textContent = Epc.lang === "zh" ? Epc.site.name : Epc.site.name_en;
       $("kpis").replaceChildren();
       [["buildings", Epc.site.buildings], ["tenants", Epc.site.tenants], ["meters", Epc.site.meters]].forEach(function (k) {
@@ -250,7 +276,7 @@
         state.meter = first ? first.id : null;
         state.quantity = first && first.quantities.indexOf("power") >= 0 ? "power" : first ? first.quantities[0] : null;
       }
-      return Promise.all([overview(state.meters, latest), meterChart(), operations()]);
+      return Promise.all([overview(state.meters, latest), meterChart(), operations(), bills]);
     });
   }
 
@@ -304,7 +330,7 @@
   $("offline-only").addEventListener("change", function (ev) { state.offlineOnly = ev.target.checked; state.opsPage = 0; operationsList(); });
   applyLang();
   // ask who the key is at once; show what it may see once every script of the page has run
-  // (contract.js defines EpcContract)
+  // (contract.js, bills.js and intensity.js define EpcContract, EpcBills and EpcIntensity)
   var asked = key() ? Epc.api("/whoami") : null;
   if (asked) asked.catch(function () {});  // handled in load()
   document.addEventListener("DOMContentLoaded", function () { if (asked) load(asked); else showLogin(""); });
