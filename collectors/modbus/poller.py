@@ -1,41 +1,22 @@
-"""The Modbus poller: the only Modbus code that awaits.
+"""The Modbus poller: the only Modbus code that awaits, one task per gateway.
 
-One connection per gateway with its requests serialised (serial-to-Ethernet gateways answer
-one request at a time); each gateway runs as its own task, so a slow gateway never delays
-another. Polls are aligned to wall-clock multiples of the interval, and each meter's readings
-carry the time its answer arrived.
+Each gateway runs as its own task on its own connection (`collectors.modbus.connection`), so
+a slow gateway never delays another. Polls are aligned to wall-clock multiples of the
+interval, and each meter's readings carry the time its answer arrived.
 
-Error policy (DESIGN.md):
-- exception 6 (busy) is retried at once, up to `busy_retries`; a request the gateway dropped,
-  once (below); nothing else;
+Per cycle (the connection's error policy is in `collectors.modbus.connection`):
 - a timeout skips that unit for the cycle; a unit that keeps timing out is probed less often
   (every 2, 4, ... cycles, at most every 5 minutes), and after the units that answer, so a
   dead meter costs the others almost nothing and never shifts their cadence;
 - exception 2 (illegal address) is a configuration error: a merged read is split into one
-  read per field to find the address the device rejects, which is then named and dropped.
-Only read function codes (3, 4) are ever sent.
-
-Gateways that misbehave (issue 12):
-- a connection the gateway closes is re-opened at once, within the cycle, and the request
-  that was in flight is sent again on the new connection, up to `DROP_RETRIES` times (reads are
-  idempotent); the
-  remaining meters are polled as usual. The connect backoff (2, 4, ... 60 s) applies only when
-  connecting itself fails (refused, timed out);
-- an answer that is not the answer to the request in flight (`frame.check_answer`: random
-  bytes, a wrong length, function code, unit or transaction id, a truncated or oversized
-  frame) fails that request as `BadFrame` at once, and the connection, no longer framed, is
-  closed and re-opened for the next request. Nothing of it reaches asyncio's transport (which
-  would log a traceback) or pymodbus' decoder;
-- the log gets one line when a gateway starts misbehaving and one when it has behaved for a
-  few cycles again (`GatewayEpisodes`), never one per frame; the counts are `Availability`
-  counters (`/metrics`): `modbus_drops`, `modbus_bad_frames`, `modbus_reconnects`,
-  `modbus_retries_after_drop`, `modbus_connect_failures`. A meter is reported down for a
-  gateway's faults only when they cost it `GATEWAY_FAULTS_BEFORE_DOWN` polls in a row;
-- pymodbus' own logger, which reports each of these with hex dumps of the last frames, is
-  quieted by a filter (`quiet_pymodbus`): only its CRITICAL lines pass, and everything when an
-  operator sets the `pymodbus` logger to DEBUG;
+  read per field to find the address the device rejects, which is then named and dropped;
+- a meter is reported down for its gateway's faults (dropped connections, garbage) only when
+  they cost it `GATEWAY_FAULTS_BEFORE_DOWN` polls in a row;
+- an implausible value is the meter's fault, logged once per meter and quantity, not stored;
 - cycles that overrun their interval (a gateway whose answers cost timeouts) are one line when
-  they start and one when cycles fit again, counted as `modbus_cycle_overruns`.
+  they start and one when cycles fit again, counted as `modbus_cycle_overruns`;
+- readings the store refuses are counted (`readings_not_stored`), logged once until stored
+  again.
 """
 
 from __future__ import annotations
@@ -44,216 +25,40 @@ import asyncio
 import logging
 import math
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from math import gcd
 
-from pymodbus.client import AsyncModbusTcpClient
-from pymodbus.exceptions import ConnectionException, ModbusException
-from pymodbus.framer import FramerSocket
-from pymodbus.pdu import DecodePDU, ModbusPDU
-from pymodbus.transaction import TransactionManager
-
 from collectors.availability import Availability
+from collectors.modbus.connection import (
+    DROP_RETRIES,
+    GatewayConnection,
+    GatewayUnreachable,
+    IllegalAddress,
+)
 from collectors.modbus.decode import decode, decode_string
 from collectors.modbus.episodes import GatewayEpisodes
-from collectors.modbus.frame import Answer, Expected, Garbage, Incomplete, Stale, check_answer
-from collectors.modbus.plan import ReadRequest, plan_reads, split_request
-from collectors.profiles import Profile, get_profile
+from collectors.modbus.guard import BadFrame, ConnectionDropped, quiet_pymodbus
+from collectors.modbus.meter_plan import MeterPlan
+from collectors.modbus.plan import ReadRequest, split_request
 from core.config import Gateway, Meter
-from core.errors import (
-    BadReadings,
-    BadResponse,
-    ConfigError,
-    DeviceBusy,
-    DeviceError,
-    DeviceTimeout,
-    StoreError,
-)
+from core.errors import BadReadings, ConfigError, DeviceError, StoreError
 from core.quantities import QUANTITIES
 from core.readings import Reading, ReadingBatch
 
 log = logging.getLogger("epcmon.modbus")
 
+__all__ = ["DROP_RETRIES", "GatewayPoller", "MeterPlan", "Sink", "quiet_pymodbus"]
+
 Sink = Callable[[ReadingBatch], Awaitable[None]]
-EXC_ILLEGAL_ADDRESS = 2
-EXC_BUSY = 6
 MAX_PROBE_SPACING_S = 300
-DROP_RETRIES = 2
-"""Times a request whose connection dropped is sent again on a new one (reads are idempotent):
-with a gateway that drops a fraction p of its requests a request is lost with p^3 (15 %: 0.3 %),
-and a gateway that drops everything costs 3 reconnects a request, no timeouts."""
 GATEWAY_FAULTS_BEFORE_DOWN = 3
 """Polls in a row a meter may lose to its gateway's faults (drops, garbage) before it is
 reported down: a gateway that drops one connection in ten must not flap every meter."""
-PYMODBUS_LOGGER = "pymodbus.logging"
 
 
-class IllegalAddress(BadResponse):
-    """Exception 2 for one read (internal: becomes a ConfigError once pinned down)."""
+class GatewayPoller(GatewayConnection):
+    """Polls the meters of one gateway, cycle after cycle, into `sink` (module doc)."""
 
-
-class ConnectionDropped(DeviceError):
-    """The gateway closed the connection while a request was in flight."""
-
-
-class BadFrame(BadResponse):
-    """What came back is not an answer to the request (garbage); the connection is closed."""
-
-
-class GatewayUnreachable(DeviceError):
-    """Connecting to the gateway failed (refused, timed out), now or within the backoff."""
-
-
-class _PymodbusFilter(logging.Filter):
-    """Drops pymodbus' log lines below CRITICAL unless its logger is set to DEBUG: it logs
-    every timeout, bad frame and failed connect, each with hex dumps of the last frames,
-    and the poller reports all of them itself, once per state change."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno >= logging.CRITICAL or logging.getLogger(
-            PYMODBUS_LOGGER
-        ).isEnabledFor(logging.DEBUG)
-
-
-def quiet_pymodbus() -> None:
-    """Install the filter on pymodbus' logger (once; idempotent)."""
-    logger = logging.getLogger(PYMODBUS_LOGGER)
-    if not any(isinstance(f, _PymodbusFilter) for f in logger.filters):
-        logger.addFilter(_PymodbusFilter())
-
-
-class _GuardedTransactions(TransactionManager):
-    """pymodbus' transaction manager with a receive path that takes only the answer to the
-    request in flight (`frame.check_answer`), fails that request at once when the gateway
-    closes the connection or sends garbage, and lets no exception out into asyncio's
-    transport (which would log a traceback and close the connection behind our back)."""
-
-    expected: Expected | None
-    sent: deque[int]
-    partial: int
-    """Bytes of an incomplete answer received for the request in flight."""
-
-    def setup(self) -> None:
-        # pymodbus silently empties a receive buffer past 264 bytes before anyone looks at
-        # it; `check_answer` refuses an impossible length from the header on, and buffers
-        # at most one frame of up to 260 bytes, so the bound is not needed
-        self.max_buffer_size = 1 << 20
-        self.expected = None
-        self.sent = deque(maxlen=32)
-        self.partial = 0
-
-    def pdu_send(self, pdu: ModbusPDU, addr: tuple[str, int] | None = None) -> None:
-        self.expected = Expected(pdu.transaction_id, pdu.dev_id, pdu.function_code, pdu.count)
-        self.partial = 0
-        super().pdu_send(pdu, addr)
-        self.sent.append(pdu.transaction_id)
-
-    def callback_connected(self) -> None:
-        super().callback_connected()
-        self.setup()
-
-    def callback_disconnected(self, exc: Exception | None) -> None:
-        super().callback_disconnected(exc)
-        why = f" ({exc})" if exc else ""
-        self._fail(ConnectionDropped(f"the gateway closed the connection{why}"))
-
-    def callback_data(self, data: bytes, addr: tuple[str, int] | None = None) -> int:
-        try:
-            return self._receive(data, addr)
-        except Exception as exc:  # nothing may reach the transport (class doc)
-            self._garbage(f"an answer pymodbus cannot decode ({type(exc).__name__}: {exc})")
-            return len(data)
-
-    def _receive(self, data: bytes, addr: tuple[str, int] | None) -> int:
-        used = 0
-        while used < len(data):
-            expected = self.expected
-            if expected is None or self.response_future.done():
-                return len(data)  # nobody is waiting: a late answer, or unsolicited bytes
-            verdict = check_answer(data[used:], expected, self.sent)
-            if isinstance(verdict, Incomplete):
-                self.partial = len(data) - used
-                return used
-            if isinstance(verdict, Stale):  # the late answer to an abandoned request
-                used += verdict.used
-                continue
-            if isinstance(verdict, Garbage):
-                self._garbage(verdict.reason)
-                return len(data)
-            assert isinstance(verdict, Answer)
-            frame = data[used : used + verdict.used]
-            super().callback_data(frame, addr)
-            if not self.response_future.done():
-                self._garbage("an answer pymodbus cannot decode")
-            return len(data)  # whatever follows the answer answers nothing
-        return used
-
-    def _garbage(self, reason: str) -> None:
-        self._fail(BadFrame(reason))
-        self.close()  # the byte stream is no longer framed: start a new one
-
-    def _fail(self, exc: Exception) -> None:
-        future = self.response_future
-        if self.expected is not None and not future.done():
-            future.set_exception(exc)
-        self.expected = None
-
-
-class _GuardedClient(AsyncModbusTcpClient):
-    """pymodbus' TCP client on `_GuardedTransactions`."""
-
-    guard: _GuardedTransactions
-
-    def __init__(self, host: str, *, port: int, timeout: float) -> None:
-        super().__init__(host, port=port, timeout=timeout, retries=0, reconnect_delay=0)
-        self.guard = _GuardedTransactions(
-            self.comm_params, FramerSocket(DecodePDU(False)), 0, False, None, None, None
-        )
-        self.guard.setup()
-        self.ctx = self.guard
-
-
-@dataclass
-class MeterPlan:
-    meter_id: str
-    unit: int
-    interval_s: int
-    profile: Profile
-    reads: list[ReadRequest]
-    static_reads: list[ReadRequest]
-    pt: float
-    ct: float
-    misses: int = 0
-    skip_cycles: int = 0
-    gateway_misses: int = 0
-    """Polls lost in a row to the gateway's faults (dropped connections, garbage)."""
-    identified: bool = False
-    identity: dict[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def for_meter(cls, meter: Meter) -> MeterPlan:
-        src = meter.modbus
-        if src is None:
-            raise ValueError(f"meter {meter.id} is not a Modbus meter")
-        profile = get_profile(src.profile)
-        wanted = frozenset(src.quantities) if src.quantities else None
-        reads = plan_reads(profile, quantities=wanted)
-        static_reads = plan_reads(profile, quantities=wanted, static=True)
-        return cls(
-            meter.id,
-            src.unit,
-            meter.poll_interval_s,
-            profile,
-            reads,
-            static_reads,
-            src.pt_ratio,
-            src.ct_ratio,
-        )
-
-
-class GatewayPoller:
     def __init__(
         self,
         gateway: Gateway,
@@ -262,116 +67,17 @@ class GatewayPoller:
         availability: Availability,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.gateway = gateway
         self.plans = [MeterPlan.for_meter(m) for m in meters]
+        super().__init__(gateway, availability, clock)
         self._sink = sink
-        self._availability = availability
-        self._clock = clock
         self._not_stored_logged = False
-        self._connect_failures = 0
-        self._next_connect = 0.0
-        self._connected_once = False
         self._implausible: set[tuple[str, str]] = set()
-        self.episodes = GatewayEpisodes()
-        """Whether the gateway misbehaves now, and what it did since it started."""
         self._overruns = GatewayEpisodes()
-        quiet_pymodbus()
-        self.client = _GuardedClient(gateway.host, port=gateway.port, timeout=gateway.timeout_s)
 
-    @property
-    def _where(self) -> str:
-        return f"gateway {self.gateway.id} ({self.gateway.host}:{self.gateway.port})"
-
-    def _gateway_fault(self, kind: str, detail: str) -> None:
-        """Count one drop or garbage answer; log it when it starts an episode."""
-        self._availability.count("modbus_drops" if kind == "drop" else "modbus_bad_frames")
-        if self.episodes.fault(kind):
-            log.warning(
-                "%s misbehaves: %s; polls go on, reconnecting as needed (counted in /metrics: "
-                "modbus_drops, modbus_bad_frames)",
-                self._where,
-                detail,
-            )
-
-    async def _exchange(
-        self, plan: MeterPlan, function_code: int, address: int, count: int
-    ) -> ModbusPDU:
-        """One request on the open connection; every failure a `DeviceError`."""
-        self._availability.count("modbus_requests")
-        try:
-            if function_code == 3:
-                rr = await self.client.read_holding_registers(
-                    address, count=count, device_id=plan.unit
-                )
-            else:
-                rr = await self.client.read_input_registers(
-                    address, count=count, device_id=plan.unit
-                )
-        except DeviceError:
-            raise  # ConnectionDropped, BadFrame: from the guard
-        except ConnectionException:
-            raise ConnectionDropped("the connection was gone before the request") from None
-        except ModbusException as exc:
-            if self.client.guard.partial:
-                got = self.client.guard.partial
-                self.client.close()  # the rest may still come, into the next answer
-                raise BadFrame(
-                    f"a truncated answer ({got} bytes, then nothing for "
-                    f"{self.gateway.timeout_s:g}s)"
-                ) from None
-            raise DeviceTimeout(
-                f"no answer from unit {plan.unit} in {self.gateway.timeout_s:g}s ({exc})"
-            ) from None
-        if not rr.isError() and (
-            rr.function_code != function_code or len(rr.registers) != count
-        ):  # the guard checks this on the wire; a decoder surprise must not pass either
-            self.client.close()
-            raise BadFrame(
-                f"function {rr.function_code} with {len(rr.registers)} registers in the "
-                f"answer to function {function_code} for {count}"
-            )
-        return rr
-
-    async def _request(
-        self, plan: MeterPlan, function_code: int, address: int, count: int
-    ) -> list[int]:
-        attempts = self.gateway.busy_retries + 1
-        busy = 0
-        drops = 0
-        while True:
-            if not await self._ensure_connected():
-                raise GatewayUnreachable(f"gateway {self.gateway.id} unreachable")
-            try:
-                rr = await self._exchange(plan, function_code, address, count)
-            except ConnectionDropped as exc:
-                self._gateway_fault(
-                    "drop", f"it closed the connection during a request to unit {plan.unit}"
-                )
-                drops += 1
-                if drops > DROP_RETRIES:
-                    raise ConnectionDropped(f"{exc}, {drops} times for this request") from None
-                self._availability.count("modbus_retries_after_drop")
-                continue
-            except BadFrame as exc:
-                self._gateway_fault(
-                    "garbage", f"it answered a request to unit {plan.unit} with garbage: {exc}"
-                )
-                raise
-            if not rr.isError():
-                return list(rr.registers)
-            code = getattr(rr, "exception_code", 0)
-            if code == EXC_BUSY and busy + 1 < attempts:
-                busy += 1
-                self._availability.count("modbus_busy_retries")
-                await asyncio.sleep(0.02 * busy)
-                continue
-            if code == EXC_BUSY:
-                raise DeviceBusy(
-                    f"unit {plan.unit} still busy (exception 6) after {attempts} attempts"
-                )
-            if code == EXC_ILLEGAL_ADDRESS:
-                raise IllegalAddress(f"exception 2 at {address}..{address + count - 1}")
-            raise BadResponse(f"unit {plan.unit} answered exception {code}")
+    def _connected_anew(self) -> None:
+        # after an outage a meter may have been replaced: read its identity again
+        for plan in self.plans:
+            plan.identified = False
 
     async def _read_all(
         self, plan: MeterPlan, reads: list[ReadRequest]
@@ -381,7 +87,9 @@ class GatewayPoller:
         while pending:
             req = pending.pop(0)
             try:
-                registers = await self._request(plan, req.function_code, req.address, req.count)
+                registers = await self._request(
+                    plan.unit, req.function_code, req.address, req.count
+                )
             except IllegalAddress:
                 if len(req.fields) > 1:
                     # find the field the device rejects: one read per field, from now on
@@ -413,7 +121,7 @@ class GatewayPoller:
             spec = plan.profile.string_spec(ident)
             try:
                 registers = await self._request(
-                    plan, plan.profile.function_code, spec.address, spec.count
+                    plan.unit, plan.profile.function_code, spec.address, spec.count
                 )
             except (ConnectionDropped, BadFrame, GatewayUnreachable):
                 plan.identified = False  # the gateway's fault, not the meter's: ask next cycle
@@ -456,35 +164,6 @@ class GatewayPoller:
         if not plan.identified:
             await self._identify(plan)
         return readings
-
-    async def _ensure_connected(self) -> bool:
-        """Connected, or connected now; False while connecting fails (then with backoff).
-        A connection the gateway closed is re-opened at once: only failed connects back off."""
-        if self.client.connected:
-            return True
-        now = self._clock()
-        if now < self._next_connect:
-            return False
-        if await self.client.connect():
-            if self._connected_once:
-                self._availability.count("modbus_reconnects")
-            if self._connect_failures or not self._connected_once:
-                # after an outage a meter may have been replaced: read its identity again
-                # (not after a dropped connection re-opened at once)
-                for plan in self.plans:
-                    plan.identified = False
-            if self._connect_failures:
-                log.info("gateway %s reachable again", self.gateway.id)
-            self._connected_once = True
-            self._connect_failures = 0
-            return True
-        self._availability.count("modbus_connect_failures")
-        self._connect_failures += 1
-        delay = min(60.0, 2.0 ** min(self._connect_failures, 6))
-        self._next_connect = now + delay
-        if self._connect_failures == 1:
-            log.warning("%s unreachable; retrying with backoff", self._where)
-        return False
 
     async def poll_cycle(self, tick_s: int | None = None) -> ReadingBatch:
         """Poll every meter due at `tick_s` (all of them when None) once."""
