@@ -1,0 +1,171 @@
+"""What becomes of a run of MQTT messages: every message has an outcome.
+
+A run is parsed (topic to meter, payload to readings), the unusable messages are written to
+the dead letters and the readings to the store (or its spool), and only then are the
+messages acknowledged, in the order received. A crash before the commit means the broker
+delivers the message again; idempotent writes make the redelivery harmless.
+
+Whatever a payload does to the parser (a `PayloadError`, or any other exception: a bug of
+ours must not stop ingest) makes it a dead letter. When the sink raises something other than
+`StoreError`, the batch itself is bad: it is written again message by message, and the
+messages the store refuses become dead letters. A `StoreError` from the sink, or an `OSError`
+writing the dead letters (disk full), is a `Fault`: nothing is acknowledged, and the
+subscriber pauses ingest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from collectors.availability import Availability
+from collectors.mqtt.link import Item, topic_of
+from collectors.mqtt.payload import PayloadLimits
+from collectors.mqtt.routing import TopicRouter
+from core.config import PayloadFormat
+from core.errors import PayloadError, StoreError
+from core.readings import Reading, ReadingBatch
+from storage.deadletters import DeadLetter, DeadLetters
+
+log = logging.getLogger("epcmon.mqtt")
+
+Sink = Callable[[ReadingBatch], Awaitable[None]]
+Parser = Callable[[bytes, PayloadFormat, str, int, PayloadLimits], list[Reading]]
+
+
+class Fault(Exception):
+    """The run cannot be committed now (the store, or the dead-letter file, refused it)."""
+
+
+class Outcomes:
+    """Parses, commits and acknowledges runs of messages (module doc)."""
+
+    def __init__(
+        self,
+        router: TopicRouter,
+        limits: PayloadLimits,
+        sink: Sink,
+        dead_letters: DeadLetters,
+        availability: Availability,
+        parse: Parser,
+    ) -> None:
+        self.router = router
+        self.limits = limits
+        self.availability = availability
+        self._sink = sink
+        self._dead = dead_letters
+        self._parse_payload = parse
+        self._reported: set[str] = set()
+
+    def parse(self, item: Item, received_ms: int) -> None:
+        """The item's readings, or the reason it is a dead letter."""
+        message = item.message
+        item.topic = topic_of(message)
+        try:
+            route = self.router.route(item.topic)
+            if route is None:
+                raise PayloadError(
+                    f"unknown meter: no meter is mapped to topic {item.topic[:200]!r}"
+                )
+            item.readings = self._parse_payload(
+                bytes(message.payload), route.fmt, route.meter_id, received_ms, self.limits
+            )
+        except PayloadError as exc:
+            item.reason = str(exc)
+        except Exception as exc:  # a parser bug: the message still gets an outcome
+            item.reason = f"parser failed: {type(exc).__name__}: {exc}"
+            self.availability.count("mqtt_parser_failures")
+            self._report_once(
+                f"parser:{type(exc).__name__}",
+                "the payload parser failed on a message from %s (dead-lettered): %s",
+                item.topic,
+                exc,
+                exc_info=True,
+            )
+        else:
+            self.availability.ok(item.readings[0].meter_id, received_ms)
+
+    def _report_once(self, key: str, text: str, *args: object, exc_info: bool = False) -> None:
+        """Log the first occurrence of a kind of problem (a flood must not flood the log)."""
+        if key in self._reported or len(self._reported) > 1_000:
+            log.debug(text, *args)
+            return
+        self._reported.add(key)
+        log.warning(text, *args, exc_info=exc_info)
+
+    async def commit(self, items: list[Item]) -> None:
+        """Dead letters, then readings; raises `Fault` when either cannot be written now.
+        Safe to call again for the same run: what was written is not written twice."""
+        await self._write_dead_letters(items)
+        pending = [i for i in items if i.readings and not i.stored]
+        if not pending:
+            return
+        try:
+            await self._sink(
+                ReadingBatch.from_readings(r for i in pending for r in i.readings or ())
+            )
+        except StoreError as exc:
+            raise Fault(f"the store refuses writes: {exc}") from exc
+        except Exception as exc:
+            self._report_once(
+                f"sink:{type(exc).__name__}",
+                "the store refused a run of %d messages (%s); writing them one by one",
+                len(pending),
+                exc,
+                exc_info=True,
+            )
+            await self._isolate(pending)
+            await self._write_dead_letters(items)
+            return
+        for item in pending:
+            item.stored = True
+
+    async def _isolate(self, pending: list[Item]) -> None:
+        """Write message by message; the ones the store refuses become dead letters."""
+        for item in pending:
+            try:
+                await self._sink(ReadingBatch.from_readings(item.readings or ()))
+            except StoreError as exc:
+                raise Fault(f"the store refuses writes: {exc}") from exc
+            except Exception as exc:
+                item.readings = None
+                item.reason = f"store refused: {type(exc).__name__}: {exc}"
+                self.availability.count("mqtt_store_rejects")
+            else:
+                item.stored = True
+
+    async def _write_dead_letters(self, items: list[Item]) -> None:
+        new = [i for i in items if i.reason and not i.dead_written]
+        if not new:
+            return
+        letters = [
+            DeadLetter(i.topic, i.reason, bytes(i.message.payload), i.received_ms) for i in new
+        ]
+        try:
+            await asyncio.to_thread(self._dead.write, letters)
+        except OSError as exc:
+            raise Fault(f"the dead letters cannot be written: {exc}") from exc
+        for item in new:
+            item.dead_written = True
+            self._report_once(
+                f"dead:{item.reason.split(':', 1)[0][:60]}",
+                "MQTT message from %s dead-lettered (first of its kind): %s",
+                item.topic,
+                item.reason[:300],
+            )
+        self.availability.count("mqtt_dead_letters", len(new))
+
+    def finish(self, items: list[Item]) -> None:
+        """Acknowledge a committed run in receive order and free its buffer slots."""
+        if not items:
+            return
+        link = items[0].link
+        acked = link.ack(items)
+        link.release(len(items))
+        self.availability.count("mqtt_messages", acked)
+        self.availability.count("mqtt_readings", sum(len(i.readings or ()) for i in items))
+        if acked < len(items):
+            # committed, but the connection they came on is gone: the broker sends them
+            # again and the idempotent store takes them once
+            self.availability.count("mqtt_unacked_after_reconnect", len(items) - acked)
