@@ -1,0 +1,251 @@
+"""What the commands `cli.build_parser()` registers itself do: check-config, demo, collect
+and run, dashboards, store copy, keys, simulate (savings, baseline and bills are in
+`epcmon.savings_cli` and `epcmon.bills_cli`).
+
+Each takes the parsed arguments and returns the exit code, raising what
+`epcmon.exit_codes.run_command` turns into one line; each imports what it needs when it
+runs, so that `epcmon --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from api.keys import KeyStore
+    from core.config import SiteConfig
+
+
+# ------------------------------------------------------------------ checks of what the user named
+
+
+def _directory(text: str, flag: str) -> Path:
+    """A directory the command writes into: created when missing, refused (naming `flag`)
+    when it cannot be."""
+    path = Path(text)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ConfigError(f"{text}: exists and is not a directory", key=flag) from None
+    except OSError as exc:
+        raise ConfigError(f"{text}: cannot create it: {exc.strerror}", key=flag) from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(f"{text}: this user cannot write in it", key=flag)
+    return path
+
+
+def _open_keys(site: SiteConfig) -> KeyStore:
+    """The API keys file of `[api] keys_path`; one that cannot be opened is the site file's
+    error."""
+    import sqlite3
+
+    from api.keys import KeyStore
+
+    try:
+        return KeyStore(site.api.keys_path)
+    except (OSError, sqlite3.Error) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(
+            f"{site.api.keys_path}: cannot open the API keys file: {reason}",
+            file=site.source,
+            entity="[api]",
+            key="keys_path",
+        ) from exc
+
+
+def _in_site_file(exc: ConfigError, site: SiteConfig) -> ConfigError:
+    """A ConfigError raised by a part that knows the section and key it was given but not
+    the file they came from (the API server's `[api] port`): the same, naming the file."""
+    if exc.file or not exc.entity:
+        return exc
+    return ConfigError(exc.reason, file=site.source, entity=exc.entity, key=exc.key)
+
+
+def _mqtt_url(text: str | None, flag: str = "--mqtt-url") -> None:
+    """A broker URL the user gave that cannot be used is that option's error."""
+    from core.net import parse_mqtt_url
+
+    if text:
+        try:
+            parse_mqtt_url(text)
+        except ValueError as exc:
+            raise ConfigError(str(exc), key=flag) from None
+
+
+# ------------------------------------------------------------------ the commands
+
+
+def check_config(args: argparse.Namespace) -> int:
+    from epcmon.sites import load, summary
+
+    site = load(args.file)
+    print(summary(site))
+    print("OK")
+    return 0
+
+
+def demo(args: argparse.Namespace) -> int:
+    from epcmon.demo import DemoOptions, run_demo
+    from epcmon.sites import load
+
+    site = load(args.site)
+    _mqtt_url(args.mqtt_url)
+    opts = DemoOptions(
+        site_file=Path(args.site),
+        data_dir=_directory(args.data_dir, "--data-dir"),
+        host=args.host,
+        port=args.port,
+        interval_s=args.interval,
+        duration_s=args.duration,
+        mqtt_url=args.mqtt_url,
+    )
+    asyncio.run(run_demo(site, opts))
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    from epcmon.runtime import Role, Shard, run_service
+    from epcmon.sites import load
+
+    site = load(args.site)
+    role: Role = args.role
+    data_dir = _directory(args.data_dir, "--data-dir")
+    if role in ("all", "api"):
+        _open_keys(site).close()  # before anything starts: a bad keys file is the site's error
+    try:
+        asyncio.run(run_service(site, role=role, shard=Shard.parse(args.shard), data_dir=data_dir))
+    except ConfigError as exc:
+        raise _in_site_file(exc, site) from exc
+    return 0
+
+
+def dashboards(args: argparse.Namespace) -> int:
+    from epcmon.sites import load
+
+    try:
+        from dashboards.grafana.provisioning import default_api_url, write
+        from dashboards.grafana.push import push
+    except ImportError as exc:  # the optional extra
+        raise ConfigError(
+            f"the dashboards need the `dashboards` extra (pip install 'epcmon[dashboards]'): {exc}"
+        ) from exc
+    site = load(args.site)
+    if args.dashboards_command == "build":
+        try:
+            written = write(site, Path(args.out))
+        except OSError as exc:
+            raise ConfigError(
+                f"{args.out}: cannot write {exc.filename or 'there'}: {exc.strerror}", key="--out"
+            ) from exc
+        for path in written:
+            print(path)
+        return 0
+    from dashboards.grafana.client import GrafanaClient
+
+    token = os.environ.get(args.token_env, "")
+    if not token:
+        raise ConfigError(f"set {args.token_env} to a Grafana service-account token")
+    key = os.environ.get(args.viewer_key_env, "")
+    if not key:
+        raise ConfigError(
+            f"set {args.viewer_key_env} to a viewer API key (epcmon keys create --role viewer)"
+        )
+    with GrafanaClient(args.grafana_url, token) as client:
+        urls = push(
+            client,
+            site,
+            influx_url=args.influx_url or site.storage.influx.url,
+            api_url=args.api_url or default_api_url(site),
+            viewer_key=key,
+            influx_password=os.environ.get("EPCMON_INFLUX_PASSWORD", ""),
+        )
+    for url in urls:
+        print(args.grafana_url.rstrip("/") + url)
+    return 0
+
+
+def store_copy(args: argparse.Namespace) -> int:
+    from epcmon.store_copy import run_copy
+
+    return run_copy(args)
+
+
+def keys(args: argparse.Namespace) -> int:
+    from api.keys import Role
+    from epcmon.sites import load
+
+    site = load(args.site)
+    keys = _open_keys(site)
+    try:
+        if args.keys_command == "create":
+            contracts = tuple(args.contract or ())
+            known = {c.id for c in site.contracts}
+            for c in contracts:
+                if c not in known:
+                    raise ConfigError(f"no contract {c!r} in {site.source}", key="--contract")
+            key_id, key = keys.create(Role(args.role), contracts=contracts, name=args.name)
+            print(
+                f"key id {key_id} ({args.role}{', contracts ' + ', '.join(contracts) if contracts else ''})"
+            )
+            print(key)
+            print("This is the only time the key is shown: store it now.", file=sys.stderr)
+        elif args.keys_command == "revoke":
+            keys.revoke(args.key_id)
+            print(f"revoked {args.key_id}")
+        else:
+            for k in keys.list():
+                state = "revoked" if k.revoked_ms else "active"
+                print(
+                    f"{k.key_id}  {k.role.value:8s}  {state:7s}  {','.join(k.contracts) or '-':20s}  {k.name}"
+                )
+    finally:
+        keys.close()
+    return 0
+
+
+def simulate_history(args: argparse.Namespace) -> int:
+    from epcmon.simulate import HistoryOptions, run_history
+    from epcmon.sites import load
+
+    site = load(args.site)
+    meters = tuple(m.strip() for m in (args.meters or "").split(",") if m.strip())
+    if args.meters is not None and not meters:
+        raise ConfigError(f"{args.meters!r} names no meter", key="--meters")
+    opts = HistoryOptions(
+        start=args.start,
+        end=args.end,
+        interval=args.interval,
+        seed=args.seed,
+        quantities=args.quantities,
+        meters=meters,
+        out=args.out,
+        truth=args.truth,
+        faults=tuple(args.fault or ()),
+        progress=not args.no_progress,
+    )
+    return run_history(site, opts)
+
+
+def simulate_serve(args: argparse.Namespace) -> int:
+    from epcmon.simulate import ServeArgs, run_serve
+    from epcmon.sites import load
+
+    site = load(args.site)
+    _mqtt_url(args.mqtt_url)
+    opts = ServeArgs(
+        seed=args.seed,
+        speed=args.speed,
+        start=args.start,
+        any_port=args.any_port,
+        mqtt_url=args.mqtt_url,
+        faults=tuple(args.fault or ()),
+        duration_s=args.duration,
+    )
+    return asyncio.run(run_serve(site, opts))
