@@ -56,13 +56,14 @@ def site_months(
             continue
         summed = np.sum(list(grid.values.values()), axis=0)
         hour_labels = [
-            datetime.fromtimestamp(t / 1000, tz=zone).strftime("%Y-%m")
-            for t in grid.ts_ms.tolist()
+            datetime.fromtimestamp(t / 1000, tz=zone).strftime("%Y-%m") for t in grid.ts_ms.tolist()
         ]
         for label, value in zip(hour_labels, summed.tolist(), strict=True):
             if label in totals:
                 totals[label][column] += value
-    return [SiteMonth(label, round(k, 3) + 0.0, round(w, 3) + 0.0) for label, (k, w) in totals.items()]
+    return [
+        SiteMonth(label, round(k, 3) + 0.0, round(w, 3) + 0.0) for label, (k, w) in totals.items()
+    ]
 
 
 __all__ = ["SiteMonth", "month_labels", "site_months"]

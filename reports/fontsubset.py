@@ -77,7 +77,9 @@ def build(source: Path, out: Path, index: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("source", type=Path, help="NotoSansCJK-Regular.ttc or NotoSansCJKsc-Regular.otf")
+    parser.add_argument(
+        "source", type=Path, help="NotoSansCJK-Regular.ttc or NotoSansCJKsc-Regular.otf"
+    )
     parser.add_argument("--index", type=int, default=2, help="face in a .ttc (2: SC)")
     parser.add_argument("--out", type=Path, default=FONT_FILE)
     args = parser.parse_args()

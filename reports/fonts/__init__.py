@@ -70,4 +70,12 @@ def matplotlib_family() -> list[str]:
     return [FAMILY, "DejaVu Sans"]
 
 
-__all__ = ["FAMILY", "FONT_FILE", "LICENSE_FILE", "covered", "fallback", "matplotlib_family", "missing"]
+__all__ = [
+    "FAMILY",
+    "FONT_FILE",
+    "LICENSE_FILE",
+    "covered",
+    "fallback",
+    "matplotlib_family",
+    "missing",
+]
