@@ -102,9 +102,10 @@ def primary_quantity(meter: Meter, stored: Iterable[str]) -> str | None:
     """The series a meter's presence is judged by: its kind's counter when the store has
     it, else a fallback of its kind, else its first stored quantity."""
     have = sorted(set(stored))
-    for quantity in (COUNTER.get(meter.kind), *_FALLBACK.get(meter.kind, ())):
-        if quantity in have:
-            return quantity
+    candidates: list[str | None] = [COUNTER.get(meter.kind), *_FALLBACK.get(meter.kind, ())]
+    for candidate in candidates:
+        if candidate in have:
+            return candidate
     return have[0] if have else None
 
 
@@ -113,8 +114,8 @@ def coverage(
 ) -> list[MeterCoverage]:
     """Every meter of the site over [start, end), in site-file order."""
     stored: dict[str, set[str]] = {}
-    for meter_id, quantity in store.series_keys():
-        stored.setdefault(meter_id, set()).add(quantity)
+    for meter_id, name in store.series_keys():
+        stored.setdefault(meter_id, set()).add(name)
     n = len(hour_grid(start_ms, end_ms))
     out = []
     for m in site.meters:

@@ -40,8 +40,20 @@ def months_chart(data: ReportData) -> bytes:
     with plt.rc_context({"font.family": family, "axes.unicode_minus": False}):
         fig, ax = plt.subplots(figsize=(7.2, 2.8))
         x = range(len(now))
-        ax.bar([i - 0.2 for i in x], [m.kwh / 1000 for m in before], 0.4, color="#9DC3E6", label="去年同月 / year before")
-        ax.bar([i + 0.2 for i in x], [m.kwh / 1000 for m in now], 0.4, color="#1F4E79", label="本年 / this year")
+        ax.bar(
+            [i - 0.2 for i in x],
+            [m.kwh / 1000 for m in before],
+            0.4,
+            color="#9DC3E6",
+            label="去年同月 / year before",
+        )
+        ax.bar(
+            [i + 0.2 for i in x],
+            [m.kwh / 1000 for m in now],
+            0.4,
+            color="#1F4E79",
+            label="本年 / this year",
+        )
         ax.set_xticks(list(x), labels, fontsize=8)
         ax.set_ylabel("MWh")
         ax.set_title("逐月用电量 / Electricity by month", fontsize=10)

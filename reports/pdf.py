@@ -65,14 +65,19 @@ def _document() -> Any:
     except ImportError as exc:  # an optional extra
         raise ImportError(INSTALL_HINT) from exc
 
-    class Report(FPDF):  # type: ignore[misc]
+    class Report(FPDF):
         running_title = ""
 
         def footer(self) -> None:
             self.set_y(-12)
             self.set_font(FONT, size=7)
             self.set_text_color(*GREY)
-            self.cell(0, 5, f"{self.running_title}    第 {self.page_no()} 页 / page {self.page_no()}", align="C")
+            self.cell(
+                0,
+                5,
+                f"{self.running_title}    第 {self.page_no()} 页 / page {self.page_no()}",
+                align="C",
+            )
 
     return Report(format="A4", unit="mm")
 
@@ -93,7 +98,9 @@ def write_pdf(data: ReportData, path: Path) -> Path:
         pdf.set_fallback_fonts(["cjk-fallback"])
     lacking = fonts.missing(texts, extra)
     if lacking:
-        log.warning("report %s: no font draws %r: install a CJK font (fonts-noto-cjk)", data.month, lacking)
+        log.warning(
+            "report %s: no font draws %r: install a CJK font (fonts-noto-cjk)", data.month, lacking
+        )
     pdf.set_auto_page_break(True, margin=16)
     by_key = {t.key: t for t in tables}
     _cover(pdf, data, by_key["summary"], lacking)
@@ -119,7 +126,7 @@ def _heading(pdf: Any, text: str, size: float = 12) -> None:
 
 
 def _cover(pdf: Any, data: ReportData, summary: Table, lacking: str) -> None:
-    site, b = data.site.site, data.bills
+    site = data.site.site
     pdf.add_page()
     _heading(pdf, f"{site.name}\n{data.month} 能耗月报", 18)
     pdf.set_font(FONT, size=10)
@@ -162,7 +169,9 @@ def _table(pdf: Any, table: Table) -> None:
     size = 6.5 if len(table.columns) > 12 else 7.5
     pdf.set_font(FONT, size=size)
     lines = [*table.rows, *([table.total] if table.total else [])]
-    cells = [[format_value(v, c.kind) for v, c in zip(row, table.columns, strict=True)] for row in lines]
+    cells = [
+        [format_value(v, c.kind) for v, c in zip(row, table.columns, strict=True)] for row in lines
+    ]
     weights = []
     for i, c in enumerate(table.columns):
         longest = max([_width(r[i]) for r in cells] + [4])

@@ -49,7 +49,9 @@ class _Formats:
             {"bold": True, "bg_color": "#DDEBF7", "border": 1, "text_wrap": True, "valign": "top"}
         )
         self.note = book.add_format({"italic": True, "font_color": "#595959"})
-        self.cells = {k: book.add_format({"num_format": f, "border": 1}) for k, f in NUMBER_FORMATS.items()}
+        self.cells = {
+            k: book.add_format({"num_format": f, "border": 1}) for k, f in NUMBER_FORMATS.items()
+        }
         self.totals = {
             k: book.add_format({"num_format": f, "border": 1, "bold": True, "top": 2})
             for k, f in NUMBER_FORMATS.items()
