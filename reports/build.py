@@ -51,11 +51,16 @@ class ReportFiles:
         return data
 
 
-def reports_dir(site: SiteConfig) -> Path:
-    """Where the site's reports are kept: `reports.dir`, or `reports/` beside the statements."""
+def reports_dir(site: SiteConfig, statements_path: str | None = None) -> Path:
+    """Where the site's reports are kept: `reports.dir`, or `reports/` beside the statements
+    file (`statements_path`, default `storage.statements_file`; `data/reports` when the
+    statements are in memory)."""
     if site.reports.dir:
         return Path(site.reports.dir)
-    return Path(PurePath(site.storage.statements_file).parent) / "reports"
+    path = statements_path or site.storage.statements_file
+    if path == ":memory:":
+        return Path("data") / "reports"
+    return Path(PurePath(path).parent) / "reports"
 
 
 def files_for(site: SiteConfig, month: str, out_dir: Path) -> ReportFiles:
