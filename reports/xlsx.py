@@ -116,6 +116,10 @@ def write_xlsx(data: ReportData, path: Path) -> Path:
             next_row[name] = _cover(sheet, fmt, data)
         first, after = _write_table(sheet, fmt, next_row[name], table)
         placed[table.key] = (name, first, first + len(table.rows) - 1)
+        _name_range(book, table.key, name, first - 1, first + len(table.rows) - 1, table)
+        if table.total is not None:
+            row = first + len(table.rows)
+            _name_range(book, f"{table.key}_total", name, row, row, table)
         next_row[name] = after
         widths = [max(10, min(34, len(c.title) + 2)) for c in table.columns]
         for col, width in enumerate(widths):
@@ -126,6 +130,16 @@ def write_xlsx(data: ReportData, path: Path) -> Path:
     _detail(book, fmt, data)
     book.close()
     return path
+
+
+def _name_range(book: Workbook, key: str, sheet: str, first: int, last: int, table: Table) -> None:
+    """A workbook-level name for a table's header and rows (`departments`, ...): formulas
+    and readers find a table by it, wherever it sits."""
+    from xlsxwriter.utility import xl_rowcol_to_cell
+
+    corner = xl_rowcol_to_cell(first, 0, row_abs=True, col_abs=True)
+    end = xl_rowcol_to_cell(last, len(table.columns) - 1, row_abs=True, col_abs=True)
+    book.define_name(key, f"='{sheet}'!{corner}:{end}")
 
 
 def _cover(sheet: Worksheet, fmt: _Formats, data: ReportData) -> int:

@@ -33,8 +33,8 @@ SYSTEM_CJK = (
 def _cmap(path: Path, index: int) -> frozenset[int]:
     from fontTools.ttLib import TTFont
 
-    font = TTFont(path, fontNumber=index, lazy=True)
-    return frozenset(font.getBestCmap())
+    with TTFont(path, fontNumber=index, lazy=True) as font:
+        return frozenset(font.getBestCmap())
 
 
 def covered(text: str) -> bool:
