@@ -5,9 +5,9 @@ CLI serve), before either document is drawn.
     data.bills["rows"]                                   # = GET /api/v1/bills?month=2025-12
 
 Sources: the month's department bills and the same month a year before
-(`processing.bills`); the energy-use intensity over the 12 months through the month and
-through the same month a year before, for the year to date (`processing.intensity`); the
-site's totals over the 24 months ending with the month (`processing.monthly`); every
+(`processing.bills`); the energy-use intensity over the 12 months through the month and its
+year to date (`processing.intensity`); the site's totals over the 24 months ending with the
+month (`processing.monthly`: last year's year to date and 12 months); every
 contract's statement of the month as the service stored it (`processing.statements`); every
 meter's hourly coverage in the month (`processing.coverage`).
 """
@@ -67,10 +67,10 @@ class ReportData:
     last_year: dict[str, Any] | None
     """The same month a year before (None: the store has nothing of it)."""
     intensity: dict[str, Any]
-    intensity_last_year: dict[str, Any] | None
-    """Through the same month a year before: its year to date is last year's."""
     months: list[SiteMonth]
-    """The site's totals over the 24 months ending with `month`, oldest first."""
+    """The site's totals over the 24 months ending with `month`, oldest first: last year's
+    year to date and 12 months are sums of these (what its roots measured, as the
+    intensity's site figures are)."""
     savings: list[ContractMonth]
     coverage: list[MeterCoverage]
 
@@ -160,10 +160,6 @@ def collect(
     except MonthError:  # before 1970: nothing to compare with
         pass
     figures = intensity(site, store, month, now=now)
-    try:
-        figures_before: dict[str, Any] | None = intensity(site, store, before, now=now)
-    except MonthError:
-        figures_before = None
     return ReportData(
         site=site,
         month=month,
@@ -172,7 +168,6 @@ def collect(
         bills_csv=month_bill.csv(),
         last_year=last_year,
         intensity=figures,
-        intensity_last_year=figures_before,
         months=site_months(site, store, _months_ago(first, 23), first),
         savings=contract_months(site, statements, month),
         coverage=coverage(site, store, *month_range(site, month, now)[:2]),

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from processing.coverage import MeterCoverage
+from processing.monthly import SiteMonth
 from reports.content import ContractMonth, ReportData
 
 Kind = Literal["text", "int", "kwh", "cny", "ratio", "pct", "share"]
@@ -84,7 +85,11 @@ def _water_cny(doc: dict[str, Any] | None) -> float | None:
 
 def summary(data: ReportData) -> Table:
     b, ly = data.bills, data.last_year
-    i, ily = data.intensity["site"], (data.intensity_last_year or {}).get("site")
+    i = data.intensity["site"]
+    first = data.first
+    last_year = data.months[:12]  # the 12 months through the same month a year before
+    ytd_ly = last_year[12 - first.month :]
+    area = i["floor_area_m2"]
     t = Table(
         "summary",
         "全场概况",
@@ -117,28 +122,27 @@ def summary(data: ReportData) -> Table:
         s["kwh_per_person"],
         sl and sl["kwh_per_person"],
     )
-    ytd, ytd_ly = i["year_to_date"], ily and ily["year_to_date"]
+    ytd = i["year_to_date"]
+    add("年初至今用电量 (kWh)", "Year to date, electricity (kWh)", ytd["kwh"], _sum(ytd_ly, "kwh"))
     add(
-        "年初至今用电量 (kWh)",
-        "Year to date, electricity (kWh)",
-        ytd["kwh"],
-        ytd_ly and ytd_ly["kwh"],
+        "年初至今用水量 (m³)", "Year to date, water (m³)", ytd["water_m3"], _sum(ytd_ly, "water_m3")
     )
-    add(
-        "年初至今用水量 (m³)",
-        "Year to date, water (m³)",
-        ytd["water_m3"],
-        ytd_ly and ytd_ly["water_m3"],
-    )
+    kwh_a = _sum(last_year, "kwh")
     add(
         "近12个月单位面积用电 (kWh/m²·a)",
         "12 months, kWh/m²·a",
         i["kwh_per_m2"],
-        ily and ily["kwh_per_m2"],
+        kwh_a and round(kwh_a / area, 3),
     )
     if ly is None:
         t.notes.append("去年同期无数据 / no data for the same month last year")
     return t
+
+
+def _sum(months: list[SiteMonth], key: str) -> float | None:
+    """A sum over months, None when none of them has data."""
+    values = [getattr(m, key) for m in months]
+    return round(sum(values), 3) if any(values) else None
 
 
 def monthly(data: ReportData) -> Table:
