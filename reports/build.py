@@ -26,6 +26,7 @@ from pathlib import Path, PurePath
 from typing import Any
 
 from core.config import SiteConfig
+from core.errors import InsufficientData
 from processing.bills import parse_month
 from processing.monthly import SiteMonth, site_months
 from processing.statements import StatementStore
@@ -129,7 +130,8 @@ def write_report(
     *,
     now: datetime | None = None,
 ) -> ReportFiles:
-    """Write the month's XLSX, PDF and manifest. Refuses (`MonthError`) a month not ended."""
+    """Write the month's XLSX, PDF and manifest. Refuses a month not ended (`MonthError`)
+    and one the store has nothing of (`InsufficientData`)."""
     from reports.pdf import write_pdf
     from reports.xlsx import write_xlsx
 
@@ -137,7 +139,17 @@ def write_report(
     files = files_for(site, month, out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with _month_lock(files.manifest):
-        stamp = fingerprint(site, statements, month, month_totals(site, store, month))
+        totals = month_totals(site, store, month)
+        if (
+            totals.kwh == 0
+            and totals.water_m3 == 0
+            and not statement_state(site, statements, month)
+        ):
+            raise InsufficientData(
+                f"no data for {month}: the store has no reading of the site's incomers or water "
+                "mains in it, and no contract has a statement of it"
+            )
+        stamp = fingerprint(site, statements, month, totals)
         data = collect(site, store, statements, month, now=now)
         _replace(write_xlsx, data, files.xlsx)
         _replace(write_pdf, data, files.pdf)

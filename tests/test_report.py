@@ -354,11 +354,16 @@ def test_engineers_and_admins_download_it_viewers_and_vendors_may_not(world):
     assert world.client.get(f"/api/v1/reports/{MONTH}.pdf").status_code == 401
 
 
-def test_months_not_ended_not_started_or_malformed_are_refused(world):
+def test_months_not_ended_without_data_not_started_or_malformed_are_refused(world):
     this_month = datetime.now(world.site.site.tz).strftime("%Y-%m")
     h = auth(world, "engineer")
     r = world.client.get(f"/api/v1/reports/{this_month}.pdf", headers=h)
     assert (r.status_code, "has not ended" in r.json()["detail"]) == (422, True)
+    empty = world.client.get("/api/v1/reports/2024-01.xlsx", headers=h)  # before the history
+    assert (empty.status_code, empty.json()["detail"].startswith("no data for 2024-01")) == (
+        422,
+        True,
+    )
     assert world.client.get("/api/v1/reports/2999-01.xlsx", headers=h).status_code == 400
     assert world.client.get("/api/v1/reports/2025-1.xlsx", headers=h).status_code == 400
 
