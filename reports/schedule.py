@@ -47,11 +47,15 @@ from storage.base import TimeSeriesStore
 
 log = logging.getLogger("epcmon.reports")
 
+WRITES = ("written", "rewritten")
+PAUSE_S = 2.0
+"""Between two reports written one after the other by the service."""
+
 
 @dataclass(frozen=True, slots=True)
 class Done:
     """What one pass did for one month: `written`, `rewritten`, `unchanged`, `waiting`,
-    `no data`, or `failed: ...`."""
+    `no data`, `deferred` (to the next pass), or `failed: ...`."""
 
     month: str
     what: str
@@ -103,7 +107,11 @@ class MonthlyReports:
                     out.append(f"{c.id} {utility}")
         return out
 
-    def run_once(self, today: date | None = None, now_s: float | None = None) -> list[Done]:
+    def run_once(
+        self, today: date | None = None, now_s: float | None = None, *, max_writes: int = 0
+    ) -> list[Done]:
+        """One pass over the due months, newest first; with `max_writes`, the months after
+        that many reports were written are `deferred` to the next pass."""
         today = today or datetime.now(self.site.site.tz).date()
         now_s = time.monotonic() if now_s is None else now_s
         months = self.due_months(today)
@@ -113,6 +121,9 @@ class MonthlyReports:
         totals = {t.month: t for t in site_months(self.site, self.store, first, last)}
         done = []
         for month in months:
+            if max_writes and sum(d.what in WRITES for d in done) >= max_writes:
+                done.append(Done(month, "deferred"))
+                continue
             try:
                 what = self._month(month, totals[month], today, now_s)
             except Exception as exc:  # this month only: visible in /healthz until it is written
@@ -156,9 +167,12 @@ class MonthlyReports:
         """Run `run_once` now and every `every_s` (default `reports.every_s`) until `stop`."""
         every = float(self.site.reports.every_s if every_s is None else every_s)
         while not stop.is_set():
-            await asyncio.to_thread(self.run_once)
+            # one report per pass, the next pass soon after: a dozen months written at start
+            # share the machine with the API and the recompute instead of holding it
+            done = await asyncio.to_thread(self.run_once, max_writes=1)
+            more = any(d.what == "deferred" for d in done)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=every)
+                await asyncio.wait_for(stop.wait(), timeout=PAUSE_S if more else every)
 
 
 __all__ = ["Done", "MonthlyReports"]

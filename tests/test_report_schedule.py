@@ -166,6 +166,20 @@ def test_a_failing_month_is_reported_in_health_and_the_others_go_on(store, tmp_p
         assert health.snapshot().ok
 
 
+def test_one_report_a_pass_when_asked_the_others_deferred(store, tmp_path):
+    site = site_with(months=3).model_copy(update={"contracts": ()})
+    with StatementStore(tmp_path / "statements.sqlite") as statements:
+        reports = MonthlyReports(site, store, statements, tmp_path / "reports")
+        today = date(2026, 1, 10)
+        first = [d.what for d in reports.run_once(today, max_writes=1)]
+        assert first == ["written", "deferred", "deferred"]
+        assert [d.what for d in reports.run_once(today, max_writes=1)] == [
+            "unchanged",
+            "written",
+            "deferred",
+        ]
+
+
 def test_a_month_without_data_gets_no_report(store, tmp_path):
     site = site_with(months=4).model_copy(update={"contracts": ()})
     with StatementStore(tmp_path / "statements.sqlite") as statements:
