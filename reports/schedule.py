@@ -119,7 +119,7 @@ class MonthlyReports:
             return []
         first, last = (datetime.strptime(m, "%Y-%m").date() for m in (months[-1], months[0]))
         totals = {t.month: t for t in site_months(self.site, self.store, first, last)}
-        done = []
+        done: list[Done] = []
         for month in months:
             if max_writes and sum(d.what in WRITES for d in done) >= max_writes:
                 done.append(Done(month, "deferred"))
