@@ -4,7 +4,7 @@ built from `processing`'s results (the numbers the API and the CLI serve), Chine
 | module | job |
 |---|---|
 | `content` | gather the month's figures: bills, year before, intensity, statements, coverage |
-| `tables` | the report's sections as bilingual tables, shared by both documents |
+| `tables`, `sections` | the report's sections as bilingual tables, shared by both documents |
 | `xlsx`, `pdf`, `charts` | draw them: XlsxWriter, fpdf2, matplotlib |
 | `fonts` | the bundled CJK font (a subset of Noto Sans CJK SC, OFL) and its fallbacks |
 | `build` | write a month's files and manifest; tell whether a stored report is current |

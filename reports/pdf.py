@@ -16,7 +16,8 @@ from typing import Any
 from reports import fonts
 from reports.charts import departments_chart, months_chart
 from reports.content import ReportData
-from reports.tables import Kind, Table, sections
+from reports.sections import sections
+from reports.tables import Kind, Table
 
 log = logging.getLogger("epcmon.reports")
 

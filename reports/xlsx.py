@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reports.content import ReportData
-from reports.tables import Kind, Table, sections
+from reports.sections import sections
+from reports.tables import Kind, Table
 
 if TYPE_CHECKING:
     from xlsxwriter.workbook import Workbook

@@ -303,7 +303,7 @@ def test_the_pdf_renders_with_chinese_glyphs_not_boxes(world, pdf, tmp_path):
     from reports.content import collect
     from reports.fonts import FONT_FILE, missing
     from reports.pdf import texts_of
-    from reports.tables import sections
+    from reports.sections import sections
 
     ppm = require("pdftoppm", "poppler-utils")
     path = tmp_path / "report.pdf"
