@@ -48,6 +48,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.poll_modbus
 	$(BIN)/python -m bench.modbus_drops
 	$(BIN)/python -m bench.bills
+	$(BIN)/python -m bench.report
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build *.egg-info
