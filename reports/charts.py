@@ -10,7 +10,7 @@ import io
 from typing import Any
 
 from reports.content import ReportData
-from reports.fonts import matplotlib_family
+from reports.fonts import fallback, matplotlib_family
 
 DPI = 160
 
@@ -65,8 +65,8 @@ def months_chart(data: ReportData) -> bytes:
 
 def departments_chart(data: ReportData) -> bytes:
     plt = _pyplot()
-    family = matplotlib_family()
     rows = data.bills["rows"]
+    family = matplotlib_family(fallback(r["name"] for r in rows))
     with plt.rc_context({"font.family": family, "axes.unicode_minus": False}):
         fig, ax = plt.subplots(figsize=(7.2, max(3.0, 0.16 * len(rows) + 1.0)))
         names = [r["name"] for r in rows][::-1]

@@ -45,6 +45,11 @@ def format_value(value: Any, kind: Kind) -> str:
     return f"{v * 100:.1f} %"  # share
 
 
+def codes(chars: str) -> str:
+    """`U+5803 堃, ...`: the code point says which character even where it cannot be drawn."""
+    return ", ".join(f"U+{ord(c):04X} {c}" for c in chars)
+
+
 def _width(text: str) -> int:
     """Rough display width: a CJK character is two Latin ones."""
     return sum(2 if ord(c) > 0x2E80 else 1 for c in text)
@@ -100,7 +105,9 @@ def write_pdf(data: ReportData, path: Path) -> Path:
     lacking = fonts.missing(texts, extra)
     if lacking:
         log.warning(
-            "report %s: no font draws %r: install a CJK font (fonts-noto-cjk)", data.month, lacking
+            "report %s: no font draws %s: install a CJK font (fonts-noto-cjk)",
+            data.month,
+            codes(lacking),
         )
     pdf.set_auto_page_break(True, margin=16)
     by_key = {t.key: t for t in tables}
@@ -146,7 +153,11 @@ def _cover(pdf: Any, data: ReportData, summary: Table, lacking: str) -> None:
     if lacking:
         pdf.set_text_color(192, 0, 0)
         pdf.multi_cell(
-            0, 5, f"以下字符无字体可显示 / no font draws: {lacking}", new_x="LMARGIN", new_y="NEXT"
+            0,
+            5,
+            f"以下字符无字体可显示 / no font draws: {codes(lacking)}",
+            new_x="LMARGIN",
+            new_y="NEXT",
         )
         pdf.set_text_color(0, 0, 0)
     pdf.ln(3)

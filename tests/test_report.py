@@ -417,3 +417,37 @@ def test_epcmon_report_writes_the_xlsx_and_pdf_and_refuses_an_open_month(world, 
         assert len(lines) == 1, refused.stderr
         assert says in lines[0]
     assert sorted(p.suffix for p in out.iterdir()) == [".json", ".pdf", ".xlsx"]
+
+
+def test_a_character_outside_the_bundled_font_is_drawn_by_an_installed_one_or_named(
+    world, tmp_path
+):
+    """堃 is not in GB 2312: an installed CJK font draws it (Debian's fonts-noto-cjk), or
+    the cover and the log name it; never a silent box."""
+    import copy
+    import dataclasses
+    import warnings
+
+    from reports.content import collect
+    from reports.fonts import fallback
+    from reports.pdf import write_pdf
+
+    data = collect(world.site, world.store, world.statements, MONTH)
+    bills = copy.deepcopy(data.bills)
+    bills["rows"][0]["name"] = "市堃园管理处"
+    renamed = dataclasses.replace(data, bills=bills)
+    path = tmp_path / "rare.pdf"
+    installed = fallback(["堃"])
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        write_pdf(renamed, path)
+    text = subprocess.run(
+        [require("pdftotext", "poppler-utils"), str(path), "-"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    if installed is not None:
+        assert "市堃园管理处" in text
+        assert "no font draws" not in text
+        assert not [w for w in seen if "missing from font" in str(w.message)]
+    else:  # a fresh machine without a CJK font: the report says what it cannot draw
+        assert "no font draws: U+5803" in text

@@ -62,12 +62,25 @@ def fallback(texts: Iterable[str]) -> tuple[Path, int] | None:
 
 
 @cache
-def matplotlib_family() -> list[str]:
-    """Register the bundled font with matplotlib; the font family list its text should use."""
+def family_name(path: Path, index: int) -> str:
+    from fontTools.ttLib import TTFont
+
+    with TTFont(path, fontNumber=index, lazy=True) as font:
+        return str(font["name"].getDebugName(1))
+
+
+@cache
+def matplotlib_family(extra: tuple[Path, int] | None = None) -> list[str]:
+    """Register the bundled font (and `extra`, an installed fallback) with matplotlib; the
+    font family list its text should use, in order."""
     from matplotlib import font_manager
 
     font_manager.fontManager.addfont(str(FONT_FILE))
-    return [FAMILY, "DejaVu Sans"]
+    families = [FAMILY]
+    if extra is not None:
+        font_manager.fontManager.addfont(str(extra[0]))  # every face of a collection
+        families.append(family_name(*extra))
+    return [*families, "DejaVu Sans"]
 
 
 __all__ = [
