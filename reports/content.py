@@ -78,11 +78,6 @@ class ReportData:
     def first(self) -> date:
         return parse_month(self.month)
 
-    @property
-    def year_before(self) -> str:
-        first = self.first
-        return first.replace(year=first.year - 1).strftime("%Y-%m")
-
 
 def a_year_before(month: str) -> str:
     first = parse_month(month)

@@ -37,10 +37,6 @@ def _cmap(path: Path, index: int) -> frozenset[int]:
         return frozenset(font.getBestCmap())
 
 
-def covered(text: str) -> bool:
-    return all(ord(c) in _cmap(FONT_FILE, 0) or c in "\n\t\r" for c in text)
-
-
 def missing(texts: Iterable[str], fallback: tuple[Path, int] | None = None) -> str:
     """The characters of `texts` that neither the bundled font nor `fallback` can draw."""
     have = _cmap(FONT_FILE, 0) | (_cmap(*fallback) if fallback else frozenset())
@@ -87,7 +83,6 @@ __all__ = [
     "FAMILY",
     "FONT_FILE",
     "LICENSE_FILE",
-    "covered",
     "fallback",
     "matplotlib_family",
     "missing",
