@@ -31,7 +31,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy core storage collectors processing api dashboards simulators epcmon bench
+	$(BIN)/mypy core storage collectors processing reports api dashboards simulators epcmon bench
 
 check: lint typecheck test
 
@@ -50,6 +50,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.poll_modbus
 	$(BIN)/python -m bench.modbus_drops
 	$(BIN)/python -m bench.bills
+	$(BIN)/python -m bench.report
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build *.egg-info

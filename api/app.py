@@ -14,7 +14,7 @@ from api.keys import KeyStore
 from api.metrics import install_metrics, metrics_response
 from api.page import router as page_router
 from api.ratelimit import RateLimiter
-from api.routes import bills, consumption, contracts, meters, operations, whoami
+from api.routes import bills, consumption, contracts, meters, operations, reports, whoami
 from api.routes import site as site_routes
 from api.routes.contracts import SavingsCache
 from api.routes.meters import ERRORS
@@ -24,6 +24,7 @@ from core.config import SiteConfig
 from core.errors import StoreError
 from core.health import Health
 from processing.statements import StatementStore
+from reports.build import reports_dir as default_reports_dir
 from storage.base import TimeSeriesStore
 
 DESCRIPTION = """
@@ -44,6 +45,7 @@ def create_app(
     data_dir: Path | None = None,
     statements: StatementStore | None = None,
     health: Health | None = None,
+    reports_dir: Path | None = None,
 ) -> FastAPI:
     # /docs is served by api/page.py with Swagger UI's files from dashboards/web/vendor/ (the
     # defaults load them from a CDN, which an intranet cannot reach); no ReDoc
@@ -59,6 +61,7 @@ def create_app(
     app.state.savings_cache = SavingsCache()
     app.state.response_cache = ResponseCache()
     app.state.bills_cache = bills.ResultCache()
+    app.state.reports_dir = reports_dir or default_reports_dir(site, app.state.statements.path)
     spool = getattr(store, "spool", None)
     app.state.ops = OpsContext(
         status=status,
@@ -83,6 +86,7 @@ def create_app(
         bills.router,
         contracts.router,
         operations.router,
+        reports.router,
         whoami.router,
         page_router,
     ):

@@ -2,8 +2,9 @@
 them, and `main()`.
 
 Options are checked when they are parsed (`epcmon.cli_options`). The commands are in
-`epcmon.commands`, `epcmon.savings_cli` and `epcmon.bills_cli`; what a command raises is
-turned into one line and an exit code in one place (`epcmon.exit_codes.run_command`).
+`epcmon.commands`, `epcmon.savings_cli`, `epcmon.bills_cli` and `epcmon.report_cli`; what a
+command raises is turned into one line and an exit code in one place
+(`epcmon.exit_codes.run_command`).
 """
 
 from __future__ import annotations
@@ -180,6 +181,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_bills_commands(sub)
 
+    from epcmon.report_cli import add_commands as add_report_commands
+
+    add_report_commands(sub)
+
     p = sub.add_parser("simulate", help="the virtual site: write its history, or serve its meters")
     sim = p.add_subparsers(dest="simulate_command", required=True, metavar="WHAT")
     h = sim.add_parser("history", help="write the site's readings over a date range")
@@ -269,7 +274,16 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    for noisy in ("amqtt", "pymodbus", "transitions", "httpx", "httpcore", "matplotlib", "PIL"):
+    for noisy in (
+        "amqtt",
+        "pymodbus",
+        "transitions",
+        "httpx",
+        "httpcore",
+        "matplotlib",
+        "PIL",
+        "fontTools",
+    ):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     return run_command(lambda: int(args.func(args)), verbose=args.verbose)
 

@@ -1,6 +1,6 @@
 """What the commands `cli.build_parser()` registers itself do: check-config, demo, collect
-and run, dashboards, store copy, keys, simulate (savings, baseline and bills are in
-`epcmon.savings_cli` and `epcmon.bills_cli`).
+and run, dashboards, store copy, keys, simulate (savings, baseline, bills and report are in
+`epcmon.savings_cli`, `epcmon.bills_cli` and `epcmon.report_cli`).
 
 Each takes the parsed arguments and returns the exit code, raising what
 `epcmon.exit_codes.run_command` turns into one line; each imports what it needs when it

@@ -34,6 +34,7 @@ _SECTIONS: list[tuple[str, str]] = [
     ("contracts", "[[contracts]]"),
     ("billing", "[billing]"),
     ("intensity", "[intensity]"),
+    ("reports", "[reports]"),
     ("simulation", "[simulation]"),
 ]
 

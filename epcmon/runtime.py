@@ -30,6 +30,8 @@ from epcmon.api_server import ApiPart
 from epcmon.supervisor import PartRun, Supervisor
 from processing.schedule import Recompute
 from processing.statements import StatementStore
+from reports.build import reports_dir
+from reports.schedule import MonthlyReports
 from storage.base import TimeSeriesStore
 from storage.deadletters import DeadLetters
 from storage.spool import SpoolDrain, SpoolingStore
@@ -208,6 +210,11 @@ class Service:
             recompute = Recompute(site, store, self.statements, self.health)
             every_s = site.schedule.recompute_every_s
             self.supervisor.add("recompute", lambda stop: recompute.run(stop, every_s))
+            if site.reports.enabled:  # each closed month's report, once its statements settle
+                reports = MonthlyReports(
+                    site, store, self.statements, reports_dir(site), self.health
+                )
+                self.supervisor.add("reports", reports.run)
             if self._keys is None:
                 self._keys = KeyStore(site.api.keys_path)
             self.app = create_app(

@@ -38,6 +38,7 @@ from processing.models import (
     DailySettings,
     HourlySettings,
     HourlyTOWTModel,
+    entry_of,
     model_from_dict,
 )
 from processing.models.billing import BillingSettings, monthly_periods
@@ -308,3 +309,43 @@ __all__ = [
     "terms_of",
     "uncovered",
 ]
+
+
+def upgraded(
+    site: SiteConfig, contract: Contract, store: TimeSeriesStore, baseline: Baseline
+) -> Baseline | None:
+    """A baseline stored by an earlier version, completed with what this one keeps beside the
+    model: the baseline period's hourly profile (a daily model's savings are priced by it) and
+    the held-out months its intervals are stated from. The model itself is not refitted, so
+    its predictions stay those the old statements used. None when nothing is missing."""
+    entry = entry_of(baseline.model)
+    model = baseline.model
+    wants_profile = baseline.profile is None and not entry.hourly_inputs
+    wants_heldout = (
+        isinstance(model, DailyChangePointModel | HourlyTOWTModel)
+        and model.heldout is None
+        and contract.baseline.uncertainty_method == "heldout-months"
+    )
+    if not wants_profile and not wants_heldout:
+        return None
+    usage = load(
+        site, contract, store, baseline.utility, baseline.start, baseline.end, model=entry.name
+    )
+    profile = baseline.profile
+    if wants_profile:
+        profile = fit_profile(usage.hourly, usage.hourly_estimated)
+    if wants_heldout:
+        daily = usage.daily.between(baseline.start, baseline.end)
+        in_period = np.isin(usage.daily.day, daily.day)
+        fit_daily = daily.with_energy(
+            np.where(usage.daily_estimated[in_period], np.nan, daily.energy)
+        )
+        fit_hourly = None
+        if isinstance(model, HourlyTOWTModel):
+            fit_hourly = usage.hourly.with_energy(
+                np.where(usage.hourly_estimated, np.nan, usage.hourly.energy)
+            )
+        model = model_from_dict(model.to_dict())  # a copy: the stored object stays as it was
+        assert isinstance(model, DailyChangePointModel | HourlyTOWTModel)
+        model.heldout = held_out_months(model, fit_daily, fit_hourly)
+    return replace(baseline, model=model, profile=profile)

@@ -31,6 +31,7 @@ from zoneinfo import ZoneInfo
 from core.config import SiteConfig
 from core.errors import EpcmonError
 from core.health import Health
+from processing.baseline import upgraded
 from processing.contract import Baseline, Statement, Utility, fit_baseline
 from processing.contract import statements as compute_statements
 from processing.savings import months_between
@@ -129,7 +130,19 @@ class Recompute:
     def _baseline(self, contract_id: str, utility: Utility) -> tuple[Baseline, list[Action]]:
         baseline = self.statements.latest_baseline(contract_id, utility)
         if baseline is not None:
-            return baseline, []
+            contract = self.site.contract(contract_id)
+            better = upgraded(self.site, contract, self.store, baseline)
+            if better is None:
+                return baseline, []
+            # stored by an earlier version: the same model, with its profile and held-out months
+            self.statements.save_baseline(better)
+            log.info(
+                "contract %s (%s): stored baseline completed (hourly profile, held-out months; "
+                "the model is not refitted)",
+                contract_id,
+                utility,
+            )
+            return better, [Action(contract_id, utility, "", "baseline upgraded")]
         baseline = fit_baseline(self.site, contract_id, self.store, utility=utility)
         self.statements.save_baseline(baseline)
         log.info("contract %s (%s): baseline fitted and stored", contract_id, utility)
@@ -185,7 +198,9 @@ class Recompute:
         """Run `run_once` now and every `every_s` seconds until `stop` is set."""
         while not stop.is_set():
             actions = await asyncio.to_thread(self.run_once)
-            changed = [a for a in actions if a.what in ("baseline", "new", "updated")]
+            changed = [
+                a for a in actions if a.what in ("baseline", "baseline upgraded", "new", "updated")
+            ]
             if changed:
                 log.info("scheduled recompute: %d statements or baselines written", len(changed))
             with contextlib.suppress(TimeoutError):

@@ -58,6 +58,12 @@ READER_ROUTES = [
     ("/api/v1/operations/spool", {}),
     ("/metrics", {}),
 ]
+AUTHOR_ROUTES = [
+    ("/api/v1/reports", {}),
+    ("/api/v1/reports/2025-12.xlsx", {}),
+    ("/api/v1/reports/2025-12.pdf", {}),
+]
+"""The monthly report: admins and engineers only (viewer keys are dashboards' keys)."""
 ANY_KEY_ROUTES = [("/api/v1/whoami", {})]
 """Routes every role may call (vendors included): who the key is, no building data."""
 
@@ -70,8 +76,8 @@ def test_every_route_is_listed_in_the_security_matrix(client):
         if (p.startswith("/api/v1/") and "contracts" not in p) or p == "/metrics"
     }
     listed = {
-        re.sub(r"/(main|dept-01|E-D01)(?=/|$)", lambda m: "/{x}", p)
-        for p, _ in READER_ROUTES + ANY_KEY_ROUTES
+        re.sub(r"/(main|dept-01|E-D01|2025-12)(?=/|\.|$)", lambda m: "/{x}", p)
+        for p, _ in READER_ROUTES + AUTHOR_ROUTES + ANY_KEY_ROUTES
     }
     normalised = {re.sub(r"\{[^}]+\}", "{x}", p) for p in paths}
     assert normalised <= listed, f"routes missing from the matrix: {normalised - listed}"
@@ -92,6 +98,18 @@ def test_security_matrix(world, client, path, params):
     r = client.get(path, params=params, headers=auth(world, "vendor"))
     assert r.status_code == 403  # no raw building data for the vendor
     assert "vendor" in r.json()["detail"]
+
+
+@pytest.mark.parametrize(("path", "params"), AUTHOR_ROUTES, ids=[p for p, _ in AUTHOR_ROUTES])
+def test_report_matrix(world, client, path, params):
+    assert client.get(path, params=params).status_code == 401  # no key
+    for role in ("admin", "engineer"):
+        r = client.get(path, params=params, headers=auth(world, role))
+        assert r.status_code == 200, (role, r.text[:300])
+    for role in ("viewer", "vendor"):
+        r = client.get(path, params=params, headers=auth(world, role))
+        assert r.status_code == 403
+        assert role in r.json()["detail"]
 
 
 @pytest.mark.parametrize(("path", "params"), ANY_KEY_ROUTES, ids=[p for p, _ in ANY_KEY_ROUTES])

@@ -619,3 +619,34 @@ def test_a_billing_baseline_from_monthly_readings(contract, synthetic) -> None: 
             assert recompute(json.loads(json.dumps(stmt.to_dict()))).numbers() == stmt.numbers()
             statements.save_statement(stmt)
         assert [e.status for e in statements.months(contract.id)] == ["final"] * 3
+
+
+def test_a_baseline_stored_by_an_earlier_version_is_completed_once(site, contract, store) -> None:  # type: ignore[no-untyped-def]
+    """An upgrade keeps the stored model (no refit) and adds what this version states its
+    intervals and prices from: the held-out months and the hourly profile."""
+    from dataclasses import replace
+
+    from processing.baseline import upgraded
+
+    fresh = fit_baseline(site, contract.id, store)
+    old_model = type(fresh.model).from_dict({**fresh.model.to_dict(), "heldout": None})
+    old = replace(fresh, model=old_model, profile=None)
+    with StatementStore(":memory:") as statements:
+        statements.save_baseline(old)
+        actions = Recompute(site, store, statements).run_once(date(2025, 10, 10))
+        assert actions[0].what == "baseline upgraded"
+        stored = statements.latest_baseline(contract.id)
+        assert stored is not None
+        assert stored.profile is not None
+        assert stored.model.heldout is not None  # type: ignore[attr-defined]
+        assert stored.fitted_at == old.fitted_at  # the same fit, completed
+        from processing.baseline import load
+
+        days = load(site, contract, store, "electricity", old.start, old.end).daily
+        assert np.allclose(stored.model.predict(days), old_model.predict(days), equal_nan=True)
+        stmt = statements.latest_statement(contract.id, "2025-09")
+        assert stmt is not None
+        assert stmt.month_savings.uncertainty_method == "heldout-months"
+        again = Recompute(site, store, statements).run_once(date(2025, 10, 10))
+        assert "baseline upgraded" not in {a.what for a in again}
+        assert upgraded(site, contract, store, stored) is None

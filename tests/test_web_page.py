@@ -800,3 +800,31 @@ def test_page_benchmark_quick_run() -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "page load to all charts drawn, warm" in done.stdout
+
+
+def test_the_monthly_reports_are_listed_for_engineers_and_never_asked_by_viewers(
+    world: ApiWorld, url: str, chromium: Any
+) -> None:
+    """The service writes the reports; the page lists them with their downloads for the keys
+    that may download them, and a viewer's or vendor's page never asks."""
+    from reports.build import reports_dir, write_report
+
+    out = reports_dir(world.site, world.statements.path)  # where the app looks
+    write_report(world.site, world.store, world.statements, BILLS_MONTH, out)
+    v = visit(chromium, url, world.tokens["engineer"], lang="en")
+    page = v.page
+    assert page.is_visible("#s-reports")
+    rows = page.locator("#reports tbody tr").all_text_contents()
+    assert len(rows) == 1
+    assert rows[0].startswith(BILLS_MONTH)
+    with page.expect_download() as pdf:
+        page.locator("#reports tbody tr button", has_text="PDF").click()
+    assert pdf.value.suggested_filename.endswith(f"{BILLS_MONTH}.pdf")
+    assert Path(pdf.value.path()).read_bytes()[:5] == b"%PDF-"
+    assert v.errors == [], v.errors
+    page.close()
+    for role in ("viewer", "vendor"):
+        v = visit(chromium, url, world.tokens[role], lang="en")
+        assert not v.page.is_visible("#s-reports")
+        assert not [u for _, u in v.statuses if u.startswith("/api/v1/reports")], role
+        v.page.close()

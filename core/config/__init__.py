@@ -17,6 +17,7 @@ The package, one job a module:
 | `contracts` | energy-performance contracts and their tariffs, guarantees, adjustments |
 | `billing` | department bills: the site's tariff, the pools shared out and their rules |
 | `intensity` | energy-use intensity targets (GB/T 51161, the 公共机构 quotas) |
+| `reports` | the monthly energy report: where it is kept, when `epcmon run` writes it |
 | `faults` | the simulators' settings and fault schema |
 | `site` | `SiteConfig`, the root, and `[api]` |
 | `references` | the cross-references checked after validation |
@@ -63,6 +64,7 @@ from core.config.places import (
     SiteInfo,
     Tenant,
 )
+from core.config.reports import ReportsConfig
 from core.config.site import ApiConfig, ScheduleConfig, SiteConfig, contract_weather_station
 from core.config.storage import SECRET_ENV, InfluxConfig, SpoolConfig, StorageConfig
 from core.config.topics import MqttRoute
@@ -104,6 +106,7 @@ __all__ = [
     "PayloadField",
     "PayloadFormat",
     "Pool",
+    "ReportsConfig",
     "ScheduleConfig",
     "SimulationConfig",
     "SiteConfig",

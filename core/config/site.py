@@ -16,6 +16,7 @@ from core.config.intensity import IntensityConfig
 from core.config.meters import Gateway, Meter
 from core.config.mqtt import MqttConfig, PayloadFormat
 from core.config.places import Building, CalendarConfig, MeterKind, SiteInfo, Tenant
+from core.config.reports import ReportsConfig
 from core.config.storage import StorageConfig
 
 
@@ -67,6 +68,7 @@ class SiteConfig(_Model):
     contracts: tuple[Contract, ...] = ()
     billing: BillingConfig = BillingConfig()
     intensity: IntensityConfig = IntensityConfig()
+    reports: ReportsConfig = ReportsConfig()
     simulation: SimulationConfig = SimulationConfig()
 
     _source: str = PrivateAttr(default="")

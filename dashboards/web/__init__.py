@@ -20,6 +20,7 @@ ASSETS = {
     "contract.js": "text/javascript",
     "bills.js": "text/javascript",
     "intensity.js": "text/javascript",
+    "reports.js": "text/javascript",
     "page.js": "text/javascript",
     f"{UPLOT}/uPlot.iife.min.js": "text/javascript",
     f"{UPLOT}/uPlot.min.css": "text/css",

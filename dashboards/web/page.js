@@ -295,6 +295,7 @@
       var parts = [];
       if (who.building) parts.push(building());
       if (who.contracts.length) parts.push(EpcContract.load(who.contracts));
+      parts.push(EpcReports.load());
       return Promise.all(parts).then(function () {
         if (gen !== Epc.gen) return;
         window.epcmonReadyMs = performance.now();
