@@ -13,22 +13,20 @@ from typing import NoReturn
 
 
 def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: must be 0 or more")
-    return value
+    return _whole_number(text, at_least=0)
 
 
 def positive_int(text: str) -> int:
+    return _whole_number(text, at_least=1)
+
+
+def _whole_number(text: str, *, at_least: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: must be 1 or more")
+    if value < at_least:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be {at_least} or more")
     return value
 
 
