@@ -31,7 +31,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy core storage collectors processing reports api dashboards simulators epcmon bench
+	$(BIN)/mypy core storage collectors processing alarms reports api dashboards simulators epcmon bench
 
 check: lint typecheck test
 
