@@ -69,6 +69,8 @@ FIELD_LABELS: dict[Language, dict[str, str]] = {
         "more": "{n} more not listed",
     },
 }
+ZH_SEVERITY_TAGS = {"critical": "严重告警", "warning": "告警", "info": "提示"}
+"""How a Chinese headline names a raised (or updated) alarm's severity."""
 MAX_METERS = 3
 """Meters named in `where` before `+N`."""
 
@@ -231,8 +233,9 @@ class SiteNames:
         kind = KIND_LABELS[self.language][transition.kind]
         severity = SEVERITY_LABELS[self.language][alarm.severity.value]
         if self.language == "zh":
-            tag = kind if transition.kind == "cleared" else f"{severity}{kind}"
-            return f"【{tag}】{alarm.message}"
+            if transition.kind in ("raised", "updated"):  # 【严重告警】【告警】【提示】
+                kind = ZH_SEVERITY_TAGS[alarm.severity.value] + kind.removeprefix("告警")
+            return f"【{kind}】{alarm.message}"
         return f"[{kind}, {severity}] {alarm.message}"
 
     def notice(self, transition: Transition) -> Notice:
