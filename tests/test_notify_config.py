@@ -38,13 +38,12 @@ def test_each_channel_type_loads_with_its_defaults():
     assert wx.url == "https://qyapi.weixin.qq.com/cgi-bin/webhook/send"
     assert dd.url == "https://oapi.dingtalk.com/robot/send"
     assert isinstance(am, AlertmanagerChannel)
-    assert "updated" in am.kinds and am.resend_s == 60
+    assert "updated" in am.kinds
+    assert am.resend_s == 60
     assert s.api.public_url == "https://epc.example.gov.cn"
 
 
-@pytest.mark.parametrize(
-    ("security", "port"), [("starttls", 587), ("ssl", 465), ("none", 25)]
-)
+@pytest.mark.parametrize(("security", "port"), [("starttls", 587), ("ssl", 465), ("none", 25)])
 def test_the_smtp_port_follows_the_security(security: str, port: int):
     (channel,) = site([{**EMAIL, "security": security}]).notify.channels
     assert isinstance(channel, EmailChannel)
@@ -73,7 +72,7 @@ def test_a_secret_in_the_file_is_refused_and_not_echoed(entry: dict[str, Any], s
     with pytest.raises(ConfigError) as caught:
         site([entry])
     assert says in str(caught.value)
-    for secret in ("hunter2", "3f2a-secret", "SECabc", "abc\""):
+    for secret in ("hunter2", "3f2a-secret", "SECabc", 'abc"'):
         assert secret not in str(caught.value)
 
 
@@ -91,7 +90,12 @@ def test_a_secret_in_the_file_is_refused_and_not_echoed(entry: dict[str, Any], s
         ({"id": "hook", "type": "webhook", "url": "ftp://x"}, "url", "should match"),
         ({"id": "wx", "type": "wecom", "key_env": "bad-name"}, "key_env", "should match"),
         (
-            {"id": "am", "type": "alertmanager", "url": "http://a:9093", "quiet_hours": "22:00-07:00"},
+            {
+                "id": "am",
+                "type": "alertmanager",
+                "url": "http://a:9093",
+                "quiet_hours": "22:00-07:00",
+            },
             "quiet_hours",
             "time_intervals",
         ),

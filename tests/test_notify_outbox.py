@@ -28,15 +28,20 @@ def test_quiet_hours_hold_changes_until_they_end_then_send_one_summary():
     assert box.due(at("2025-07-15 02:30")) is None
     assert box.due(at("2025-07-15 06:59")) is None
     batch = box.due(at("2025-07-15 07:00"))
-    assert batch is not None and batch.kind == "quiet" and ids(batch) == [1, 2]
-    assert box.due(at("2025-07-15 07:00")) is None and len(box) == 0
+    assert batch is not None
+    assert batch.kind == "quiet"
+    assert ids(batch) == [1, 2]
+    assert box.due(at("2025-07-15 07:00")) is None
+    assert len(box) == 0
 
 
 def test_outside_quiet_hours_changes_go_at_once():
     box = Outbox(Pace(TZ, quiet=(time(22), time(7))), at("2025-07-14 09:00"))
     box.add(change(id=1), at("2025-07-14 21:59"))
     batch = box.due(at("2025-07-14 21:59"))
-    assert batch is not None and batch.kind == "single" and ids(batch) == [1]
+    assert batch is not None
+    assert batch.kind == "single"
+    assert ids(batch) == [1]
 
 
 def test_a_critical_alarm_passes_quiet_hours_if_configured():
@@ -45,13 +50,16 @@ def test_a_critical_alarm_passes_quiet_hours_if_configured():
     box.add(critical, at("2025-07-14 23:00"))
     box.add(change(id=1), at("2025-07-14 23:00"))
     batch = box.due(at("2025-07-14 23:00"))
-    assert batch is not None and ids(batch) == [9]
+    assert batch is not None
+    assert ids(batch) == [9]
     assert box.due(at("2025-07-14 23:00")) is None  # the warning waits for the morning
     strict = Outbox(Pace(TZ, quiet=(time(22), time(7)), quiet_critical=False), 0)
     strict.add(critical, at("2025-07-14 23:00"))
     assert strict.due(at("2025-07-14 23:00")) is None
     batch = strict.due(at("2025-07-15 07:00"))
-    assert batch is not None and batch.kind == "single" and ids(batch) == [9]
+    assert batch is not None
+    assert batch.kind == "single"
+    assert ids(batch) == [9]
 
 
 def test_a_daytime_quiet_window_does_not_wrap():
@@ -74,14 +82,18 @@ def test_a_digest_channel_sends_the_collected_changes_once_a_day_at_its_time():
     assert box.due(at("2025-07-14 15:00")) is None
     assert box.due(at("2025-07-15 08:29")) is None
     batch = box.due(at("2025-07-15 08:30"))
-    assert batch is not None and batch.kind == "digest" and batch.day == "2025-07-15"
+    assert batch is not None
+    assert batch.kind == "digest"
+    assert batch.day == "2025-07-15"
     assert ids(batch) == [1, 1, 2]
     # nothing collected: no message the next day
     assert box.due(at("2025-07-16 08:30")) is None
     box.add(change(id=3), at("2025-07-16 09:00"))
     assert box.due(at("2025-07-17 08:29")) is None
     batch = box.due(at("2025-07-17 08:31"))
-    assert batch is not None and ids(batch) == [3] and batch.day == "2025-07-17"
+    assert batch is not None
+    assert ids(batch) == [3]
+    assert batch.day == "2025-07-17"
 
 
 def test_a_digest_started_after_its_time_first_sends_the_next_day():
@@ -106,7 +118,8 @@ def test_the_rate_limit_sends_singles_then_one_batch_and_drops_nothing():
     box.add(change(id=10), t0 + 30)
     assert box.due(t0 + 30) is None  # half a token
     batch = box.due(t0 + 60)
-    assert batch is not None and ids(batch) == [10]
+    assert batch is not None
+    assert ids(batch) == [10]
     assert box.dropped == 0
 
 
@@ -125,7 +138,8 @@ def test_a_failed_message_is_retried_with_doubling_backoff_then_given_up():
     box.add(change(id=1), 0)
     box.add(change(id=2), 0)
     batch = box.due(0)
-    assert batch is not None and ids(batch) == [1]
+    assert batch is not None
+    assert ids(batch) == [1]
     now, waits = 0.0, []
     for _ in range(3):
         outcome, delay = box.failed(batch, now, retryable=True)
@@ -134,12 +148,14 @@ def test_a_failed_message_is_retried_with_doubling_backoff_then_given_up():
         assert box.due(now + delay - 0.1) is None  # change 2 waits behind it: order kept
         now += delay
         batch = box.due(now)
-        assert batch is not None and ids(batch) == [1]
+        assert batch is not None
+        assert ids(batch) == [1]
     assert waits == [5, 10, 12]
     assert box.failed(batch, now, retryable=True) == ("given up", 0.0)
     assert box.given_up == 1
     after = box.due(now)
-    assert after is not None and ids(after) == [2]
+    assert after is not None
+    assert ids(after) == [2]
     box.delivered(after, now)
     assert len(box) == 0
 
@@ -150,7 +166,8 @@ def test_a_permanent_failure_is_not_retried():
     batch = box.due(0)
     assert batch is not None
     assert box.failed(batch, 0, retryable=False) == ("given up", 0.0)
-    assert box.given_up == 1 and len(box) == 0
+    assert box.given_up == 1
+    assert len(box) == 0
 
 
 def test_a_receivers_retry_after_is_honoured():
@@ -169,7 +186,8 @@ def test_a_message_interrupted_in_flight_is_due_again_first():
     assert batch is not None
     box.put_back(batch)
     again = box.due(0)
-    assert again is batch and len(box) == 2
+    assert again is batch
+    assert len(box) == 2
 
 
 # --------------------------------------------------------------------------- the bound
@@ -182,7 +200,9 @@ def test_a_full_queue_drops_the_oldest_and_counts_them():
     assert first is not None
     box.failed(first, 0, retryable=True)
     dropped = sum(box.add(change(id=i), 0) for i in range(15))
-    assert dropped == 6 and box.dropped == 6 and len(box) == 10
+    assert dropped == 6
+    assert box.dropped == 6
+    assert len(box) == 10
     assert [t.alarm.id for t in box.pending] == list(range(6, 15))
     assert box.retrying is not None  # the message being retried is kept while others go
 
@@ -195,17 +215,23 @@ def test_alertmanager_mode_sends_all_waiting_in_one_request_and_resends_the_acti
     box.add(change(id=1), 0)
     box.add(change(id=2), 0)
     batch = box.due(0)
-    assert batch is not None and batch.kind == "batch" and ids(batch) == [1, 2]
+    assert batch is not None
+    assert batch.kind == "batch"
+    assert ids(batch) == [1, 2]
     box.delivered(batch, 0)
     assert box.due(30) is None
     resend = box.due(60)
-    assert resend is not None and resend.kind == "resend" and ids(resend) == [1, 2]
+    assert resend is not None
+    assert resend.kind == "resend"
+    assert ids(resend) == [1, 2]
     box.delivered(resend, 60)
     box.add(change("cleared", id=1, cleared="2025-07-14 06:00"), 70)
     cleared = box.due(70)
-    assert cleared is not None and [t.kind for t in cleared.transitions] == ["cleared"]
+    assert cleared is not None
+    assert [t.kind for t in cleared.transitions] == ["cleared"]
     again = box.due(120)
-    assert again is not None and ids(again) == [2]
+    assert again is not None
+    assert ids(again) == [2]
     assert box.failed(again, 120, retryable=True) == ("given up", 0.0)  # next resend comes
     assert box.given_up == 0
 

@@ -131,6 +131,7 @@ class NotifyDispatcher:
         tick_s: float = TICK_S,
     ) -> None:
         environ = os.environ if environ is None else environ
+        self.site = site
         self.health = health or Health()
         self.clock = clock
         self.tick_s = tick_s
@@ -215,7 +216,7 @@ class NotifyDispatcher:
         try:
             async with httpx.AsyncClient(headers={"user-agent": "epcmon"}) as client:
                 lanes = [
-                    asyncio.create_task(self._lane(lane, client), name=lane.name)
+                    asyncio.create_task(self._lane(lane, client, stop), name=lane.name)
                     for lane in self.lanes
                 ]
                 stopped = asyncio.create_task(stop.wait())
@@ -239,16 +240,19 @@ class NotifyDispatcher:
             if stop.is_set():
                 self._say_undelivered()
 
-    async def _lane(self, lane: _Lane, client: httpx.AsyncClient) -> None:
+    async def _lane(self, lane: _Lane, client: httpx.AsyncClient, stop: asyncio.Event) -> None:
         assert lane.wake is not None
-        while True:
+        # asyncio.timeout, not wait_for: Python 3.11's wait_for swallows a cancellation
+        # that arrives as the awaited thing completes, and the lane would never stop
+        while not stop.is_set():
             lane.wake.clear()
             now = self.clock()
             with self._lock:
                 batch = lane.outbox.due(now)
             if batch is None:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(lane.wake.wait(), timeout=self.tick_s)
+                    async with asyncio.timeout(self.tick_s):
+                        await lane.wake.wait()
                 continue
             await self._deliver(lane, batch, client, now)
 
@@ -258,7 +262,8 @@ class NotifyDispatcher:
         limit = lane.channel.timeout_s * 3  # connect, send and answer each have timeout_s
         retry_after = 0.0
         try:
-            await asyncio.wait_for(lane.sender.send(batch, now, client), timeout=limit)
+            async with asyncio.timeout(limit):
+                await lane.sender.send(batch, now, client)
         except asyncio.CancelledError:  # the service stops: the message is due again first
             with self._lock:
                 lane.outbox.put_back(batch)
