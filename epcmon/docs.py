@@ -48,7 +48,7 @@ def _type_name(annotation: Any) -> str:
     if origin is typing.Literal:
         return " \\| ".join(f"`{a}`" for a in args)
     if origin in (typing.Union, types.UnionType):
-        names = [_type_name(a) for a in args if a is not type(None)]
+        names = list(dict.fromkeys(_type_name(a) for a in args if a is not type(None)))
         return " \\| ".join(names) + (" (optional)" if type(None) in args else "")
     if origin in (tuple, list):
         return f"list of {_type_name(args[0])}"
@@ -140,6 +140,9 @@ def _union_tables(models: list[type[BaseModel]], heading: str, out: list[str]) -
         "| key | type | default | meaning |",
         "|---|---|---|---|",
     ]
+    kinds = " \\| ".join(_type_name(m.model_fields["type"].annotation) for m in models)
+    first = models[0].model_fields["type"]
+    out.append(f"| `type` | {kinds} | **required** | {first.description} |")
     for name in shared:
         field = models[0].model_fields[name]
         desc = (field.description or "").replace("\n", " ")

@@ -129,6 +129,7 @@ class EmailChannel(_Channel):
     """E-mail over SMTP: `type = "email"`."""
 
     type: Literal["email"]
+    """The kind of channel; it decides which other keys the table takes."""
     host: str = Field(min_length=1)
     """The SMTP server (relay) to send through."""
     port: int = Field(default=0, ge=0, le=65535)
@@ -168,6 +169,7 @@ class WebhookChannel(_Channel):
     """A generic JSON webhook: `type = "webhook"`; POSTs the changes as JSON (README)."""
 
     type: Literal["webhook"]
+    """The kind of channel; it decides which other keys the table takes."""
     url: HttpUrl = ""
     """Where to POST, `http(s)://host[:port]/path`."""
     url_env: EnvName = ""
@@ -189,6 +191,7 @@ class WecomChannel(_Channel):
     """A WeCom (企业微信) group robot: `type = "wecom"`; markdown messages."""
 
     type: Literal["wecom"]
+    """The kind of channel; it decides which other keys the table takes."""
     key_env: EnvName = Field(min_length=1)
     """The variable holding the robot's key (the `key=` of its webhook address)."""
     url: HttpUrl = "https://qyapi.weixin.qq.com/cgi-bin/webhook/send"
@@ -201,6 +204,7 @@ class DingtalkChannel(_Channel):
     """A DingTalk (钉钉) custom robot: `type = "dingtalk"`; markdown messages."""
 
     type: Literal["dingtalk"]
+    """The kind of channel; it decides which other keys the table takes."""
     token_env: EnvName = Field(min_length=1)
     """The variable holding the robot's `access_token`."""
     secret_env: EnvName = ""
@@ -222,6 +226,7 @@ class AlertmanagerChannel(_Channel):
     belong in its own configuration (time_intervals, group_interval)."""
 
     type: Literal["alertmanager"]
+    """The kind of channel; it decides which other keys the table takes."""
     url: HttpUrl = Field(min_length=1)
     """Alertmanager's base address, e.g. `http://127.0.0.1:9093`; alerts go to
     `<url>/api/v2/alerts`."""
