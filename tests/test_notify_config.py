@@ -72,7 +72,7 @@ def test_a_secret_in_the_file_is_refused_and_not_echoed(entry: dict[str, Any], s
     with pytest.raises(ConfigError) as caught:
         site([entry])
     assert says in str(caught.value)
-    for secret in ("hunter2", "3f2a-secret", "SECabc", 'abc"'):
+    for secret in ("hunter2", "3f2a-secret", "SECabc", "abc"):
         assert secret not in str(caught.value)
 
 
