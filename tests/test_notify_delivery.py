@@ -363,7 +363,9 @@ async def test_secrets_never_reach_the_logs(rx: Receiver, caplog: pytest.LogCapt
 
     rx.answer_for = echo
     d = dispatcher(all_channels(rx.url))
-    with caplog.at_level(logging.DEBUG):
+    # the CLI quietens httpx to WARNING for the whole process, and CLI tests run in-process
+    # before this one: open httpx's logger explicitly, as `-v` or a custom log config would
+    with caplog.at_level(logging.DEBUG), caplog.at_level(logging.DEBUG, logger="httpx"):
         async with running(d):
             d.dispatch([change()])
             await until(
