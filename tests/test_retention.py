@@ -126,10 +126,11 @@ def test_hourly_and_daily_reads_of_whole_retired_buckets_are_exact(store: DuckDB
     store.retire(start + 3 * DAY, SHANGHAI)
     for a in Agg:
         same(store.aggregate("m1", "power", start, start + 4 * DAY, Every(1, "h"), a), hourly[a], exact=True)
+        # a day's sum adds hourly sums where the raw read added quarter-hour sums
         same(
             store.aggregate("m1", "power", start, start + 4 * DAY, Every(1, "d"), a, SHANGHAI),
             daily[a],
-            exact=True,
+            exact=a not in (Agg.MEAN, Agg.SUM),
         )
 
 
@@ -236,7 +237,7 @@ def test_an_in_memory_store_retires_too() -> None:
         fill(store, start, days=2)
         mean = store.aggregate("m1", "power", start, start + 2 * DAY, Every(1, "d"), Agg.MEAN, SHANGHAI)
         store.retire(start + DAY, SHANGHAI)
-        same(store.aggregate("m1", "power", start, start + 2 * DAY, Every(1, "d"), Agg.MEAN, SHANGHAI), mean, exact=True)
+        same(store.aggregate("m1", "power", start, start + 2 * DAY, Every(1, "d"), Agg.MEAN, SHANGHAI), mean)
 
 
 # -- the scheduled part of `epcmon run` ----------------------------------------------------
@@ -255,6 +256,9 @@ def test_maintenance_retires_and_compacts(tmp_path: Path) -> None:
     start = local_midnight(date(2026, 1, 1), SHANGHAI)
     with DuckDBStore(tmp_path / "store.duckdb") as store:
         fill(store, start, days=3)
+        minutes = start + np.arange(3 * 1440, dtype=np.int64) * MINUTE
+        for i in range(30):  # enough points for their deletion to free blocks of the file
+            store.write(ReadingBatch.for_series(f"p{i}", "power", minutes, np.sin(minutes / 1e7 + i)))
         config = RetentionConfig(raw_days=1, compact_free_fraction=0.0)
         maintenance = StoreMaintenance(store, config, SHANGHAI)
         done = maintenance.run_once(start + 2 * DAY + 2 * HOUR)
@@ -287,7 +291,9 @@ async def test_maintenance_runs_daily_at_its_local_time(tmp_path: Path) -> None:
         while maintenance.passes == 0 and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.02)
         assert maintenance.passes == 1
-        assert len(store.read_raw("m1", "power", 0, start + 2 * DAY)) == 0
+        # 2 days back from 2026-01-04 03:30 is 2026-01-02 03:30: raw points kept from its midnight
+        assert len(store.read_raw("m1", "power", 0, start + DAY)) == 0
+        assert len(store.read_raw("m1", "power", start + DAY, start + 2 * DAY)) == 1440
         assert maintenance.seconds_until_due() == pytest.approx(86_400, abs=1)  # tomorrow
         stop.set()
         await asyncio.wait_for(task, 5)
