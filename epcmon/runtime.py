@@ -34,6 +34,7 @@ from reports.build import reports_dir
 from reports.schedule import MonthlyReports
 from storage.base import TimeSeriesStore
 from storage.deadletters import DeadLetters
+from storage.duckdb_store import DuckDBStore, StoreMaintenance
 from storage.spool import SpoolDrain, SpoolingStore
 
 log = logging.getLogger("epcmon.run")
@@ -166,7 +167,8 @@ async def _warm(app: FastAPI) -> None:
 
 class Service:
     """The parts of one epcmon process over one store, under one supervisor: the collectors
-    (role `all`/`collector`), the recompute and the API (role `all`/`api`). `epcmon run` and
+    (role `all`/`collector`), the recompute and the API (role `all`/`api`), and a DuckDB
+    store's daily retention and compaction. `epcmon run` and
     `epcmon demo` both run one; the demo adds its simulators as parts of their own.
 
         service = Service(site, store, data_dir, role="all")
@@ -205,6 +207,11 @@ class Service:
                 self.supervisor.add(name, part)
             if isinstance(store, SpoolingStore):  # replays as soon as the store is back
                 self.supervisor.add("spool-drain", SpoolDrain(store).run)
+        if isinstance(store, DuckDBStore):  # InfluxDB keeps data by its own retention policies
+            maintenance = StoreMaintenance(
+                store, site.storage.retention, site.site.timezone, self.health
+            )
+            self.supervisor.add("store-maintenance", maintenance.run)
         if role in ("all", "api"):
             self.statements = StatementStore(site.storage.statements_file)
             recompute = Recompute(site, store, self.statements, self.health)

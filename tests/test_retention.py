@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -60,7 +60,9 @@ def fill(store: DuckDBStore, start: int, days: int, seed: int = 0) -> None:
             [
                 ReadingBatch.for_series("m1", "power", minutes, power),
                 ReadingBatch.for_series("m1", "energy_import", minutes, energy),
-                ReadingBatch.for_series("wx", "outdoor_temperature", temps, rng.normal(8, 3, len(temps))),
+                ReadingBatch.for_series(
+                    "wx", "outdoor_temperature", temps, rng.normal(8, 3, len(temps))
+                ),
             ]
         )
     )
@@ -73,8 +75,14 @@ def reads(store: DuckDBStore, start: int, end: int, tz: str) -> dict[tuple[str, 
     out = {}
     for every in WIDTHS:
         for agg in Agg:
-            for meter, q in (("m1", "power"), ("wx", "outdoor_temperature"), ("m1", "energy_import")):
-                out[(q, str(every), agg.value)] = store.aggregate(meter, q, start, end, every, agg, tz)
+            for meter, q in (
+                ("m1", "power"),
+                ("wx", "outdoor_temperature"),
+                ("m1", "energy_import"),
+            ):
+                out[(q, str(every), agg.value)] = store.aggregate(
+                    meter, q, start, end, every, agg, tz
+                )
         out[("consumption", str(every), "")] = store.consumption(
             "m1", "energy_import", start, end, every, tz
         )
@@ -103,7 +111,8 @@ def test_reads_answer_the_same_from_the_rollups(store: DuckDBStore, tz: str) -> 
     boundary = local_midnight(date(2026, 1, 30), tz)
     done = store.retire(boundary + 5 * HOUR, tz)
     assert done.raw_from_ms == boundary  # the local midnight at or before
-    assert done.points > 0 and done.series == 2  # power and temperature, not the counter
+    assert done.points > 0
+    assert done.series == 2
 
     for w in windows:
         after = reads(store, *w, tz)
@@ -118,14 +127,20 @@ def test_reads_answer_the_same_from_the_rollups(store: DuckDBStore, tz: str) -> 
 def test_hourly_and_daily_reads_of_whole_retired_buckets_are_exact(store: DuckDBStore) -> None:
     start = local_midnight(date(2026, 1, 28), SHANGHAI)
     fill(store, start, days=4)
-    hourly = {a: store.aggregate("m1", "power", start, start + 4 * DAY, Every(1, "h"), a) for a in Agg}
+    hourly = {
+        a: store.aggregate("m1", "power", start, start + 4 * DAY, Every(1, "h"), a) for a in Agg
+    }
     daily = {
         a: store.aggregate("m1", "power", start, start + 4 * DAY, Every(1, "d"), a, SHANGHAI)
         for a in Agg
     }
     store.retire(start + 3 * DAY, SHANGHAI)
     for a in Agg:
-        same(store.aggregate("m1", "power", start, start + 4 * DAY, Every(1, "h"), a), hourly[a], exact=True)
+        same(
+            store.aggregate("m1", "power", start, start + 4 * DAY, Every(1, "h"), a),
+            hourly[a],
+            exact=True,
+        )
         # a day's sum adds hourly sums where the raw read added quarter-hour sums
         same(
             store.aggregate("m1", "power", start, start + 4 * DAY, Every(1, "d"), a, SHANGHAI),
@@ -164,7 +179,10 @@ def test_a_statement_is_the_same_after_retention(tmp_path: Path) -> None:
         for offset, delta in ((10, -0.4), (50, 0.7)):
             store.write(
                 ReadingBatch.for_series(
-                    "WX-ROOF", "outdoor_temperature", ts + offset * MINUTE, synthetic.data.temperature + delta
+                    "WX-ROOF",
+                    "outdoor_temperature",
+                    ts + offset * MINUTE,
+                    synthetic.data.temperature + delta,
                 )
             )
         baseline = fit_baseline(site, contract.id, store)
@@ -196,7 +214,9 @@ def test_late_points_in_a_retired_period_are_folded_into_the_rollups(store: Duck
     # not yet folded in: the roll-up answers as before
     same(store.aggregate("m1", "power", hour, hour + HOUR, Every(1, "h"), Agg.MAX), before[Agg.MAX])
     store.retire(start + 2 * DAY, SHANGHAI)
-    assert store.aggregate("m1", "power", hour, hour + HOUR, Every(1, "h"), Agg.MAX).value[0] == 1000.0
+    assert (
+        store.aggregate("m1", "power", hour, hour + HOUR, Every(1, "h"), Agg.MAX).value[0] == 1000.0
+    )
     count = store.aggregate("m1", "power", hour, hour + HOUR, Every(1, "h"), Agg.COUNT).value[0]
     assert count == before[Agg.COUNT].value[0] + 1
     day = store.aggregate("m1", "power", start, start + DAY, Every(1, "d"), Agg.MAX, SHANGHAI)
@@ -217,7 +237,9 @@ def test_the_newest_point_survives_retention_and_a_reopen(tmp_path: Path) -> Non
         assert reopened.latest() == newest
         assert reopened.series_keys() == sorted((r.meter_id, r.quantity) for r in newest)
         # the roll-ups and the retired boundary are in the file
-        got = reopened.aggregate("m1", "power", start, start + 2 * DAY, Every(1, "d"), Agg.COUNT, SHANGHAI)
+        got = reopened.aggregate(
+            "m1", "power", start, start + 2 * DAY, Every(1, "d"), Agg.COUNT, SHANGHAI
+        )
         assert got.value.tolist() == [1440.0, 1440.0]
 
 
@@ -235,9 +257,16 @@ def test_an_in_memory_store_retires_too() -> None:
     start = local_midnight(date(2026, 1, 28), SHANGHAI)
     with DuckDBStore(":memory:") as store:
         fill(store, start, days=2)
-        mean = store.aggregate("m1", "power", start, start + 2 * DAY, Every(1, "d"), Agg.MEAN, SHANGHAI)
+        mean = store.aggregate(
+            "m1", "power", start, start + 2 * DAY, Every(1, "d"), Agg.MEAN, SHANGHAI
+        )
         store.retire(start + DAY, SHANGHAI)
-        same(store.aggregate("m1", "power", start, start + 2 * DAY, Every(1, "d"), Agg.MEAN, SHANGHAI), mean)
+        same(
+            store.aggregate(
+                "m1", "power", start, start + 2 * DAY, Every(1, "d"), Agg.MEAN, SHANGHAI
+            ),
+            mean,
+        )
 
 
 # -- the scheduled part of `epcmon run` ----------------------------------------------------
@@ -245,11 +274,13 @@ def test_an_in_memory_store_retires_too() -> None:
 
 def test_retention_settings() -> None:
     default = RetentionConfig()
-    assert default.raw_days == 400 and default.at == "03:30"
+    assert default.raw_days == 400
+    assert default.at == "03:30"
     with pytest.raises(ValueError, match="at"):
         RetentionConfig(at="25:00")
     storage = StorageConfig.model_validate({"retention": {"raw_days": 30, "at": "01:15"}})
-    assert storage.retention.raw_days == 30 and storage.retention.at == "01:15"
+    assert storage.retention.raw_days == 30
+    assert storage.retention.at == "01:15"
 
 
 def test_maintenance_retires_and_compacts(tmp_path: Path) -> None:
@@ -258,18 +289,24 @@ def test_maintenance_retires_and_compacts(tmp_path: Path) -> None:
         fill(store, start, days=3)
         minutes = start + np.arange(3 * 1440, dtype=np.int64) * MINUTE
         for i in range(30):  # enough points for their deletion to free blocks of the file
-            store.write(ReadingBatch.for_series(f"p{i}", "power", minutes, np.sin(minutes / 1e7 + i)))
+            store.write(
+                ReadingBatch.for_series(f"p{i}", "power", minutes, np.sin(minutes / 1e7 + i))
+            )
         config = RetentionConfig(raw_days=1, compact_free_fraction=0.0)
         maintenance = StoreMaintenance(store, config, SHANGHAI)
         done = maintenance.run_once(start + 2 * DAY + 2 * HOUR)
-        assert done.retired is not None and done.retired.raw_from_ms == start + DAY
+        assert done.retired is not None
+        assert done.retired.raw_from_ms == start + DAY
         assert done.compacted is not None
         assert done.compacted.bytes_after < done.compacted.bytes_before
         assert len(store.read_raw("m1", "power", 0, start + DAY)) == 0
 
-        off = StoreMaintenance(store, RetentionConfig(raw_days=0, compact_free_fraction=1.0), SHANGHAI)
+        off = StoreMaintenance(
+            store, RetentionConfig(raw_days=0, compact_free_fraction=1.0), SHANGHAI
+        )
         nothing = off.run_once(start + 30 * DAY)
-        assert nothing.retired is None and nothing.compacted is None
+        assert nothing.retired is None
+        assert nothing.compacted is None
         assert len(store.read_raw("m1", "power", start + DAY, start + 3 * DAY)) == 2 * 1440
 
 
@@ -282,7 +319,11 @@ async def test_maintenance_runs_daily_at_its_local_time(tmp_path: Path) -> None:
         offset = due - 0.1 - datetime.now(UTC).timestamp()
         health = Health()
         maintenance = StoreMaintenance(
-            store, RetentionConfig(raw_days=2), SHANGHAI, health, clock=lambda: datetime.now(UTC).timestamp() + offset
+            store,
+            RetentionConfig(raw_days=2),
+            SHANGHAI,
+            health,
+            clock=lambda: datetime.now(UTC).timestamp() + offset,
         )
         assert maintenance.seconds_until_due() == pytest.approx(0.1, abs=0.05)
         stop = asyncio.Event()
@@ -310,7 +351,11 @@ async def test_a_failing_pass_is_reported_and_the_part_goes_on(
         health = Health()
         # the store's roll-ups are in Shanghai time; a site moved to Paris cannot add to them
         maintenance = StoreMaintenance(
-            store, RetentionConfig(raw_days=1), "Europe/Paris", health, clock=lambda: (start + 3 * DAY) / 1000
+            store,
+            RetentionConfig(raw_days=1),
+            "Europe/Paris",
+            health,
+            clock=lambda: (start + 3 * DAY) / 1000,
         )
         with caplog.at_level(logging.WARNING):
             assert maintenance.run_pass() is None
@@ -318,3 +363,15 @@ async def test_a_failing_pass_is_reported_and_the_part_goes_on(
         problems = [r for r in caplog.records if "Europe/Paris" in r.getMessage()]
         assert len(problems) == 1  # logged once, not once a pass
         assert "store maintenance" in health.snapshot().conditions
+
+
+async def test_the_service_runs_the_maintenance_of_a_duckdb_store(tmp_path: Path) -> None:
+    from epcmon.runtime import Service
+
+    site = load_site(ROOT / "sites" / "luan-admin-center.toml")
+    with DuckDBStore(tmp_path / "store.duckdb") as store:
+        service = Service(site, store, tmp_path, role="collector")
+        try:
+            assert "store-maintenance" in service.supervisor.names
+        finally:
+            service.close()

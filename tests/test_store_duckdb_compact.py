@@ -81,7 +81,8 @@ def test_compaction_is_skipped_below_the_free_fraction(tmp_path: Path) -> None:
         write_days(store, range(2), seed=1, minutes_a_batch=1440)  # every point replaced
         assert store.free_fraction() >= 0.25  # measured: 3 of 10 blocks
         done = store.compact(min_free_fraction=0.25)
-        assert done is not None and done.bytes_after < done.bytes_before
+        assert done is not None
+        assert done.bytes_after < done.bytes_before
         assert store.free_fraction() == 0.0
 
 
@@ -109,7 +110,7 @@ def test_writes_and_reads_carry_on_while_the_file_is_compacted(tmp_path: Path) -
                 try:
                     store.write(ReadingBatch.for_series("live", "power", [ts], [float(i)]))
                     store.write(ReadingBatch.for_series("m03", "power", [T0 + i * MINUTE], [-i]))
-                except BaseException as exc:  # noqa: BLE001 - the test reports any failure
+                except BaseException as exc:
                     errors.append(exc)
                     return
                 written.append(ts)
@@ -118,9 +119,11 @@ def test_writes_and_reads_carry_on_while_the_file_is_compacted(tmp_path: Path) -
         def reader() -> None:
             while not stop.is_set():
                 try:
-                    got = store.aggregate("m05", "power", T0, T0 + 4 * DAY, Every(1, "d"), Agg.COUNT)
+                    got = store.aggregate(
+                        "m05", "power", T0, T0 + 4 * DAY, Every(1, "d"), Agg.COUNT
+                    )
                     assert got.value.tolist() == [1440.0] * 4
-                except BaseException as exc:  # noqa: BLE001
+                except BaseException as exc:
                     errors.append(exc)
                     return
 
@@ -135,7 +138,8 @@ def test_writes_and_reads_carry_on_while_the_file_is_compacted(tmp_path: Path) -
         for thread in threads:
             thread.join(timeout=30)
         assert not errors, errors
-        assert done is not None and done.replayed > 0, "writes went on during the copy"
+        assert done is not None
+        assert done.replayed > 0, "writes went on during the copy"
         live = store.read_raw("live", "power", 0, 2**53)
         assert live.ts_ms.tolist() == written
         corrected = store.read_raw("m03", "power", T0, T0 + len(written) * MINUTE)

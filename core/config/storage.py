@@ -101,10 +101,11 @@ class RetentionConfig(_Model):
 
     raw_days: int = Field(default=400, ge=0, le=36_500)
     """Days of raw points kept for quantities that are not counters (power, voltages, currents,
-    temperatures, ...). Older points live on as hourly and daily roll-ups (count, sum, min,
-    max, first and last of each hour and of each local day) for good, and reads of those
-    periods answer from them. Counters (kWh, m³) keep every raw point: the M&V reads them.
-    0: keep every raw point."""
+    temperatures, ...), counted back from each daily pass to a local midnight. Older points
+    live on for good as hourly roll-ups (count, sum, min, max, first and last of each hour,
+    split at the local midnight in zones with half-hour offsets), from which hourly, daily
+    and monthly reads answer with the same numbers. Counters (kWh, m³) keep every raw point:
+    the M&V reads them. 0: keep every raw point."""
     at: str = Field(default="03:30", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
     """Local time of day (the site's zone, `HH:MM`) of the daily pass: retention, then
     compaction when it is worth it."""

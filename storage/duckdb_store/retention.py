@@ -32,7 +32,9 @@ def retire(store: DuckDBStore, boundary_ms: int, tz: str) -> Retired:
     try:
         ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise StoreError(f"retention of DuckDB store {store._path}: unknown time zone {tz!r}") from exc
+        raise StoreError(
+            f"retention of DuckDB store {store._path}: unknown time zone {tz!r}"
+        ) from exc
     if store._rollup_tz is not None and store._rollup_tz != tz:
         raise StoreError(
             f"DuckDB store {store._path} keeps its roll-ups in {store._rollup_tz} local days; "
