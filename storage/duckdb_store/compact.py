@@ -11,8 +11,9 @@ A copy into a fresh file does (1.32 MB for the same rows, sorted by series and t
 3. under the write lock, with reads held at the gate for that moment only, the journal is
    replayed into the copy (delete the keys, insert the points: idempotent whether a batch
    made it into the snapshot or not), the series are copied again, the copy is detached
-   (checkpointed), the connection closed, the copy renamed over the file, and the file
-   reopened.
+   (checkpointed), the connection closed (should closing leave the old file's WAL, its
+   checkpoint failed: the compaction is abandoned, a WAL is never deleted), the copy renamed
+   over the file, and the file reopened.
 
 The store is never changed in place: killed at any step before the rename, the old file is
 whole and the next compaction removes the leftover copy. The rename is atomic (same
@@ -139,8 +140,9 @@ def compact(
             journal, store._journal = store._journal or [], None
             _finish(store, fresh, journal)
     except BaseException:
-        store._journal = None
-        with contextlib.suppress(duckdb.Error), store._reading() as cursor:
+        with store._write_lock:
+            store._journal = None
+        with contextlib.suppress(duckdb.Error, StoreError), store._reading() as cursor:
             cursor.execute(f"DETACH DATABASE IF EXISTS {_FRESH}")
         _remove(fresh)
         raise
@@ -204,9 +206,14 @@ def _finish(store: DuckDBStore, fresh: Path, journal: list[pa.Table]) -> None:
             f"compaction of DuckDB store {store._path} failed replaying: {first_line(exc)}"
         ) from exc
     store._drop_connection()  # closing checkpoints the old file: its WAL is gone too
-    wal = path.with_name(path.name + ".wal")
-    if wal.exists():  # never let an old WAL be replayed onto the new file
-        wal.unlink()
+    if path.with_name(path.name + ".wal").exists():
+        # The checkpoint failed (a full disk?): the WAL holds data of the old file, and would
+        # be replayed onto the new one. Keep the old file as it is.
+        store._reopen(swapped=True)
+        raise StoreError(
+            f"compaction of DuckDB store {path} abandoned: closing it left its WAL "
+            "(the checkpoint failed); the store is unchanged"
+        )
     os.replace(fresh, path)
     with contextlib.suppress(OSError):  # make the rename durable where the platform can
         dir_fd = os.open(path.parent, os.O_RDONLY)
