@@ -15,7 +15,8 @@ from storage.base import Agg, Every
 # depend on the order DuckDB's threads add the points in, where `sum`/`avg` gave hourly means
 # that differed in the last bits with the read's window (so a statement's inputs digest
 # could change with nothing changed), and roll-ups (storage.duckdb_store.rollups) read the
-# same as the raw points they replace. It costs no more than `sum` (measured: 16 M points).
+# same as the raw points they replace. It costs little: an hourly mean of one meter-year took
+# 23.5 ms against 18.2 ms with `avg` (median of 7, same run, busy machine).
 _AGG_SQL: dict[Agg, str] = {
     Agg.MEAN: "fsum(value) / count(value)",
     Agg.MIN: "min(value)",
