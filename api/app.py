@@ -14,7 +14,16 @@ from api.keys import KeyStore
 from api.metrics import install_metrics, metrics_response
 from api.page import router as page_router
 from api.ratelimit import RateLimiter
-from api.routes import bills, consumption, contracts, meters, operations, reports, whoami
+from api.routes import (
+    bills,
+    consumption,
+    contracts,
+    grafana,
+    meters,
+    operations,
+    reports,
+    whoami,
+)
 from api.routes import site as site_routes
 from api.routes.contracts import SavingsCache
 from api.routes.meters import ERRORS
@@ -85,6 +94,7 @@ def create_app(
         consumption.router,
         bills.router,
         contracts.router,
+        grafana.router,
         operations.router,
         reports.router,
         whoami.router,

@@ -32,12 +32,12 @@ from dashboards.grafana.client import GrafanaClient
 from dashboards.grafana.provisioning import render
 from dashboards.grafana.push import push
 from dashboards.grafana.targets import INFINITY_TYPE, INFLUX_TYPE
-from processing.rollups import top_meters
 from epcmon.cli import main
 from epcmon.sites import load
+from processing.rollups import top_meters
 from simulators.history import generate_history
 from storage.influx import InfluxStore
-from tests.api_fixtures import STATEMENT_MONTH, app_for, make_world
+from tests.api_fixtures import DAYS, STATEMENT_MONTH, T0, app_for, make_world
 from tests.conftest import InfluxServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -308,6 +308,17 @@ def concrete_url(url: str, world_site: SiteConfig, view: tuple[str, str]) -> str
 def api_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     tmp = tmp_path_factory.mktemp("dash-api")
     world = make_world(tmp)
+    # what the shared world lacks and the panels read: delivered cooling, the detail meter's
+    # voltage, current and power factor (15-minute points over the same days)
+    ts = T0 + np.arange(DAYS * 96, dtype=np.int64) * 900_000
+    extra = [
+        ReadingBatch.for_series(m.id, "thermal_power", ts, np.full(len(ts), 300.0))
+        for m in world.site.meters
+        if m.kind.value == "thermal"
+    ]
+    for quantity, value in (("voltage_l1", 230.0), ("current_l1", 12.0), ("power_factor", 0.95)):
+        extra.append(ReadingBatch.for_series(DETAIL_METER, quantity, ts, np.full(len(ts), value)))
+    world.store.write(ReadingBatch.concat(extra))
     letter = {"received_ms": 1_764_518_400_000, "source": "mqtt", "reason": "bad json"}
     (tmp / "dead-letters.jsonl").write_text(json.dumps(letter | {"payload": "{"}) + "\n")
     try:
@@ -395,12 +406,17 @@ class RecordingGrafana:
         return httpx.Response(500, json={"message": "unexpected"})
 
 
-def test_push_makes_exactly_these_requests_and_is_idempotent(site: SiteConfig) -> None:
+def test_push_makes_exactly_these_requests_and_is_idempotent(influx_site: SiteConfig) -> None:
     fake = RecordingGrafana()
     client = GrafanaClient("http://grafana.test", "glsa_test", transport=httpx.MockTransport(fake))
-    kwargs = {"influx_url": "http://influx:8086", "api_url": "http://api:8000", "viewer_key": "k1"}
-    urls = push(client, site, **kwargs)
-    assert urls == [f"/d/{d['uid']}/x" for d in build_all(site).values()]
+    kwargs = {
+        "influx_url": "http://influx:8086",
+        "api_url": "http://api:8000",
+        "viewer_key": "k1",
+        "influx_token": "tok",
+    }
+    urls = push(client, influx_site, **kwargs)
+    assert urls == [f"/d/{d['uid']}/x" for d in build_all(influx_site).values()]
     first = [(m, p) for m, p, _ in fake.requests]
     assert (
         first
@@ -414,6 +430,10 @@ def test_push_makes_exactly_these_requests_and_is_idempotent(site: SiteConfig) -
         ]
         + [("POST", "/api/dashboards/db")] * 4
     )
+    influx_ds = fake.requests[3][2]
+    assert influx_ds["url"] == "http://influx:8086"
+    assert influx_ds["jsonData"]["httpHeaderName1"] == "Authorization"
+    assert influx_ds["secureJsonData"] == {"httpHeaderValue1": "Token tok"}  # InfluxDB 2.x
     api_ds = fake.requests[5][2]
     assert api_ds["url"] == "http://api:8000"
     assert api_ds["secureJsonData"] == {"httpHeaderValue1": "Bearer k1"}
@@ -423,7 +443,7 @@ def test_push_makes_exactly_these_requests_and_is_idempotent(site: SiteConfig) -
     assert dash["dashboard"]["id"] is None
 
     fake.requests.clear()
-    push(client, site, **kwargs)
+    push(client, influx_site, **kwargs)
     assert [(m, p) for m, p, _ in fake.requests][:6] == [
         ("GET", "/api/folders/epcmon"),
         ("GET", "/api/datasources/uid/epcmon-influxdb"),
@@ -432,6 +452,23 @@ def test_push_makes_exactly_these_requests_and_is_idempotent(site: SiteConfig) -
         ("PUT", "/api/datasources/uid/epcmon-api"),
         ("POST", "/api/dashboards/db"),
     ]
+
+
+def test_push_for_a_duckdb_site_makes_the_api_the_only_datasource(site: SiteConfig) -> None:
+    fake = RecordingGrafana()
+    client = GrafanaClient("http://grafana.test", "glsa_test", transport=httpx.MockTransport(fake))
+    push(client, site, influx_url="http://unused:8086", api_url="http://api:8000", viewer_key="k1")
+    assert [(m, p) for m, p, _ in fake.requests] == [
+        ("GET", "/api/folders/epcmon"),
+        ("POST", "/api/folders"),
+        ("GET", "/api/datasources/uid/epcmon-api"),
+        ("POST", "/api/datasources"),
+    ] + [("POST", "/api/dashboards/db")] * 4
+    api_ds = fake.requests[3][2]
+    assert api_ds["isDefault"] is True
+    assert api_ds["url"] == "http://api:8000"
+    for _m, _p, body in fake.requests[4:]:
+        assert '"epcmon-influxdb"' not in json.dumps(body)
 
 
 def test_a_grafana_error_names_the_call(site: SiteConfig) -> None:
