@@ -11,7 +11,6 @@ Infinity's `timeseries` format turns wide, one series per `series` value.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from datetime import date, datetime, timedelta
 from typing import Annotated, Literal
 
@@ -121,21 +120,27 @@ def series(
     lo, hi = _range(site, from_, to)
     every = width_for(site, lo, hi, interval_ms)
     tz = site.site.timezone
-    totals: dict[tuple[int, str], float] = defaultdict(float)
+    grid = np.array(bucket_starts(every, lo, hi, tz), dtype=np.int64)
+    sums: dict[str, np.ndarray] = {}
+    seen: dict[str, np.ndarray] = {}
     for m in _meters(site, store, quantity, meter):
         name = {"meter": m.id, "kind": m.kind.value, "sum": "sum"}[by]
-        if agg is Agg.COUNT:
-            for t in bucket_starts(every, lo, hi, tz):
-                totals[(t, name)] += 0.0
+        if name not in sums:
+            sums[name] = np.zeros(len(grid))
+            seen[name] = np.full(len(grid), agg is Agg.COUNT)  # a count is 0 where none came
         s = store.aggregate(m.id, quantity, lo, hi, every, agg, tz)
-        for t, v in zip(s.ts_ms.tolist(), s.value.tolist(), strict=True):
-            totals[(t, name)] += v
-    keys = sorted(totals)
-    times = iso_times(np.array([t for t, _ in keys], dtype=np.int64))
+        at = np.searchsorted(grid, s.ts_ms)
+        ok = (at < len(grid)) & (grid[np.minimum(at, len(grid) - 1)] == s.ts_ms)
+        np.add.at(sums[name], at[ok], s.value[ok])
+        seen[name][at[ok]] = True
+    times = iso_times(grid)
+    names = sorted(sums)
     return json_response(
         [
-            {"time": when, "series": name, "value": totals[(t, name)]}
-            for when, (t, name) in zip(times, keys, strict=True)
+            {"time": times[i], "series": name, "value": float(sums[name][i])}
+            for i in range(len(grid))
+            for name in names
+            if seen[name][i]
         ]
     )
 
