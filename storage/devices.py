@@ -22,6 +22,8 @@ from pathlib import Path
 
 from core.config import MqttConfig
 
+DEVICES_FILE = "devices.sqlite3"
+"""Its name in the data directory, beside `dead-letters.jsonl`."""
 SHOWN_PAYLOAD_BYTES = 4096
 """Payload bytes kept per device: enough to recognise a device and configure it."""
 

@@ -79,7 +79,17 @@ class Outcomes:
                 reason = f"unknown meter: no meter is mapped to topic {item.topic[:200]!r}"
                 self.discovery.saw(self.router.unrouted(item.topic), payload, received_ms, reason)
                 raise PayloadError(reason)
-            records = self._parse_records(payload, route.fmt, received_ms, self.limits, route.names)
+            try:
+                records = self._parse_records(
+                    payload, route.fmt, received_ms, self.limits, route.names
+                )
+            except PayloadError as exc:
+                if route.claims_any():
+                    raise
+                # a gateway none of whose meters is configured: unknown, whatever it sends
+                reason = f"unknown meter: no meter is mapped to topic {item.topic[:200]!r} ({exc})"
+                self.discovery.saw(self.router.unrouted(item.topic), payload, received_ms, reason)
+                raise PayloadError(reason) from exc
             item.readings = self._readings(item, route, records, payload, received_ms)
         except PayloadError as exc:
             item.readings = None

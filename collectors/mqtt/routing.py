@@ -10,10 +10,15 @@ filters whose messages are all such devices, unless a meter claims them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from core.config import MqttRoute, PayloadFormat, SiteConfig
+from core.config.topics import NAME_CHARS
+
+_TEMPLATE_PARTS = re.compile(r"\{(/[^{}]*)\}")
+"""Splits a meter template at its payload variables, keeping their pointers."""
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,20 @@ class Route:
         None: an unknown meter."""
         meter_id = self.candidate(names)
         return meter_id if meter_id in self.known else None
+
+    def claims_any(self) -> bool:
+        """Whether a configured meter can be on this topic: with the payload naming the
+        meters, whether one fits the template (`E-GW1-{/addr}`: any `E-GW1-...`)."""
+        if not self.names:
+            return self.meter_id in self.known
+        pattern = re.compile(
+            "".join(
+                NAME_CHARS if part in self.names else re.escape(part)
+                for part in _TEMPLATE_PARTS.split(self.template)
+                if part
+            )
+        )
+        return any(pattern.fullmatch(meter_id) for meter_id in self.known)
 
     def candidate(self, names: Sequence[str]) -> str:
         """The meter id the names give, configured or not."""
@@ -88,7 +107,8 @@ class TopicRouter:
         return self._site.mqtt.discover
 
     def route(self, topic: str) -> Route | None:
-        """Where `topic`'s messages go, or None when no configured meter can be on it."""
+        """Where `topic`'s messages go, or None when no configured meter can be on it. A
+        route whose payload names the meters takes every topic its pattern matches."""
         if (hit := self._exact.get(topic)) is not None:
             return hit
         for name, route in self._routes:
@@ -96,11 +116,10 @@ class TopicRouter:
             if meter_id is None:
                 continue
             names = route.payload_names
-            if names:  # the payload names the meters: which, each record says
-                if self._known[name]:
-                    fmt = self._site.payload_formats[route.format]
-                    return Route(fmt, "", names, meter_id, name, self._known[name])
-            elif meter_id in self._known[name]:
+            if names:  # the payload names the meters: which are configured, each record says
+                fmt = self._site.payload_formats[route.format]
+                return Route(fmt, "", names, meter_id, name, self._known[name])
+            if meter_id in self._known[name]:
                 return Route(
                     self._site.payload_formats[route.format],
                     meter_id,
