@@ -18,6 +18,7 @@ The package, one job a module:
 | `billing` | department bills: the site's tariff, the pools shared out and their rules |
 | `intensity` | energy-use intensity targets (GB/T 51161, the 公共机构 quotas) |
 | `reports` | the monthly energy report: where it is kept, when `epcmon run` writes it |
+| `notify` | where alarms are delivered: e-mail, webhooks, WeCom, DingTalk, Alertmanager |
 | `faults` | the simulators' settings and fault schema |
 | `site` | `SiteConfig`, the root, and `[api]` |
 | `references` | the cross-references checked after validation |
@@ -55,6 +56,14 @@ from core.config.intensity import IntensityConfig, IntensityTarget, Metric
 from core.config.loading import load_site, parse_site
 from core.config.meters import Gateway, Meter, ModbusSource
 from core.config.mqtt import MqttConfig, MqttSource, PayloadField, PayloadFormat
+from core.config.notify import (
+    AlertmanagerChannel,
+    DingtalkChannel,
+    EmailChannel,
+    NotifyConfig,
+    WebhookChannel,
+    WecomChannel,
+)
 from core.config.places import (
     Building,
     CalendarConfig,
@@ -75,6 +84,7 @@ __all__ = [
     "MODEL_NAMES",
     "SECRET_ENV",
     "UTILITY_NAMES",
+    "AlertmanagerChannel",
     "AllocationRule",
     "ApiConfig",
     "BaselineSettings",
@@ -83,6 +93,8 @@ __all__ = [
     "CalendarConfig",
     "Contract",
     "DayOverride",
+    "DingtalkChannel",
+    "EmailChannel",
     "EndUse",
     "EntityId",
     "GasBoundary",
@@ -103,6 +115,7 @@ __all__ = [
     "MqttRoute",
     "MqttSource",
     "NonRoutineAdjustment",
+    "NotifyConfig",
     "PayloadField",
     "PayloadFormat",
     "Pool",
@@ -124,6 +137,8 @@ __all__ = [
     "UtilityName",
     "UtilityTerms",
     "WaterBoundary",
+    "WebhookChannel",
+    "WecomChannel",
     "contract_weather_station",
     "influx_from_environment",
     "load_site",

@@ -15,6 +15,7 @@ from core.config.faults import SimulationConfig
 from core.config.intensity import IntensityConfig
 from core.config.meters import Gateway, Meter
 from core.config.mqtt import MqttConfig, PayloadFormat
+from core.config.notify import NotifyConfig
 from core.config.places import Building, CalendarConfig, MeterKind, SiteInfo, Tenant
 from core.config.reports import ReportsConfig
 from core.config.storage import StorageConfig
@@ -39,6 +40,9 @@ class ApiConfig(_Model):
     """Requests one key may make at once before the rate limit applies."""
     cors_origins: tuple[str, ...] = ()
     """Origins allowed to call the API from a browser; none by default (CORS closed)."""
+    public_url: str = Field(default="", pattern=r"^(https?://[^\s/?#]+(/[^\s?#]*)?)?$")
+    """The address people open the page at (behind a proxy, e.g. `https://epc.example.gov.cn`);
+    alarm messages link to it. Empty: messages carry no link."""
 
 
 class ScheduleConfig(_Model):
@@ -70,6 +74,7 @@ class SiteConfig(_Model):
     intensity: IntensityConfig = IntensityConfig()
     reports: ReportsConfig = ReportsConfig()
     simulation: SimulationConfig = SimulationConfig()
+    notify: NotifyConfig = NotifyConfig()
 
     _source: str = PrivateAttr(default="")
 
