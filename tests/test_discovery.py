@@ -283,3 +283,21 @@ def test_the_api_lists_them_for_the_buildings_roles_and_not_for_vendors(api):
     r = client.get(url, headers={"Authorization": f"Bearer {tokens['vendor']}"})
     assert r.status_code == 403
     assert client.get(url).status_code == 401
+
+
+def test_which_unreadable_messages_are_from_unconfigured_devices(tmp_path):
+    """A message its format cannot read is an unconfigured device's only when no configured
+    meter can be on its topic: a meter's own topic, or a gateway with a configured meter on
+    the bus, keep the parse error as their reason."""
+    site = write_site(tmp_path, site_text("mqtt://127.0.0.1:1883", "p"))
+    router = TopicRouter(site)
+    claimed = {
+        "p/ctwing/861234567890123": True,  # W-NB-01's own topic
+        "p/rs485/GWB2/up": True,  # E-GWB2-1 ... 10
+        "p/rs485/GWC9/up": False,  # the bus route's pattern, none of its meters configured
+    }
+    for topic, expected in claimed.items():
+        route = router.route(topic)
+        assert route is not None, topic
+        assert route.claims_any() is expected, topic
+    assert router.route("p/tele/plug7/SENSOR") is None

@@ -23,8 +23,8 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from functools import lru_cache
+from typing import Any, NamedTuple
 
 from collectors.mqtt.bounded import (
     HARD_LATEST_MS,
@@ -64,8 +64,7 @@ MAX_NAME_CHARS = 64
 """A meter name taken from a payload becomes part of a meter id, which is at most 64."""
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
+class Record(NamedTuple):
     """One record of a message: the meter names it carries (for the route's template), its
     time, and its values in canonical units."""
 
@@ -78,8 +77,7 @@ class Record:
 def resolve_pointer(document: Any, pointer: str) -> Any:
     """RFC 6901: `/a/b/0`; `~1` is '/', `~0` is '~'. Returns `MISSING` when absent."""
     node = document
-    for raw in pointer.split("/")[1:]:
-        token = raw.replace("~1", "/").replace("~0", "~")
+    for token in _tokens(pointer):
         if isinstance(node, dict):
             if token not in node:
                 return MISSING
@@ -91,6 +89,12 @@ def resolve_pointer(document: Any, pointer: str) -> Any:
         else:
             return MISSING
     return node
+
+
+@lru_cache(maxsize=4096)
+def _tokens(pointer: str) -> tuple[str, ...]:
+    """A pointer's reference tokens, unescaped (a site has a few hundred pointers at most)."""
+    return tuple(raw.replace("~1", "/").replace("~0", "~") for raw in pointer.split("/")[1:])
 
 
 def parse_payload(

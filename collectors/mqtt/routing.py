@@ -45,9 +45,10 @@ class Route:
 
     def claims_any(self) -> bool:
         """Whether a configured meter can be on this topic: with the payload naming the
-        meters, whether one fits the template (`E-GW1-{/addr}`: any `E-GW1-...`)."""
+        meters, whether one fits the template (`E-GW1-{/addr}`: any `E-GW1-...`); a topic
+        naming its meter is routed only to a configured one."""
         if not self.names:
-            return self.meter_id in self.known
+            return True
         pattern = re.compile(
             "".join(
                 NAME_CHARS if part in self.names else re.escape(part)
