@@ -88,7 +88,7 @@ def site_dict() -> dict[str, Any]:
                 "end_use": "weather",
                 "mqtt": {"topic": "tiny/wx", "format": "wx"},
             },
-        ],  # fmt: skip
+        ],
         "alarms": {
             "rules": {
                 "transformer_load": {"rated_kva": {"TR-1": 1000}},
