@@ -91,11 +91,15 @@ class AlarmPage:
     """How many alarms match (before paging)."""
 
 
-def default_path(site: SiteConfig) -> Path:
-    """`[alarms] file`, or `alarms.sqlite3` beside the statements file."""
+def default_path(site: SiteConfig, statements_file: str | Path | None = None) -> str:
+    """`[alarms] file`, or `alarms.sqlite3` beside the statements file (`statements_file`
+    when given: the one the service opened; in memory beside statements in memory)."""
     if site.alarms.file:
-        return Path(site.alarms.file)
-    return Path(site.storage.statements_file).parent / "alarms.sqlite3"
+        return site.alarms.file
+    beside = str(statements_file or site.storage.statements_file)
+    if beside == ":memory:":
+        return ":memory:"
+    return str(Path(beside).parent / "alarms.sqlite3")
 
 
 def _alarm(row: tuple[object, ...]) -> Alarm:

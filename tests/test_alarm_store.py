@@ -104,7 +104,8 @@ def test_unknown_alarm_is_not_found() -> None:
 
 def test_the_file_lives_beside_the_statements_unless_the_site_says() -> None:
     site = tiny_site()
-    assert default_path(site) == Path(site.storage.statements_file).parent / "alarms.sqlite3"
-    assert default_path(tiny_site({"file": "/var/lib/epcmon/a.sqlite3"})) == Path(
-        "/var/lib/epcmon/a.sqlite3"
-    )
+    beside = Path(site.storage.statements_file).parent / "alarms.sqlite3"
+    assert default_path(site) == str(beside)
+    assert default_path(site, "/srv/epcmon/statements.sqlite3") == "/srv/epcmon/alarms.sqlite3"
+    assert default_path(site, ":memory:") == ":memory:"
+    assert default_path(tiny_site({"file": "/var/lib/epcmon/a.sqlite3"})) == "/var/lib/epcmon/a.sqlite3"
