@@ -39,7 +39,8 @@ log = logging.getLogger("epcmon.alarms")
 
 DAY_MS = 86_400_000
 PLAN_EVERY_MS = 600_000
-"""How often the engine asks the store which series exist (new meters, new quantities)."""
+"""How often the engine asks the store which series exist (new quantities); while a meter
+of the site has none yet, at every evaluation (its first readings are read at once)."""
 BASELINES_EVERY_MS = 3_600_000
 """How often it reloads the contracts' stored baselines (refitted by the recompute)."""
 OPS_KEEP_MS = 2 * DAY_MS
@@ -98,6 +99,7 @@ class AlarmEngine:
         availability: CollectorState | None = None,
         statements: StatementStore | None = None,
         spool_depth: Callable[[], int] | None = None,
+        clock: Callable[[], int] | None = None,
     ) -> None:
         self.site = site
         self.store = store
@@ -107,6 +109,8 @@ class AlarmEngine:
         self.availability = availability
         self.statements = statements
         self.spool_depth = spool_depth
+        self.clock = clock or _now_ms
+        """UTC epoch ms now (`run` evaluates at its instants)."""
         self.last_evaluation_s = 0.0
         """Seconds the last evaluation took (reads and rules)."""
         self._failing: dict[str, str] = {}
@@ -129,7 +133,8 @@ class AlarmEngine:
     # -- what to read ----------------------------------------------------------------------------
 
     def _plan(self, now_ms: int) -> None:
-        if self._planned_ms is not None and now_ms - self._planned_ms < PLAN_EVERY_MS:
+        complete = len(self.primary) == len(self.site.meters)  # else: ask at every evaluation
+        if complete and self._planned_ms is not None and now_ms - self._planned_ms < PLAN_EVERY_MS:
             return
         self._planned_ms = now_ms
         held: dict[str, set[str]] = {}
@@ -277,9 +282,9 @@ class AlarmEngine:
         again after it raised starts from the stored alarms)."""
         self._reset()
         every = self.site.alarms.every_s
-        await asyncio.to_thread(self.retire_disabled, _now_ms())
+        await asyncio.to_thread(self.retire_disabled, self.clock())
         while not stop.is_set():
-            done = await asyncio.to_thread(self.step, _now_ms())
+            done = await asyncio.to_thread(self.step, self.clock())
             if done:
                 log.debug("alarms: %d transitions in %.3f s", len(done), self.last_evaluation_s)
             with contextlib.suppress(TimeoutError):

@@ -108,4 +108,7 @@ def test_the_file_lives_beside_the_statements_unless_the_site_says() -> None:
     assert default_path(site) == str(beside)
     assert default_path(site, "/srv/epcmon/statements.sqlite3") == "/srv/epcmon/alarms.sqlite3"
     assert default_path(site, ":memory:") == ":memory:"
-    assert default_path(tiny_site({"file": "/var/lib/epcmon/a.sqlite3"})) == "/var/lib/epcmon/a.sqlite3"
+    assert (
+        default_path(tiny_site({"file": "/var/lib/epcmon/a.sqlite3"}))
+        == "/var/lib/epcmon/a.sqlite3"
+    )
