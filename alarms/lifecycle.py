@@ -190,9 +190,8 @@ class Lifecycle:
                 return track, None  # gone, not for long enough: the episode goes on
             if track.alarm is None:
                 return None, None  # pending, never raised: forgotten
+            # the message stays what was wrong (the list of cleared alarms says what they were)
             done = replace(track.alarm, state="cleared", cleared_ms=now_ms, updated_ms=now_ms)
-            if not c.active and c.message:
-                done = replace(done, message=c.message, value=c.value)
             return None, Transition("cleared", done, now_ms)
         if track.alarm is None:
             if now_ms - track.active_since_ms < timing.raise_after_ms:

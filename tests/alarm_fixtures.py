@@ -5,6 +5,7 @@ changes in it."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -12,6 +13,9 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import numpy.typing as npt
 
+from alarms.lifecycle import Lifecycle, Timing
+from alarms.model import Category, Condition, Severity
+from alarms.store import AlarmStore
 from core.config import SiteConfig, parse_site
 from core.readings import ReadingBatch
 
@@ -196,3 +200,30 @@ def usual(
             instant("WX", "outdoor_temperature", lambda t: 25.0 + 0 * t, start_ms, end_ms)
         )
     return ReadingBatch.concat(batches)
+
+
+# -- stored alarms of the reference site, for the API and the page -----------------------------
+
+BOUNDARY_ALARM, BUILDING_ALARM, PART_ALARM, CLEARED_ALARM = 1, 2, 3, 4
+"""Alarms `seed_alarms` stores: on a contract boundary meter (a vendor sees it), on a
+department's meter and on a part of the service (neither of which a vendor sees), all
+active; and one on a department's meter, cleared."""
+
+
+def seed_alarms(path: str, at_ms: int) -> None:
+    store = AlarmStore(path)
+    cycle = Lifecycle(lambda _r: Timing(), next_id=store.next_id())
+    conditions = [
+        Condition("meter_offline", "E-TR1", True, Severity.WARNING, Category.DATA,
+                  "表计离线：E-TR1 已 20 min 无读数", 20.0, 15.0, "min", ("E-TR1",)),
+        Condition("base_load", "E-D01", True, Severity.WARNING, Category.CONSUMPTION,
+                  "基础负荷上升：E-D01 夜间平均 12.0 kWh/h", 12.0, 9.0, "kWh/h", ("E-D01",)),
+        Condition("part_restarting", "mqtt", True, Severity.CRITICAL, Category.DATA,
+                  "服务部件 mqtt 故障重启"),
+        Condition("night_water_flow", "W-MAIN", True, Severity.CRITICAL, Category.CONSUMPTION,
+                  "夜间持续用水（疑似漏水）：W-MAIN", 1.4, 1.2, "m3/h", ("W-MAIN",)),
+    ]  # fmt: skip
+    store.record(cycle.observe(conditions, at_ms - 3_600_000))
+    gone = replace(conditions[3], active=False, message="夜间用水正常 W-MAIN")
+    store.record(cycle.observe([gone], at_ms - 600_000))
+    store.close()

@@ -8,37 +8,23 @@ import re
 import pytest
 from fastapi.testclient import TestClient
 
-from alarms.lifecycle import Lifecycle, Timing
-from alarms.model import Category, Condition, Severity
-from alarms.store import AlarmStore, default_path
+from alarms.store import default_path
 from api.keys import Role
 from core.health import Health
+from tests.alarm_fixtures import (
+    BOUNDARY_ALARM,
+    BUILDING_ALARM,
+    CLEARED_ALARM,
+    PART_ALARM,
+    seed_alarms,
+)
 from tests.api_fixtures import DAYS, T0, app_for, make_world
-
-BOUNDARY_ALARM, BUILDING_ALARM, PART_ALARM = 1, 2, 3
-"""Alarms stored for the module: on a contract boundary meter (the vendor sees it), on a
-department's meter, and on a part of the service (neither of which the vendor sees)."""
-
-
-def seed_alarms(path: str) -> None:
-    store = AlarmStore(path)
-    cycle = Lifecycle(lambda _r: Timing(), next_id=store.next_id())
-    conditions = [
-        Condition("meter_offline", "E-TR1", True, Severity.WARNING, Category.DATA,
-                  "表计离线：E-TR1", 20.0, 15.0, "min", ("E-TR1",)),
-        Condition("base_load", "E-D01", True, Severity.WARNING, Category.CONSUMPTION,
-                  "基础负荷上升：E-D01", 12.0, 9.0, "kWh/h", ("E-D01",)),
-        Condition("part_restarting", "mqtt", True, Severity.CRITICAL, Category.DATA,
-                  "服务部件 mqtt 故障重启"),
-    ]  # fmt: skip
-    store.record(cycle.observe(conditions, T0 + DAYS * 86_400_000))
-    store.close()
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     w = make_world(tmp_path_factory.mktemp("api"))
-    seed_alarms(default_path(w.site, w.statements.path))
+    seed_alarms(default_path(w.site, w.statements.path), T0 + DAYS * 86_400_000)
     yield w
     w.store.close()
     w.keys.close()
@@ -201,8 +187,10 @@ def test_alarms_are_listed_active_first_and_scoped_for_the_vendor(world, client)
         r = client.get(f"/api/v1/alarms/{hidden}", headers=auth(world, "vendor"))
         assert r.status_code == 404
         assert r.json()["detail"] == f"no alarm {hidden}"
-    assert client.get("/api/v1/alarms", params={"state": "cleared"},
-                      headers=auth(world, "viewer")).json()["total"] == 0  # fmt: skip
+    cleared = client.get("/api/v1/alarms", params={"state": "cleared"},
+                         headers=auth(world, "viewer")).json()  # fmt: skip
+    assert [(a["id"], a["state"]) for a in cleared["alarms"]] == [(CLEARED_ALARM, "cleared")]
+    assert cleared["alarms"][0]["cleared"].endswith("Z")
     paged = client.get("/api/v1/alarms", params={"limit": 1, "offset": 1},
                        headers=auth(world, "viewer")).json()  # fmt: skip
     assert [a["id"] for a in paged["alarms"]] == [BUILDING_ALARM]
