@@ -19,6 +19,7 @@ The package, one job a module:
 | `intensity` | energy-use intensity targets (GB/T 51161, the 公共机构 quotas) |
 | `reports` | the monthly energy report: where it is kept, when `epcmon run` writes it |
 | `alarms` | the alarm rules `epcmon run` evaluates, their thresholds, raising and clearing |
+| `notify` | where alarms are delivered: e-mail, webhooks, WeCom, DingTalk, Alertmanager |
 | `faults` | the simulators' settings and fault schema |
 | `site` | `SiteConfig`, the root, and `[api]` |
 | `references` | the cross-references checked after validation |
@@ -57,6 +58,14 @@ from core.config.intensity import IntensityConfig, IntensityTarget, Metric
 from core.config.loading import load_site, parse_site
 from core.config.meters import Gateway, Meter, ModbusSource
 from core.config.mqtt import MqttConfig, MqttSource, PayloadField, PayloadFormat
+from core.config.notify import (
+    AlertmanagerChannel,
+    DingtalkChannel,
+    EmailChannel,
+    NotifyConfig,
+    WebhookChannel,
+    WecomChannel,
+)
 from core.config.places import (
     Building,
     CalendarConfig,
@@ -80,6 +89,7 @@ __all__ = [
     "UTILITY_NAMES",
     "AlarmRules",
     "AlarmsConfig",
+    "AlertmanagerChannel",
     "AllocationRule",
     "ApiConfig",
     "BaselineSettings",
@@ -88,6 +98,8 @@ __all__ = [
     "CalendarConfig",
     "Contract",
     "DayOverride",
+    "DingtalkChannel",
+    "EmailChannel",
     "EndUse",
     "EntityId",
     "GasBoundary",
@@ -108,6 +120,7 @@ __all__ = [
     "MqttRoute",
     "MqttSource",
     "NonRoutineAdjustment",
+    "NotifyConfig",
     "PayloadField",
     "PayloadFormat",
     "Pool",
@@ -130,6 +143,8 @@ __all__ = [
     "UtilityName",
     "UtilityTerms",
     "WaterBoundary",
+    "WebhookChannel",
+    "WecomChannel",
     "contract_weather_station",
     "influx_from_environment",
     "load_site",

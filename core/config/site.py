@@ -16,6 +16,7 @@ from core.config.faults import SimulationConfig
 from core.config.intensity import IntensityConfig
 from core.config.meters import Gateway, Meter
 from core.config.mqtt import MqttConfig, PayloadFormat
+from core.config.notify import NotifyConfig
 from core.config.places import Building, CalendarConfig, MeterKind, SiteInfo, Tenant
 from core.config.reports import ReportsConfig
 from core.config.storage import StorageConfig
@@ -40,6 +41,9 @@ class ApiConfig(_Model):
     """Requests one key may make at once before the rate limit applies."""
     cors_origins: tuple[str, ...] = ()
     """Origins allowed to call the API from a browser; none by default (CORS closed)."""
+    public_url: str = Field(default="", pattern=r"^(https?://[^\s/?#]+(/[^\s?#]*)?)?$")
+    """The address people open the page at (behind a proxy, e.g. `https://epc.example.gov.cn`);
+    alarm messages link to it. Empty: messages carry no link."""
 
 
 class ScheduleConfig(_Model):
@@ -72,6 +76,7 @@ class SiteConfig(_Model):
     reports: ReportsConfig = ReportsConfig()
     alarms: AlarmsConfig = AlarmsConfig()
     simulation: SimulationConfig = SimulationConfig()
+    notify: NotifyConfig = NotifyConfig()
 
     _source: str = PrivateAttr(default="")
 
