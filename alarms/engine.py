@@ -57,7 +57,7 @@ class CollectorState(Protocol):
 
 
 class LogDispatcher:
-    """A dispatcher that logs one line per transition (the notifiers replace it)."""
+    """A dispatcher that logs one line per transition (beside the notifiers, `Fanout`)."""
 
     def dispatch(self, transitions: list[Transition]) -> None:
         for t in transitions:

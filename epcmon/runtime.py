@@ -18,7 +18,8 @@ from fastapi import FastAPI
 
 import storage
 from alarms.engine import AlarmEngine, LogDispatcher
-from alarms.model import Dispatcher
+from alarms.model import Dispatcher, Fanout
+from alarms.notify import NotifyDispatcher
 from alarms.store import AlarmStore, default_path
 from api.app import create_app, warm_caches
 from api.keys import KeyStore
@@ -171,7 +172,8 @@ class Service:
     """The parts of one epcmon process over one store, under one supervisor: the collectors
     (role `all`/`collector`), the recompute, the alarms and the API (role `all`/`api`).
     `epcmon run` and `epcmon demo` both run one; the demo adds its simulators as parts of
-    their own. Alarm transitions go to `dispatcher` (default: one log line each).
+    their own. Alarm transitions go to `dispatcher` (default: one log line each and the
+    site's `[notify]` channels, delivered by a part of their own).
 
         service = Service(site, store, data_dir, role="all")
         port = await service.start()     # the API listens (a port in use fails here)
@@ -200,6 +202,7 @@ class Service:
         self.statements: StatementStore | None = None
         self.alarms: AlarmStore | None = None
         self.alarm_engine: AlarmEngine | None = None
+        self.notify: NotifyDispatcher | None = None
         self.dispatcher: Dispatcher = dispatcher or LogDispatcher()
         self.app: FastAPI | None = None
         self._api: ApiPart | None = None
@@ -224,6 +227,12 @@ class Service:
                 )
                 self.supervisor.add("reports", reports.run)
             self.alarms = AlarmStore(default_path(site, self.statements.path))
+            if dispatcher is None and site.notify.enabled and site.notify.channels:
+                # delivery runs as a part of its own: a slow or dead receiver never holds
+                # up the evaluation, which only queues
+                self.notify = NotifyDispatcher(site, health=self.health)
+                self.dispatcher = Fanout(LogDispatcher(), self.notify)
+                self.supervisor.add("notify", self.notify.run)
             if site.alarms.enabled:  # the rules every [alarms] every_s, from the stored alarms
                 spool = getattr(store, "spool", None)
                 self.alarm_engine = AlarmEngine(
