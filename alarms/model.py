@@ -11,7 +11,6 @@ sees it; a subject is a meter id, a tenant id, a contract id, a part name or `si
 from __future__ import annotations
 
 import logging
-
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Literal, Protocol
