@@ -65,6 +65,7 @@ READER_ROUTES = [
     ("/api/v1/operations/meters", {}),
     ("/api/v1/operations/dead-letters", {}),
     ("/api/v1/operations/spool", {}),
+    ("/api/v1/devices/unconfigured", {}),
     ("/metrics", {}),
 ]
 AUTHOR_ROUTES = [
