@@ -17,7 +17,17 @@ from api.metrics import install_metrics, metrics_response
 from api.page import router as page_router
 from api.ratelimit import RateLimiter
 from api.routes import alarms as alarm_routes
-from api.routes import bills, consumption, contracts, devices, meters, operations, reports, whoami
+from api.routes import (
+    bills,
+    consumption,
+    contracts,
+    devices,
+    grafana,
+    meters,
+    operations,
+    reports,
+    whoami,
+)
 from api.routes import site as site_routes
 from api.routes.contracts import SavingsCache
 from api.routes.meters import ERRORS
@@ -95,6 +105,7 @@ def create_app(
         consumption.router,
         bills.router,
         contracts.router,
+        grafana.router,
         operations.router,
         devices.router,
         reports.router,
