@@ -7,6 +7,8 @@ from pathlib import Path
 from fastapi import FastAPI, Response
 from fastapi.middleware.cors import CORSMiddleware
 
+from alarms.model import Dispatcher
+from alarms.store import AlarmStore, default_path
 from api.cache import ResponseCache
 from api.deps import Reader, SiteDep, StoreDep
 from api.errors import install_error_handler
@@ -14,7 +16,18 @@ from api.keys import KeyStore
 from api.metrics import install_metrics, metrics_response
 from api.page import router as page_router
 from api.ratelimit import RateLimiter
-from api.routes import bills, consumption, contracts, meters, operations, reports, whoami
+from api.routes import alarms as alarm_routes
+from api.routes import (
+    bills,
+    consumption,
+    contracts,
+    devices,
+    grafana,
+    meters,
+    operations,
+    reports,
+    whoami,
+)
 from api.routes import site as site_routes
 from api.routes.contracts import SavingsCache
 from api.routes.meters import ERRORS
@@ -26,6 +39,7 @@ from core.health import Health
 from processing.statements import StatementStore
 from reports.build import reports_dir as default_reports_dir
 from storage.base import TimeSeriesStore
+from storage.devices import DEVICES_FILE
 
 DESCRIPTION = """
 Energy monitoring and energy-performance-contract (合同能源管理) savings for one site.
@@ -46,6 +60,8 @@ def create_app(
     statements: StatementStore | None = None,
     health: Health | None = None,
     reports_dir: Path | None = None,
+    alarms: AlarmStore | None = None,
+    alarm_dispatcher: Dispatcher | None = None,
 ) -> FastAPI:
     # /docs is served by api/page.py with Swagger UI's files from dashboards/web/vendor/ (the
     # defaults load them from a CDN, which an intranet cannot reach); no ReDoc
@@ -62,13 +78,17 @@ def create_app(
     app.state.response_cache = ResponseCache()
     app.state.bills_cache = bills.ResultCache()
     app.state.reports_dir = reports_dir or default_reports_dir(site, app.state.statements.path)
+    app.state.alarms = alarms or AlarmStore(default_path(site, app.state.statements.path))
+    app.state.alarm_dispatcher = alarm_dispatcher
     spool = getattr(store, "spool", None)
     app.state.ops = OpsContext(
         status=status,
         health=app.state.health,
         dead_letters_path=str((data_dir or Path("data")) / "dead-letters.jsonl"),
+        devices_path=str((data_dir or Path("data")) / DEVICES_FILE),
         spool_depth=(lambda: spool.depth) if spool is not None else None,
         spool_store=store if spool is not None else None,
+        alarms_active=app.state.alarms.active_counts,
     )
     if site.api.cors_origins:
         app.add_middleware(
@@ -85,8 +105,11 @@ def create_app(
         consumption.router,
         bills.router,
         contracts.router,
+        grafana.router,
         operations.router,
+        devices.router,
         reports.router,
+        alarm_routes.router,
         whoami.router,
         page_router,
     ):

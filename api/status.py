@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -28,7 +28,11 @@ class OpsContext:
     status: CollectorStatus | None = None
     health: Health | None = None
     dead_letters_path: str = "data/dead-letters.jsonl"
+    devices_path: str = "data/devices.sqlite3"
+    """The collector's list of unconfigured MQTT devices (`storage.devices`)."""
     spool_depth: object = field(default=None)
+    """A zero-argument callable giving the spool depth, when the store has a spool."""
     spool_store: object = field(default=None)
     """The `SpoolingStore`, when the store has a spool (its replay counters reach /metrics)."""
-    """A zero-argument callable giving the spool depth, when the store has a spool."""
+    alarms_active: Callable[[], Mapping[tuple[str, str], int]] | None = None
+    """(rule, severity) -> how many alarms are active."""

@@ -35,6 +35,7 @@ _SECTIONS: list[tuple[str, str]] = [
     ("billing", "[billing]"),
     ("intensity", "[intensity]"),
     ("reports", "[reports]"),
+    ("alarms", "[alarms]"),
     ("simulation", "[simulation]"),
     ("notify", "[notify]"),
 ]

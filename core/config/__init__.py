@@ -18,6 +18,7 @@ The package, one job a module:
 | `billing` | department bills: the site's tariff, the pools shared out and their rules |
 | `intensity` | energy-use intensity targets (GB/T 51161, the 公共机构 quotas) |
 | `reports` | the monthly energy report: where it is kept, when `epcmon run` writes it |
+| `alarms` | the alarm rules `epcmon run` evaluates, their thresholds, raising and clearing |
 | `notify` | where alarms are delivered: e-mail, webhooks, WeCom, DingTalk, Alertmanager |
 | `faults` | the simulators' settings and fault schema |
 | `site` | `SiteConfig`, the root, and `[api]` |
@@ -26,6 +27,7 @@ The package, one job a module:
 | `loading` | TOML in, `SiteConfig` or one `ConfigError` out |
 """
 
+from core.config.alarms import RULE_NAMES, AlarmRules, AlarmsConfig, RuleSettings
 from core.config.base import EntityId
 from core.config.billing import AllocationRule, BillingConfig, Pool
 from core.config.contracts import (
@@ -82,8 +84,11 @@ __all__ = [
     "INFLUX_ENV_PREFIX",
     "KWH_PER_GJ",
     "MODEL_NAMES",
+    "RULE_NAMES",
     "SECRET_ENV",
     "UTILITY_NAMES",
+    "AlarmRules",
+    "AlarmsConfig",
     "AlertmanagerChannel",
     "AllocationRule",
     "ApiConfig",
@@ -120,6 +125,7 @@ __all__ = [
     "PayloadFormat",
     "Pool",
     "ReportsConfig",
+    "RuleSettings",
     "ScheduleConfig",
     "SimulationConfig",
     "SiteConfig",

@@ -8,6 +8,7 @@ from functools import cached_property
 from pydantic import ConfigDict, Field, PrivateAttr
 
 from core.calendar import WorkCalendar
+from core.config.alarms import AlarmsConfig
 from core.config.base import _Model
 from core.config.billing import BillingConfig
 from core.config.contracts import Contract
@@ -73,6 +74,7 @@ class SiteConfig(_Model):
     billing: BillingConfig = BillingConfig()
     intensity: IntensityConfig = IntensityConfig()
     reports: ReportsConfig = ReportsConfig()
+    alarms: AlarmsConfig = AlarmsConfig()
     simulation: SimulationConfig = SimulationConfig()
     notify: NotifyConfig = NotifyConfig()
 
