@@ -24,6 +24,8 @@ from alarms.notify import NotifyDispatcher
 from alarms.store import AlarmStore, default_path
 from api.app import create_app, warm_caches
 from api.keys import KeyStore
+from api.metrics import create_metrics_app
+from api.status import OpsContext
 from collectors.availability import Availability
 from collectors.modbus.poller import GatewayPoller
 from collectors.mqtt.subscriber import MqttSubscriber
@@ -257,6 +259,8 @@ class Service:
         self.notify: NotifyDispatcher | None = None
         self.dispatcher: Dispatcher = dispatcher or LogDispatcher()
         self.app: FastAPI | None = None
+        self.metrics_app: FastAPI | None = None
+        """`/metrics` alone, in a collector-only process."""
         self._api: ApiPart | None = None
         self._keys = keys
         self._background: list[asyncio.Task[None]] = []
@@ -314,6 +318,25 @@ class Service:
                 alarm_dispatcher=self.dispatcher,
             )
             self._api = ApiPart(self.app, site.api.host, site.api.port, source=site.source)
+        elif self.collectors is not None:  # a collector-only process: /metrics on its own port
+            if self._keys is None:
+                self._keys = KeyStore(site.api.keys_path)
+            spool = getattr(store, "spool", None)
+            ops = OpsContext(
+                status=self.collectors.availability,
+                health=self.health,
+                spool_depth=(lambda: spool.depth) if spool is not None else None,
+                spool_store=store if spool is not None else None,
+            )
+            self.metrics_app = create_metrics_app(ops, self._keys, site)
+            port = site.api.metrics_port + shard.index - 1 if site.api.metrics_port else 0
+            self._api = ApiPart(
+                self.metrics_app,
+                site.api.host,
+                min(port, 65535),
+                source=site.source,
+                port_key="metrics_port",
+            )
 
     def describe(self) -> list[str]:
         return self.collectors.describe() if self.collectors is not None else []
@@ -356,9 +379,12 @@ class Service:
     async def start(self, sockets: list[socket.socket] | None = None) -> int | None:
         """Listen (when this process serves the API), on `sockets` when the caller bound them
         already; return the bound port."""
-        if self._api is None or self.app is None:
+        if self._api is None:
             return None
         port = await self._api.start(sockets)
+        if self.app is None:  # a collector's /metrics
+            self.supervisor.add("metrics", self._api.run)
+            return port
         self.supervisor.add("api", self._api.run)
         self._background.append(asyncio.create_task(_warm(self.app)))  # its end ends nothing
         return port
@@ -402,8 +428,10 @@ async def run_service(site: SiteConfig, *, role: Role, shard: Shard, data_dir: P
         for line in service.describe():
             say(line)
         port = await service.start()
-        if port is not None:
+        if port is not None and service.app is not None:
             say(f"API on http://{site.api.host}:{port}")
+        elif port is not None:
+            say(f"metrics on http://{site.api.host}:{port}/metrics")
         reloads = reload_on_sighup(service, site.source) if site.source else []
         say(
             f"running {', '.join(service.supervisor.names)}; "
