@@ -24,9 +24,7 @@ class ApiServer(uvicorn.Server):
     `ConfigError` naming `[api] port` or `host` (and the site file, when `source` is given),
     raised to the caller, instead of uvicorn's log line and a `SystemExit` inside a task."""
 
-    def __init__(
-        self, config: uvicorn.Config, *, source: str = "", port_key: str = "port"
-    ) -> None:
+    def __init__(self, config: uvicorn.Config, *, source: str = "", port_key: str = "port") -> None:
         super().__init__(config)
         self.source = source
         self.port_key = port_key

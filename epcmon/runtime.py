@@ -321,12 +321,12 @@ class Service:
         elif self.collectors is not None:  # a collector-only process: /metrics on its own port
             if self._keys is None:
                 self._keys = KeyStore(site.api.keys_path)
-            spool = getattr(store, "spool", None)
+            held = getattr(store, "spool", None)
             ops = OpsContext(
                 status=self.collectors.availability,
                 health=self.health,
-                spool_depth=(lambda: spool.depth) if spool is not None else None,
-                spool_store=store if spool is not None else None,
+                spool_depth=(lambda: int(held.depth)) if held is not None else None,
+                spool_store=store if held is not None else None,
             )
             self.metrics_app = create_metrics_app(ops, self._keys, site)
             port = site.api.metrics_port + shard.index - 1 if site.api.metrics_port else 0

@@ -85,9 +85,7 @@ async def test_a_collector_only_process_serves_metrics_behind_the_keys(tmp_path:
             deadline = time.monotonic() + 20
             while 'epcmon_meter_up{meter="E-1"} 1.0' not in text:
                 assert time.monotonic() < deadline, text
-                reply = await client.get(
-                    "/metrics", headers={"Authorization": f"Bearer {viewer}"}
-                )
+                reply = await client.get("/metrics", headers={"Authorization": f"Bearer {viewer}"})
                 assert reply.status_code == 200
                 text = reply.text
                 await asyncio.sleep(0.1)
@@ -102,3 +100,30 @@ async def test_a_collector_only_process_serves_metrics_behind_the_keys(tmp_path:
         service.close()
         store.close()
         await gateway.stop()
+
+
+def test_the_deployment_scrapes_every_collector_where_it_listens() -> None:
+    import tomllib
+
+    import yaml
+
+    deploy = Path(__file__).resolve().parents[1] / "deploy"
+    site = tomllib.loads((deploy / "site.toml").read_text("utf-8"))
+    services = yaml.safe_load((deploy / "compose.yaml").read_text("utf-8"))["services"]
+    scrape = yaml.safe_load((deploy / "prometheus/prometheus.yml").read_text("utf-8"))
+    jobs = {j["job_name"]: j for j in scrape["scrape_configs"]}
+    targets = jobs["epcmon-collectors"]["static_configs"][0]["targets"]
+    published = []
+    for name, service in sorted(services.items()):
+        command = service.get("command", [])
+        if "collector" not in command:
+            continue
+        shard = int(command[command.index("--shard") + 1].split("/")[0])
+        port = site["api"]["metrics_port"] + shard - 1
+        assert f"127.0.0.1:{port}:{port}" in service["ports"], name
+        assert any(v.startswith("keys:") for v in service["volumes"]), name  # the API's keys
+        published.append(f"127.0.0.1:{port}")
+    assert sorted(targets) == published
+    assert len(published) == 2
+    assert "/var/lib/epcmon/keys/" in site["api"]["keys_path"]
+    assert any(v == "keys:/var/lib/epcmon/keys" for v in services["api"]["volumes"])

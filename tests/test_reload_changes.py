@@ -13,7 +13,6 @@ from epcmon.runtime import Service
 from epcmon.sites import load
 from storage.duckdb_store import DuckDBStore
 
-
 BASE = """
 [site]
 id = "rc"
@@ -95,7 +94,8 @@ def test_a_bad_file_is_one_line_and_nothing(tmp_path: Path, caplog) -> None:  # 
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 2
     assert all("\n" not in line and "keeping the running configuration" in line for line in lines)
-    assert "bad.toml" in lines[0] and "missing.toml" in lines[1]
+    assert "bad.toml" in lines[0]
+    assert "missing.toml" in lines[1]
 
 
 async def test_reload_replaces_and_removes_pollers_and_keeps_the_others(tmp_path: Path) -> None:
@@ -110,7 +110,8 @@ async def test_reload_replaces_and_removes_pollers_and_keeps_the_others(tmp_path
         await service.reload(load(_site(tmp_path, "b.toml", port_b=1504)))
         after = {p.gateway.id: p for p in service.collectors.pollers}
         assert after["gw-a"] is before["gw-a"]  # untouched
-        assert after["gw-b"] is not before["gw-b"] and after["gw-b"].gateway.port == 1504
+        assert after["gw-b"] is not before["gw-b"]
+        assert after["gw-b"].gateway.port == 1504
         assert service.supervisor.names == ["modbus gw-a", "modbus gw-b"]
         text = (tmp_path / "b.toml").read_text("utf-8")
         cut = text.index('[[meters]]\nid = "E-B"')
