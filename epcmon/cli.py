@@ -124,6 +124,18 @@ def build_parser() -> argparse.ArgumentParser:
     d = dash.add_parser("build", help="write dashboards JSON and provisioning YAML")
     d.add_argument("--site", default=DEFAULT_SITE)
     d.add_argument("--out", default="deploy/grafana", help="output folder (default deploy/grafana)")
+    d.add_argument(
+        "--influx-url",
+        type=options.optional_http_url,
+        default="",
+        help="InfluxDB as Grafana reaches it (default: storage.influx.url)",
+    )
+    d.add_argument(
+        "--api-url",
+        type=options.optional_http_url,
+        default="",
+        help="the epcmon API as Grafana reaches it (default: api.host and api.port)",
+    )
     d.set_defaults(func=commands.dashboards)
     d = dash.add_parser("push", help="upsert the folder, datasources and dashboards into Grafana")
     d.add_argument("--site", default=DEFAULT_SITE)

@@ -155,7 +155,12 @@ def dashboards(args: argparse.Namespace) -> int:
     site = load(args.site)
     if args.dashboards_command == "build":
         try:
-            written = write(site, Path(args.out))
+            written = write(
+                site,
+                Path(args.out),
+                api_url=args.api_url or None,
+                influx_url=args.influx_url or None,
+            )
         except OSError as exc:
             raise ConfigError(
                 f"{args.out}: cannot write {exc.filename or 'there'}: {exc.strerror}", key="--out"
@@ -180,6 +185,7 @@ def dashboards(args: argparse.Namespace) -> int:
             influx_url=args.influx_url or site.storage.influx.url,
             api_url=args.api_url or default_api_url(site),
             viewer_key=key,
+            influx_token=os.environ.get("EPCMON_INFLUX_TOKEN", ""),
             influx_password=os.environ.get("EPCMON_INFLUX_PASSWORD", ""),
         )
     for url in urls:

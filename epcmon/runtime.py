@@ -42,6 +42,7 @@ from reports.build import reports_dir
 from reports.schedule import MonthlyReports
 from storage.base import TimeSeriesStore
 from storage.deadletters import DeadLetters
+from storage.devices import DEVICES_FILE, UnconfiguredDevices
 from storage.spool import SpoolDrain, SpoolingStore
 
 log = logging.getLogger("epcmon.run")
@@ -119,6 +120,7 @@ class Collectors:
                 self.availability,
                 client_id=client_id,
                 health=self.health,
+                devices=UnconfiguredDevices.for_mqtt(data_dir / DEVICES_FILE, site.mqtt),
             )
 
     def _pollers(self, site: SiteConfig) -> list[GatewayPoller]:

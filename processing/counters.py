@@ -10,6 +10,12 @@ wrong, and what happens (each is an `CounterEvent` the caller reports; nothing i
   2³² x resolution). The difference is taken modulo the register.
 - **reset**: the register went back (meter replaced or cleared). The new register is taken to
   have started at zero, so the interval's consumption is the new reading.
+- **jitter**: a sample a hair below the level before it, by at most `JITTER` of that level
+  (a register read as float32 rounds 397,208.14 kWh to 397,208.125; a meter's total and its
+  tariff registers disagree in the last digit). That is the register's resolution, not a
+  reset: the level holds until the register passes it, so no consumption is invented (taken
+  as a reset, the whole register, 397 MWh, would be credited to one interval) and none is
+  lost. Not an event: nothing happened to the meter.
 - **gap**: two samples further apart than `max_gap_ms`. The energy between them is known,
   but not when it was used. Bucket boundaries inside the gap are interpolated linearly, and
   every bucket that depends on such a boundary is marked `estimated`: fit no model on it,
@@ -31,6 +37,12 @@ import numpy.typing as npt
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
+
+
+JITTER = 1e-6
+"""A step back by at most this share of the register's level is its resolution (float32
+registers round to about 6e-8 of their value), never a reset or roll-over: a real reset
+goes back to near zero, a roll-over by nearly the whole register."""
 
 
 class EventKind(StrEnum):
@@ -116,6 +128,7 @@ def clean_counter(
             mask = np.ones(len(v), dtype=bool)
             mask[bad] = False
             ts, v = ts[mask], v[mask]
+    v = _hold_jitter(v)
     delta = np.diff(v)
     for i in np.flatnonzero(delta < 0).tolist():
         before, after = float(v[i]), float(v[i + 1])
@@ -131,6 +144,22 @@ def clean_counter(
         )
     cumulative = np.concatenate([[0.0], np.cumsum(delta)])
     return ts, cumulative, events
+
+
+def _hold_jitter(v: FloatArray) -> FloatArray:
+    """`v` with each sample a hair below the level before it (module doc: jitter) raised to
+    that level. Visits only the samples below a level, so a clean series costs one diff."""
+    back = np.flatnonzero(np.diff(v) < 0)
+    if len(back) == 0:
+        return v
+    v = v.copy()
+    for i in back.tolist():
+        level = v[i]  # raised already when it was itself a held sample
+        j = i + 1
+        while j < len(v) and v[j] < level and level - v[j] <= JITTER * abs(level):
+            v[j] = level
+            j += 1
+    return v
 
 
 def bucket_consumption(

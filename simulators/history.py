@@ -252,7 +252,8 @@ def _chunk(
         e = r_min.reshape(n, step_min, -1).sum(axis=1) / 60.0
         inst = r_min[::step_min]
         mode_min = np.repeat(ev.mode, 15)[off : off + n_min]
-        mode_int = mode_min.reshape(n, step_min)
+        e_cool = (r_min * (mode_min == 1)[:, None]).reshape(n, step_min, -1).sum(axis=1) / 60.0
+        e_heat = (r_min * (mode_min == 2)[:, None]).reshape(n, step_min, -1).sum(axis=1) / 60.0
         if with_cf:
             c_min = model.minute_readings(ev, "counterfactual")[off : off + n_min]
             e_cf = c_min.reshape(n, step_min, -1).sum(axis=1) / 60.0
@@ -265,14 +266,13 @@ def _chunk(
         e_cf = (ev.counterfactual * 0.25).reshape(n, k, -1).sum(axis=1) if with_cf else e
         rows = np.arange(0, n * k, k, dtype=np.int64)
         inst = model.readings_at(ev, rows, np.zeros(n, dtype=np.int64))
-        mode_int = ev.mode.reshape(n, k)
+        # cooling / heating parts (thermal counters) summed quarter by quarter, each in its
+        # own mode, as the live meters and the counters' start values count them: splitting
+        # an interval's total by the time spent in each mode drifted kWh a day from them
+        e_q = ev.actual * 0.25
+        e_cool = (e_q * (ev.mode == 1)[:, None]).reshape(n, k, -1).sum(axis=1)
+        e_heat = (e_q * (ev.mode == 2)[:, None]).reshape(n, k, -1).sum(axis=1)
         mode_at = ev.mode[rows]
-    # cooling / heating parts per interval (thermal counters): an interval is in one mode
-    # except at mode changes, where it is split by the time spent in each
-    frac_cool = (mode_int == 1).mean(axis=1)
-    frac_heat = (mode_int == 2).mean(axis=1)
-    e_cool = e * frac_cool[:, None]
-    e_heat = e * frac_heat[:, None]
     before_total = _exclusive_cumsum(e)
     before_cool = _exclusive_cumsum(e_cool)
     before_heat = _exclusive_cumsum(e_heat)

@@ -65,6 +65,27 @@ def test_reset_counts_from_zero_and_is_never_negative() -> None:
     assert event.consumption == pytest.approx(2.5)
 
 
+def test_float32_rounding_a_hair_back_is_neither_a_reset_nor_consumption() -> None:
+    # regression: the demo's history wrote 397,208.14 kWh, the live meter's float32 register
+    # then read 397,208.125 for an hour of the night; taken as a reset, the whole register
+    # (397 MWh) was credited to one interval and a counter_reset alarm raised
+    ts = np.arange(0, 16 * 900_000, 900_000, dtype=np.int64)
+    v = np.full(len(ts), 397_208.14)
+    v[4:12] = np.float32(397_208.14)  # 397,208.125: a plateau, not a one-sample glitch
+    v[12:] = 397_208.14 + np.arange(1, len(ts) - 11) * 2.0
+    c = bucket_consumption(ts, v, ts[[0, 8, 15]])
+    assert c.events == ()
+    assert c.value.tolist() == pytest.approx([0.0, v[15] - 397_208.14])
+
+
+def test_a_reset_of_a_small_register_is_still_a_reset() -> None:
+    ts = np.arange(0, 6 * 900_000, 900_000, dtype=np.int64)
+    v = np.array([0.40, 0.45, 0.50, 0.0, 0.05, 0.10])  # cleared at 0.5 kWh: no jitter
+    c = bucket_consumption(ts, v, ts[[0, 5]])
+    assert [e.kind for e in c.events] == [EventKind.RESET]
+    assert c.value.sum() == pytest.approx(0.10 + 0.10)
+
+
 def test_a_reset_without_modulus_is_not_mistaken_for_a_rollover() -> None:
     ts, v = _steady()
     v = v.copy()
