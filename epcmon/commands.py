@@ -126,7 +126,8 @@ def demo(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from epcmon.runtime import Role, Shard, run_service
+    from epcmon.collecting import Shard
+    from epcmon.runtime import Role, run_service
     from epcmon.sites import load
 
     site = load(args.site)
