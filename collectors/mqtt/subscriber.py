@@ -106,6 +106,30 @@ class MqttSubscriber:
         else:
             self._connected.clear()
 
+    # --- reload ---------------------------------------------------------------------------
+    def update(self, site: SiteConfig) -> tuple[list[str], list[str]]:
+        """Route by `site` from now on (its meters, routes and payload formats), and change
+        the subscriptions on the live connection: the session, and every message held or
+        in flight, stay. Returns the topic filters (subscribed, unsubscribed). The
+        connection's own settings (`[mqtt]` url, client id, protocol...) are not changed
+        here: those need a new subscriber."""
+        before = set(self.router.subscriptions())
+        self.site = site
+        self.router = TopicRouter(site)
+        self.limits = PayloadLimits.of_site(site)
+        self._outcomes.router = self.router
+        self._outcomes.limits = self.limits
+        after = set(self.router.subscriptions())
+        added, removed = sorted(after - before), sorted(before - after)
+        link = self._link
+        if link is not None and link.connected:
+            # on a connection that drops meanwhile, `_on_connect` subscribes anew by the new router
+            if added:
+                link.client.subscribe([(f, 1) for f in added])
+            if removed:
+                link.client.unsubscribe(removed)
+        return added, removed
+
     # --- the loop -------------------------------------------------------------------------
     async def wait_connected(self, timeout: float) -> None:
         await asyncio.wait_for(self._connected.wait(), timeout)
