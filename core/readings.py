@@ -128,8 +128,8 @@ class ReadingBatch:
     ) -> ReadingBatch:
         ts = np.asarray(ts_ms, dtype=np.int64)
         return cls(
-            meter_id=np.full(len(ts), meter_id, dtype=object),
-            quantity=np.full(len(ts), quantity, dtype=object),
+            meter_id=_repeated(meter_id, len(ts)),
+            quantity=_repeated(quantity, len(ts)),
             ts_ms=ts,
             value=np.asarray(value, dtype=np.float64),
         )
@@ -144,3 +144,11 @@ class ReadingBatch:
             ts_ms=np.concatenate([b.ts_ms for b in batches]),
             value=np.concatenate([b.value for b in batches]),
         )
+
+
+def _repeated(text: str, n: int) -> npt.NDArray[np.object_]:
+    """`n` references to the one string object (`np.full` makes a new string per element,
+    which the stores' column encoding would then have to hash one by one)."""
+    column = np.empty(n, dtype=object)
+    column.fill(text)
+    return column
