@@ -16,7 +16,8 @@ temporary directory, and measures in one run:
    warm-up);
 4. `epcmon store copy` of a DuckDB history (60 of the site's meters x 3 quantities x 15,000
    quarter hours: 2.7 M points) into InfluxDB, beside its anchor in the same run: the same
-   points as raw line-protocol POSTs (encoded beforehand) into another database just before.
+   points as raw line-protocol POSTs (encoded beforehand) into another database, half just
+   before the copy and half just after.
    Target: >= 50 % of raw. Then the same copy resumed with nothing left: <= 2 s.
 """
 
@@ -261,6 +262,19 @@ def copy_source(path: Path, names: np.ndarray, quarters: int) -> int:
     return len(names) * len(COPY_QUANTITIES) * quarters
 
 
+def post_raw(url: str, database: str, bodies: list[bytes]) -> float:
+    """Seconds to POST the bodies to `/write` one after the other (one HTTP session)."""
+    with httpx.Client(base_url=url, timeout=60) as session:
+        began = time.perf_counter()
+        for body in bodies:
+            answer = session.post(
+                "/write", params={"db": database, "precision": "ms"}, content=body
+            )
+            if answer.status_code != 204:
+                raise SystemExit(f"raw write failed: {answer.status_code} {answer.text}")
+        return time.perf_counter() - began
+
+
 def bench_copy(directory: Path, url: str, sizes: Sizes, site: SiteConfig) -> list[Row]:
     names = np.array([m.id for m in site.meters[: sizes.copy_meters]], dtype=object)
     source_path = directory / "copy-source.duckdb"
@@ -281,16 +295,10 @@ def bench_copy(directory: Path, url: str, sizes: Sizes, site: SiteConfig) -> lis
                 LINES_PER_POST
             )
         ]
-        with httpx.Client(base_url=url, timeout=60) as session:
-            began = time.perf_counter()
-            for body in bodies:
-                answer = session.post(
-                    "/write", params={"db": "copyraw", "precision": "ms"}, content=body
-                )
-                if answer.status_code != 204:
-                    raise SystemExit(f"raw write failed: {answer.status_code} {answer.text}")
-            raw_s = time.perf_counter() - began
-        del bodies
+        # half of the raw POSTs just before the copy, half just after: both meet the server
+        # in the states the copy goes through
+        halves = (bodies[: len(bodies) // 2], bodies[len(bodies) // 2 :])
+        raw_s = post_raw(url, "copyraw", halves[0])
         timings = []
         for _ in ("copy", "no-op resume"):
             began = time.perf_counter()
@@ -298,6 +306,8 @@ def bench_copy(directory: Path, url: str, sizes: Sizes, site: SiteConfig) -> lis
             plan = plan_copy(source, state)
             written = copy_history(source, destination, plan, state, batch_points=COPY_BATCH)
             timings.append((time.perf_counter() - began, written))
+        raw_s += post_raw(url, "copyraw", halves[1])
+        del bodies, halves
     (copy_s, copied), (noop_s, again) = timings
     raw_rate, copy_rate = points / raw_s, copied / copy_s
     ratio = copy_rate / raw_rate
@@ -306,7 +316,7 @@ def bench_copy(directory: Path, url: str, sizes: Sizes, site: SiteConfig) -> lis
         f"4. store copy DuckDB -> InfluxDB, {points:,} points of "
         f"{len(names) * len(COPY_QUANTITIES)} series in batches of {COPY_BATCH:,}: "
         f"{copy_s:.1f} s, {copy_rate / 1e3:.0f} k points/s = {ratio:.0%} of the same points as raw "
-        f"POSTs just before ({raw_rate / 1e3:.0f} k points/s)  (target >= 50 %) {verdict}"
+        f"POSTs, half just before, half just after ({raw_rate / 1e3:.0f} k points/s)  (target >= 50 %) {verdict}"
     )
     noop_verdict = judge(noop_s <= 2.0 and again == 0, sizes)
     print(
