@@ -14,8 +14,8 @@ temporary directory, and measures in one run:
 3. the hourly consumption of one meter-year of 1-minute counter data (525,600 points ->
    8,760 buckets), DuckDB beside InfluxDB on the same data (median of the runs after one
    warm-up);
-4. `epcmon store copy` of a DuckDB history (60 of the site's meters x 3 quantities x 15,000
-   quarter hours: 2.7 M points) into InfluxDB, beside its anchor in the same run: the same
+4. `epcmon store copy` of a DuckDB history (the site's 116 meters x 4 quantities x 5,820
+   hours, 8 months: 2.7 M points in 464 series) into InfluxDB, beside its anchor in the same run: the same
    points as raw line-protocol POSTs (encoded beforehand) into another database, half just
    before the copy and half just after.
    Target: >= 50 % of raw. Then the same copy resumed with nothing left: <= 2 s.
@@ -63,8 +63,8 @@ class Sizes:
     batch: int  # readings per store write
     year_minutes: int  # the counter series read back
     runs: int
-    copy_meters: int  # x 3 quantities, for the copy
-    copy_quarters: int  # points per series of the copy
+    copy_meters: int  # x 4 quantities, for the copy
+    copy_hours: int  # points per series of the copy
 
 
 DEFAULT = Sizes(
@@ -73,8 +73,8 @@ DEFAULT = Sizes(
     batch=100_000,
     year_minutes=525_600,
     runs=7,
-    copy_meters=60,
-    copy_quarters=15_000,
+    copy_meters=116,
+    copy_hours=5_820,
 )
 QUICK = Sizes(
     meters=4,
@@ -83,7 +83,7 @@ QUICK = Sizes(
     year_minutes=20_000,
     runs=2,
     copy_meters=4,
-    copy_quarters=2_000,
+    copy_hours=2_000,
 )
 
 
@@ -236,17 +236,17 @@ def run(directory: Path, url: str, sizes: Sizes) -> list[Row]:
     return rows
 
 
-QUARTER_MS = 900_000
-COPY_QUANTITIES = ("active_power", "energy_import", "reactive_power")
+HOUR_MS = 3_600_000
+COPY_QUANTITIES = ("active_power", "energy_import", "reactive_power", "voltage")
 
 
-def copy_source(path: Path, names: np.ndarray, quarters: int) -> int:
+def copy_source(path: Path, names: np.ndarray, hours: int) -> int:
     """A DuckDB history as collectors write it (every series, a month per write)."""
     rng = np.random.default_rng(7)
-    ts = START_MS + np.arange(quarters, dtype=np.int64) * QUARTER_MS
-    month = 96 * 30
+    ts = START_MS + np.arange(hours, dtype=np.int64) * HOUR_MS
+    month = 24 * 30
     with DuckDBStore(path) as store:
-        for first in range(0, quarters, month):
+        for first in range(0, hours, month):
             part = ts[first : first + month]
             store.write(
                 ReadingBatch.concat(
@@ -259,7 +259,7 @@ def copy_source(path: Path, names: np.ndarray, quarters: int) -> int:
                     ]
                 )
             )
-    return len(names) * len(COPY_QUANTITIES) * quarters
+    return len(names) * len(COPY_QUANTITIES) * hours
 
 
 def post_raw(url: str, database: str, bodies: list[bytes]) -> float:
@@ -278,7 +278,7 @@ def post_raw(url: str, database: str, bodies: list[bytes]) -> float:
 def bench_copy(directory: Path, url: str, sizes: Sizes, site: SiteConfig) -> list[Row]:
     names = np.array([m.id for m in site.meters[: sizes.copy_meters]], dtype=object)
     source_path = directory / "copy-source.duckdb"
-    points = copy_source(source_path, names, sizes.copy_quarters)
+    points = copy_source(source_path, names, sizes.copy_hours)
     for database in ("copyraw", "copy"):
         httpx.post(f"{url}/query", params={"q": f"CREATE DATABASE {database}"}).raise_for_status()
     known = meter_tags(site)

@@ -234,3 +234,40 @@ def test_bad_store_spec_is_a_configuration_error(
                  "--state", str(tmp_path / "s.json")])  # fmt: skip
     assert code == 2
     assert "expected duckdb:PATH or influx:URL" in capsys.readouterr().err
+
+
+def test_influx_to_duckdb_reads_in_pages_and_resumes_exactly_once(
+    tmp_path: Path, influxdb: InfluxServer, influx_db: str
+) -> None:
+    """The other direction: InfluxDB 1.6.7 read in CSV pages, interrupted and resumed."""
+    sizes = history(tmp_path / "history.duckdb")
+    total = sum(sizes.values())
+    config = InfluxConfig(url=influxdb.url, mode="v1", database=influx_db)
+    state_path = tmp_path / "copy.json"
+    with DuckDBStore(tmp_path / "history.duckdb") as original, InfluxStore(config) as source:
+        for meter, quantity in sizes:
+            part = original.read_raw(meter, quantity, -(2**40), 2**53)
+            source.write(ReadingBatch.for_series(meter, quantity, part.ts_ms, part.value))
+        with DuckDBStore(tmp_path / "copy.duckdb") as target:
+            state = CopyState.open(state_path, "influx:a", "duckdb:b")
+            plan = plan_copy(source, state)
+            assert plan.left == dict(sorted(sizes.items()))
+            with pytest.raises(StoreUnavailable):
+                copy_history(
+                    source,
+                    Failing(target, fail_at=3),  # type: ignore[arg-type]
+                    plan,
+                    state,
+                    batch_points=12_000,
+                )
+            state = CopyState.open(state_path, "influx:a", "duckdb:b")
+            plan = plan_copy(source, state)
+            assert plan.points == total - 24_000
+            assert copy_history(source, target, plan, state, batch_points=12_000) == total - 24_000
+            for meter, quantity in sizes:
+                got = target.read_raw(meter, quantity, -(2**40), 2**53)
+                want = original.read_raw(meter, quantity, -(2**40), 2**53)
+                assert got.ts_ms.tolist() == want.ts_ms.tolist()
+                assert got.value.tolist() == want.value.tolist()
+            state = CopyState.open(state_path, "influx:a", "duckdb:b")
+            assert plan_copy(source, state).left == {}
