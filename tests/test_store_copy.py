@@ -18,6 +18,7 @@ from storage.base import Agg, Every, Series
 from storage.copy import CopyState, copy_history, plan_copy
 from storage.duckdb_store import DuckDBStore
 from storage.influx import InfluxStore
+from storage.influx import bulk as influx_bulk
 from tests.conftest import InfluxServer, start_influxd
 
 REPO = Path(__file__).resolve().parents[1]
@@ -237,9 +238,10 @@ def test_bad_store_spec_is_a_configuration_error(
 
 
 def test_influx_to_duckdb_reads_in_pages_and_resumes_exactly_once(
-    tmp_path: Path, influxdb: InfluxServer, influx_db: str
+    tmp_path: Path, influxdb: InfluxServer, influx_db: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The other direction: InfluxDB 1.6.7 read in CSV pages, interrupted and resumed."""
+    monkeypatch.setattr(influx_bulk, "STATEMENTS_PER_REQUEST", 2)  # the census in 2 requests
     sizes = history(tmp_path / "history.duckdb")
     total = sum(sizes.values())
     config = InfluxConfig(url=influxdb.url, mode="v1", database=influx_db)
