@@ -241,13 +241,14 @@ COPY_QUANTITIES = ("active_power", "energy_import", "reactive_power", "voltage")
 
 
 def copy_source(path: Path, names: np.ndarray, hours: int) -> int:
-    """A DuckDB history as collectors write it (every series, a month per write)."""
+    """A DuckDB history written as collectors write it: every series in every write (a day
+    per write here, so each row group holds all series, as in a live store)."""
     rng = np.random.default_rng(7)
     ts = START_MS + np.arange(hours, dtype=np.int64) * HOUR_MS
-    month = 24 * 30
+    day = 24
     with DuckDBStore(path) as store:
-        for first in range(0, hours, month):
-            part = ts[first : first + month]
+        for first in range(0, hours, day):
+            part = ts[first : first + day]
             store.write(
                 ReadingBatch.concat(
                     [
