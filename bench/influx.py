@@ -312,19 +312,24 @@ def bench_copy(directory: Path, url: str, sizes: Sizes, site: SiteConfig) -> lis
     (copy_s, copied), (noop_s, again) = timings
     raw_rate, copy_rate = points / raw_s, copied / copy_s
     ratio = copy_rate / raw_rate
-    verdict = judge(ratio >= 0.50 and copied == points, sizes)
+    verdict = judge(ratio >= 0.50, sizes)
     print(
         f"4. store copy DuckDB -> InfluxDB, {points:,} points of "
         f"{len(names) * len(COPY_QUANTITIES)} series in batches of {COPY_BATCH:,}: "
         f"{copy_s:.1f} s, {copy_rate / 1e3:.0f} k points/s = {ratio:.0%} of the same points as raw "
         f"POSTs, half just before, half just after ({raw_rate / 1e3:.0f} k points/s)  (target >= 50 %) {verdict}"
     )
-    noop_verdict = judge(noop_s <= 2.0 and again == 0, sizes)
+    noop_verdict = judge(noop_s <= 2.0, sizes)
     print(
         f"   the same copy resumed with nothing left: {noop_s * 1000:.0f} ms, {again} points "
         f"written  (target <= 2 s) {noop_verdict}"
     )
+    checks: list[Row] = []
+    if copied != points or again != 0:
+        print(f"   CHECK FAILED: copied {copied:,} of {points:,} points, then {again:,} again")
+        checks.append(Row("copy check", f"{copied:,} + {again:,}", f"{points:,} + 0", "FAILED"))
     return [
+        *checks,
         Row(
             "raw /write POSTs of the copy's points", f"{raw_rate / 1e3:.0f} k points/s", "-", "info"
         ),
