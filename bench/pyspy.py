@@ -1,0 +1,120 @@
+"""A py-spy profile of a server process while it is under load, summarised by where the
+event-loop thread's time goes (FastAPI's dependency solving, the thread-pool hop, h11, ...).
+
+    with Profile(pid, seconds) as profile:   # py-spy records while the load runs
+        run the load
+    print(profile.summary())
+
+py-spy samples without pausing the process (`--nonblocking`), so the figures under load
+stay near the ones without it. Samples of other threads (the thread pool's DuckDB queries,
+paho's network thread) are counted apart from the event loop's.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+# (bucket, test on "function (file:line)") from the leaf up: the first frame that matches
+# names the sample; more specific buckets come first
+_BUCKETS: list[tuple[str, tuple[str, ...]]] = [
+    ("auth: key lookup and rate limit", ("(api/deps.py", "(api/keys.py", "(api/ratelimit.py")),
+    (
+        "route body (our code)",
+        ("(api/", "(storage/", "(processing/", "(core/", "(collectors/", "(alarms/"),
+    ),
+    ("response-model validation and encoding", ("serialize_response", "fastapi/encoders.py")),
+    ("FastAPI dependency solving and parameters", ("(fastapi/dependencies/",)),
+    ("thread-pool hop (def routes)", ("anyio/", "run_in_threadpool", "concurrent/futures")),
+    ("FastAPI routing and request", ("(fastapi/",)),
+    ("Starlette routing, middleware, responses", ("(starlette/",)),
+    ("h11 HTTP parsing (uvicorn)", ("h11/", "uvicorn/protocols/")),
+    ("paho MQTT (collectors)", ("paho/",)),
+    ("pydantic", ("pydantic",)),
+    ("asyncio loop and sockets", ("asyncio/", "selectors.py")),
+]
+
+
+def classify(stack: str) -> str:
+    frames = stack.split(";")
+    for frame in reversed(frames):
+        for bucket, needles in _BUCKETS:
+            if any(n in frame for n in needles):
+                return bucket
+    return "other"
+
+
+def summarise(raw: str, top: int = 8) -> list[tuple[str, float]]:
+    """(bucket, share of the event-loop thread's samples), largest first; the last row is
+    the other threads' samples as a share of the event loop's."""
+    loop: Counter[str] = Counter()
+    others = 0
+    for line in raw.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        if "BaseEventLoop.run_forever" in stack:
+            loop[classify(stack)] += int(count)
+        else:
+            others += int(count)
+    total = sum(loop.values())
+    if total == 0:
+        return []
+    rows = [(name, n / total) for name, n in loop.most_common(top)]
+    rows.append(("(other threads, vs the loop's samples)", others / total))
+    return rows
+
+
+class Profile:
+    """py-spy recording `pid` for `seconds`, started on enter; `summary()` after exit."""
+
+    def __init__(self, pid: int, seconds: float, rate: int = 100) -> None:
+        self.pid = pid
+        self.seconds = seconds
+        self.rate = rate
+        self._dir = tempfile.TemporaryDirectory()
+        self._out = Path(self._dir.name) / "raw.txt"
+        self._proc: subprocess.Popen[bytes] | None = None
+        self.raw = ""
+
+    @staticmethod
+    def available() -> bool:
+        return shutil.which("py-spy") is not None
+
+    def __enter__(self) -> Profile:
+        self._proc = subprocess.Popen(
+            [
+                "py-spy",
+                "record",
+                "--pid",
+                str(self.pid),
+                "--duration",
+                str(max(1, round(self.seconds))),
+                "--rate",
+                str(self.rate),
+                "--nonblocking",
+                "--format",
+                "raw",
+                "--output",
+                str(self._out),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        assert self._proc is not None
+        self._proc.wait(self.seconds + 30)
+        if self._out.exists():
+            self.raw = self._out.read_text()
+        self._dir.cleanup()
+
+    def summary(self) -> str:
+        rows = summarise(self.raw)
+        if not rows:
+            return "    (py-spy recorded nothing: it needs ptrace permission)"
+        return "\n".join(f"    {share:6.1%}  {name}" for name, share in rows)
