@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -56,10 +57,12 @@ def summarise(raw: str, top: int = 8) -> list[tuple[str, float]]:
         stack, _, count = line.rpartition(" ")
         if not stack or not count.isdigit():
             continue
-        if "BaseEventLoop.run_forever" in stack:
-            loop[classify(stack)] += int(count)
-        else:
+        # a worker thread's stack starts in threading's bootstrap; the rest is the event
+        # loop's (coroutine stacks sampled without pausing can come out truncated)
+        if "Thread._bootstrap" in stack:
             others += int(count)
+        else:
+            loop[classify(stack)] += int(count)
     total = sum(loop.values())
     if total == 0:
         return []
@@ -81,13 +84,19 @@ class Profile:
         self.raw = ""
 
     @staticmethod
-    def available() -> bool:
-        return shutil.which("py-spy") is not None
+    def binary() -> str | None:
+        """py-spy on PATH, or beside this Python (`pip install py-spy` into its venv)."""
+        beside = Path(sys.executable).with_name("py-spy")
+        return shutil.which("py-spy") or (str(beside) if beside.exists() else None)
+
+    @classmethod
+    def available(cls) -> bool:
+        return cls.binary() is not None
 
     def __enter__(self) -> Profile:
         self._proc = subprocess.Popen(
             [
-                "py-spy",
+                self.binary() or "py-spy",
                 "record",
                 "--pid",
                 str(self.pid),
