@@ -253,7 +253,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=int, default=10, help="seconds of load per endpoint")
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--runs", type=int, default=3, help="runs per endpoint (medians)")
-    parser.add_argument("--ingest", action="store_true", help="also with collectors ingesting")
+    parser.add_argument(
+        "--ingest",
+        action="store_true",
+        help="also with collectors ingesting: in the API's process (epcmon run), and in a "
+        "process of their own (--role collector beside --role api)",
+    )
     parser.add_argument(
         "--ingest-rate",
         type=int,
@@ -269,8 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument(
         "--serve-service",
-        nargs=4,
-        metavar=("STORE", "KEYS", "PORT", "MQTT"),
+        nargs=5,
+        metavar=("STORE", "KEYS", "PORT", "MQTT", "ROLE"),
         help=argparse.SUPPRESS,
     )
     parser.add_argument(
@@ -286,8 +291,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.serve_service:
         from bench.api_ingest import serve_service
 
-        store_path, keys_path, port, mqtt = args.serve_service
-        serve_service(store_path, keys_path, int(port), int(mqtt))
+        store_path, keys_path, port, mqtt, role = args.serve_service
+        serve_service(store_path, keys_path, int(port), int(mqtt), role)
         return 0
     if args.publish:
         from bench.api_ingest import publish_paced
@@ -322,74 +327,15 @@ def main(argv: list[str] | None = None) -> int:
             figures = measure(urls, key, seconds, args.connections, runs)
             if args.profile:
                 profile(api.pid, urls[1:], key, min(seconds, 6), args.connections)
-        anchor_rows = figures.pop(ANCHOR)
-        anchor = {f: median(anchor_rows, f) for f in ("rps", "p50", "p99")}
-        met = report("the API alone (uvicorn, one process), medians", figures, anchor)
+        from bench.api_ingest import anchor_of
+
+        met = report("the API alone (uvicorn, one process), medians", figures, anchor_of(figures))
         if args.ingest:
-            met &= ingest_case(tmp, store, keys, key, anchor, args, seconds, runs)
+            from bench.api_ingest import ingest_case, split_case
+
+            met &= ingest_case(tmp, store, keys, key, args, seconds, runs)
+            met &= split_case(tmp, store, keys, key, args, seconds, runs)
     return 0 if met else 1
-
-
-def ingest_case(
-    tmp: str,
-    store: Path,
-    keys: Path,
-    key: str,
-    anchor: dict[str, float],
-    args: argparse.Namespace,
-    seconds: int,
-    runs: int,
-) -> bool:
-    from bench.api_ingest import ingested
-    from bench.ingest_mqtt import start_broker
-
-    (Path(tmp) / "broker").mkdir()
-    broker, mqtt_port = start_broker(Path(tmp) / "broker")
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    try:
-        with server(
-            ["--serve-service", str(store), str(keys), str(port), str(mqtt_port)], port
-        ) as api:
-            publisher = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "bench.api",
-                    "--publish",
-                    str(mqtt_port),
-                    str(args.ingest_rate),
-                ],
-                cwd=ROOT,
-            )
-            try:
-                deadline = time.monotonic() + 30
-                while ingested(base, key) == 0:
-                    if time.monotonic() > deadline:
-                        raise RuntimeError("the collector stored nothing in 30 s")
-                    time.sleep(0.2)  # wait for the collector to subscribe and commit
-                n0, t0 = ingested(base, key), time.monotonic()
-                print(
-                    f"\nwith the collectors ingesting, {args.ingest_rate:,} messages/s published:"
-                )
-                figures = measure(cases(f"{base}/api/v1"), key, seconds, args.connections, runs)
-                rate = (ingested(base, key) - n0) / (time.monotonic() - t0)
-                if args.profile:
-                    profile(
-                        api.pid, cases(f"{base}/api/v1"), key, min(seconds, 6), args.connections
-                    )
-            finally:
-                publisher.terminate()
-                publisher.wait(10)
-    finally:
-        broker.terminate()
-        broker.wait(10)
-    return report(
-        f"the API in epcmon run's Service while its MQTT collector stored {rate:,.0f} messages/s "
-        f"({args.ingest_rate:,} published), medians",
-        figures,
-        anchor,
-    )
 
 
 if __name__ == "__main__":

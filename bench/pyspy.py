@@ -48,10 +48,23 @@ def classify(stack: str) -> str:
     return "other"
 
 
+def thread_of(stack: str) -> str:
+    """A worker thread's name for the summary: the function its `Thread.run` runs (the
+    thread pool's workers by the function they were given)."""
+    frames = [f.split(" (")[0] for f in stack.split(";")]
+    for i, frame in enumerate(frames):
+        if frame == "_worker" and i + 2 < len(frames):  # concurrent.futures' pool
+            return f"thread pool: {frames[i + 2]}"
+        if frame == "Thread.run" and i + 1 < len(frames):
+            return f"thread: {frames[i + 1]}"
+    return "thread: ?"
+
+
 def summarise(raw: str, top: int = 8) -> list[tuple[str, float]]:
-    """(bucket, share of the event-loop thread's samples), largest first; the last row is
-    the other threads' samples as a share of the event loop's."""
+    """(bucket, share of the event-loop thread's samples), largest first; then the other
+    threads' samples, as a share of the event loop's."""
     loop: Counter[str] = Counter()
+    threads: Counter[str] = Counter()
     others = 0
     for line in raw.splitlines():
         stack, _, count = line.rpartition(" ")
@@ -61,6 +74,7 @@ def summarise(raw: str, top: int = 8) -> list[tuple[str, float]]:
         # loop's (coroutine stacks sampled without pausing can come out truncated)
         if "Thread._bootstrap" in stack:
             others += int(count)
+            threads[thread_of(stack)] += int(count)
         else:
             loop[classify(stack)] += int(count)
     total = sum(loop.values())
@@ -68,6 +82,7 @@ def summarise(raw: str, top: int = 8) -> list[tuple[str, float]]:
         return []
     rows = [(name, n / total) for name, n in loop.most_common(top)]
     rows.append(("(other threads, vs the loop's samples)", others / total))
+    rows += [(f"  {name}", n / total) for name, n in threads.most_common(4)]
     return rows
 
 
