@@ -10,7 +10,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from alarms.model import Dispatcher
 from alarms.store import AlarmStore, default_path
 from api import fast
-from api.cache import ResponseCache
+from api.cache import Flights, ResponseCache
 from api.common import json_response
 from api.deps import Reader
 from api.errors import install_error_handler
@@ -74,6 +74,7 @@ def create_app(
     app.state.health = health or Health()
     app.state.savings_cache = SavingsCache()
     app.state.response_cache = ResponseCache()
+    app.state.flights = Flights()
     app.state.bills_cache = bills.ResultCache()
     app.state.reports_dir = reports_dir or default_reports_dir(site, app.state.statements.path)
     app.state.alarms = alarms or AlarmStore(default_path(site, app.state.statements.path))

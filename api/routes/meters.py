@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from api import fast
-from api.cache import ResponseCache
+from api.cache import Flights, ResponseCache
 from api.common import (
     Format,
     csv_response,
@@ -125,8 +125,6 @@ async def meter_series(
         default=0,
     )
     cache_key = (meter.id, quantity, start_ms, end_ms, every, agg.value, format, newest)
-    if format == "json" and (body := cache.get(cache_key)) is not None:
-        return json_bytes_response(body)
     if every is not None:
         try:
             width: Every | None = Every.parse(every)
@@ -135,10 +133,23 @@ async def meter_series(
     else:
         width = None
     query = SeriesQuery(meter.id, quantity, start_dt, end_dt, start_ms, end_ms, every, width, agg)
-    response = await fast.blocking(lambda: series_response(site, store, query, format))
-    if format == "json":
-        cache.put(cache_key, bytes(response.body))
-    return response
+    if format == "csv":
+        return await fast.blocking(lambda: series_response(site, store, query, format))
+
+    async def compute() -> bytes:
+        response = await fast.blocking(lambda: series_response(site, store, query, format))
+        body = bytes(response.body)
+        cache.put(cache_key, body)
+        return body
+
+    flights: Flights = state.flights
+    hit = cache.peek(cache_key)
+    if hit is None:
+        return json_bytes_response(await flights.run(cache_key, compute))
+    body, fresh = hit
+    if not fresh:  # expired: this one more time, while one refresh runs
+        flights.start(cache_key, compute)
+    return json_bytes_response(body)
 
 
 @dataclass(frozen=True)
@@ -179,7 +190,7 @@ def series_response(
     times = iso_times(series.ts_ms)
     values = series.value.tolist()
     unit = QUANTITIES[q.quantity].unit.value
-    if format == "csv":
+    if format == "csv":  # a file: not cached
         return csv_response(
             ["time", "meter", "quantity", "value", "unit"],
             ((t, q.meter_id, q.quantity, v, unit) for t, v in zip(times, values, strict=True)),
