@@ -122,7 +122,13 @@ def serve_bare(port: int) -> None:
 @contextmanager
 def server(args: list[str], port: int) -> Iterator[subprocess.Popen[bytes]]:
     """`python -m bench.api <args>` in a process of its own, once it listens on `port`."""
-    proc = subprocess.Popen([sys.executable, "-m", "bench.api", *args], cwd=ROOT)
+    # the Service's log lines (alarms raised on the bench meters, ...) are not the figures
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.api", *args],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL if "--serve-service" in args else None,
+    )
     try:
         deadline = time.monotonic() + 60
         while True:

@@ -117,16 +117,18 @@ def publish_paced(mqtt_port: int, rate: int) -> None:
     c.max_queued_messages_set(0)
     c.connect("127.0.0.1", mqtt_port)
     c.loop_start()
-    t0_ms = int(time.time() * 1000) // 1000 * 1000
     tick = 0.02
     per_tick = max(1, round(rate * tick))
     sent = 0
     start = time.monotonic()
     while True:
-        for _ in range(per_tick):
+        # now's time (the collector refuses readings from the future) and a counter that
+        # only rises per meter, as a real meter's would
+        now_ms = int(time.time() * 1000)
+        for k in range(per_tick):
             i = sent
             payload = json.dumps(
-                {"ts": t0_ms + (i // METERS) * 1000, "p": 1000 + i % 97, "e": 10 + i * 0.001}
+                {"ts": now_ms + k // METERS, "p": 1000 + i % 97, "e": 10 + i * 0.001}
             )
             c.publish(f"{PREFIX}/{i % METERS:03d}", payload, qos=1)
             sent += 1
@@ -188,6 +190,8 @@ def ingest_case(
                     str(args.ingest_rate),
                 ],
                 cwd=ROOT,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
             )
             try:
                 deadline = time.monotonic() + 30
@@ -258,6 +262,8 @@ def split_case(
                     "collector",
                 ],
                 cwd=ROOT,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
             )
             publisher = subprocess.Popen(
                 [
@@ -269,6 +275,8 @@ def split_case(
                     str(args.ingest_rate),
                 ],
                 cwd=ROOT,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
             )
             t0 = time.monotonic()
             try:
