@@ -23,9 +23,10 @@ from pathlib import Path
 # names the sample; more specific buckets come first
 _BUCKETS: list[tuple[str, tuple[str, ...]]] = [
     ("auth: key lookup and rate limit", ("(api/deps.py", "(api/keys.py", "(api/ratelimit.py")),
+    ("collectors' work on the loop (parse, batch, ack)", ("(collectors/",)),
     (
         "route body (our code)",
-        ("(api/", "(storage/", "(processing/", "(core/", "(collectors/", "(alarms/"),
+        ("(api/", "(storage/", "(processing/", "(core/", "(alarms/"),
     ),
     ("response-model validation and encoding", ("serialize_response", "fastapi/encoders.py")),
     ("FastAPI dependency solving and parameters", ("(fastapi/dependencies/",)),
@@ -40,6 +41,8 @@ _BUCKETS: list[tuple[str, tuple[str, ...]]] = [
 
 
 def classify(stack: str) -> str:
+    if "(collectors/" in stack:  # the collector's consumer runs on the same loop as the API
+        return _BUCKETS[1][0]
     frames = stack.split(";")
     for frame in reversed(frames):
         for bucket, needles in _BUCKETS:
@@ -48,15 +51,24 @@ def classify(stack: str) -> str:
     return "other"
 
 
+_IDLE = ("Condition.wait", "Event.wait", "Queue.get", "select", "_wait_for_tstate_lock")
+
+
 def thread_of(stack: str) -> str:
-    """A worker thread's name for the summary: the function its `Thread.run` runs (the
-    thread pool's workers by the function they were given)."""
+    """A worker thread's name for the summary: what it runs (the frame below threading's
+    bootstrap; for the thread pool's workers, the function they were given)."""
     frames = [f.split(" (")[0] for f in stack.split(";")]
     for i, frame in enumerate(frames):
-        if frame == "_worker" and i + 2 < len(frames):  # concurrent.futures' pool
-            return f"thread pool: {frames[i + 2]}"
-        if frame == "Thread.run" and i + 1 < len(frames):
-            return f"thread: {frames[i + 1]}"
+        if frame == "_WorkItem.run" and i + 1 < len(frames):  # asyncio.to_thread's pool
+            return f"thread pool (to_thread): {frames[i + 1]}"
+    for i, frame in enumerate(frames):
+        if frame == "Thread._bootstrap_inner" and i + 1 < len(frames):
+            target = frames[i + 1]
+            if target in ("WorkerThread.run", "_worker") and i + 2 < len(frames):
+                return f"thread pool: {frames[i + 2]}"
+            if target == "Thread.run" and i + 2 < len(frames):
+                return f"thread: {frames[i + 2]}"
+            return f"thread: {target}"
     return "thread: ?"
 
 
@@ -73,6 +85,8 @@ def summarise(raw: str, top: int = 8) -> list[tuple[str, float]]:
         # a worker thread's stack starts in threading's bootstrap; the rest is the event
         # loop's (coroutine stacks sampled without pausing can come out truncated)
         if "Thread._bootstrap" in stack:
+            if stack.rsplit(";", 1)[-1].split(" (")[0].endswith(_IDLE):
+                continue  # a worker waiting for work is not using the CPU
             others += int(count)
             threads[thread_of(stack)] += int(count)
         else:
