@@ -36,6 +36,7 @@ from processing.statements import StatementStore
 from reports.build import reports_dir
 from reports.schedule import MonthlyReports
 from storage.base import TimeSeriesStore
+from storage.duckdb_store import DuckDBStore, StoreMaintenance
 from storage.spool import SpoolDrain, SpoolingStore
 
 log = logging.getLogger("epcmon.run")
@@ -80,10 +81,11 @@ async def _warm(app: FastAPI) -> None:
 
 class Service:
     """The parts of one epcmon process over one store, under one supervisor: the collectors
-    (role `all`/`collector`), the recompute, the alarms and the API (role `all`/`api`).
-    `epcmon run` and `epcmon demo` both run one; the demo adds its simulators as parts of
-    their own. Alarm transitions go to `dispatcher` (default: one log line each and the
-    site's `[notify]` channels, delivered by a part of their own).
+    (role `all`/`collector`), the recompute, the alarms and the API (role `all`/`api`), and a
+    DuckDB store's daily retention and compaction. `epcmon run` and `epcmon demo` both run
+    one; the demo adds its simulators as parts of their own. Alarm transitions go to
+    `dispatcher` (default: one log line each and the site's `[notify]` channels, delivered by
+    a part of their own).
 
         service = Service(site, store, data_dir, role="all")
         port = await service.start()     # the API listens (a port in use fails here)
@@ -130,6 +132,11 @@ class Service:
                 self.supervisor.add(name, part)
             if isinstance(store, SpoolingStore):  # replays as soon as the store is back
                 self.supervisor.add("spool-drain", SpoolDrain(store).run)
+        if isinstance(store, DuckDBStore):  # InfluxDB keeps data by its own retention policies
+            maintenance = StoreMaintenance(
+                store, site.storage.retention, site.site.timezone, self.health
+            )
+            self.supervisor.add("store-maintenance", maintenance.run)
         if role in ("all", "api"):
             self.statements = StatementStore(site.storage.statements_file)
             recompute = self._recompute = Recompute(site, store, self.statements, self.health)

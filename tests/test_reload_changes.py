@@ -112,13 +112,13 @@ async def test_reload_replaces_and_removes_pollers_and_keeps_the_others(tmp_path
         assert after["gw-a"] is before["gw-a"]  # untouched
         assert after["gw-b"] is not before["gw-b"]
         assert after["gw-b"].gateway.port == 1504
-        assert service.supervisor.names == ["modbus gw-a", "modbus gw-b"]
+        assert service.supervisor.names == ["modbus gw-a", "store-maintenance", "modbus gw-b"]
         text = (tmp_path / "b.toml").read_text("utf-8")
         cut = text.index('[[meters]]\nid = "E-B"')
         (tmp_path / "d.toml").write_text(text[:cut], "utf-8")  # gw-b keeps no meter
         await service.reload(load(tmp_path / "d.toml"))
         assert [p.gateway.id for p in service.collectors.pollers] == ["gw-a"]
-        assert service.supervisor.names == ["modbus gw-a"]
+        assert service.supervisor.names == ["modbus gw-a", "store-maintenance"]
         assert "modbus gw-b" not in service.health.snapshot().parts
     finally:
         stop.set()
