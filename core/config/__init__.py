@@ -19,12 +19,14 @@ The package, one job a module:
 | `intensity` | energy-use intensity targets (GB/T 51161, the 公共机构 quotas) |
 | `reports` | the monthly energy report: where it is kept, when `epcmon run` writes it |
 | `faults` | the simulators' settings and fault schema |
+| `anomalies` | the simulators' anomalies with their true start and end (what alarms should catch) |
 | `site` | `SiteConfig`, the root, and `[api]` |
 | `references` | the cross-references checked after validation |
 | `environment` | what the environment overrides (and the secrets it alone carries) |
 | `loading` | TOML in, `SiteConfig` or one `ConfigError` out |
 """
 
+from core.config.anomalies import ANOMALY_KINDS, Anomaly, AnomalyKind
 from core.config.base import EntityId
 from core.config.billing import AllocationRule, BillingConfig, Pool
 from core.config.contracts import (
@@ -70,12 +72,15 @@ from core.config.storage import SECRET_ENV, InfluxConfig, SpoolConfig, StorageCo
 from core.config.topics import MqttRoute
 
 __all__ = [
+    "ANOMALY_KINDS",
     "INFLUX_ENV_PREFIX",
     "KWH_PER_GJ",
     "MODEL_NAMES",
     "SECRET_ENV",
     "UTILITY_NAMES",
     "AllocationRule",
+    "Anomaly",
+    "AnomalyKind",
     "ApiConfig",
     "BaselineSettings",
     "BillingConfig",

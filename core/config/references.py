@@ -6,6 +6,7 @@ from collections import Counter
 from collections.abc import Collection
 
 from core.calendar import CHINA_TIMEZONES
+from core.config.anomalies import check_anomaly_references
 from core.config.billing import check_billing_references
 from core.config.places import MeterKind
 from core.config.site import SiteConfig
@@ -137,6 +138,7 @@ def check_references(cfg: SiteConfig, path: str, known_profiles: Collection[str]
     for gateway_id in cfg.simulation.gateway_faults:
         if gateway_id not in cfg.gateways_by_id:
             raise fail("[simulation]", f"gateway_faults.{gateway_id}", f"no gateway {gateway_id!r}")
+    check_anomaly_references(cfg, fail)
     # a cycle in parent links would make hierarchy queries loop
     for m in cfg.meters:
         seen = {m.id}
