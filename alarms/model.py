@@ -10,6 +10,7 @@ sees it; a subject is a meter id, a tenant id, a contract id, a part name or `si
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Literal, Protocol
@@ -92,3 +93,18 @@ class Dispatcher(Protocol):
     never blocks the evaluation and never raises."""
 
     def dispatch(self, transitions: list[Transition]) -> None: ...
+
+
+class Fanout:
+    """Hands each batch of transitions to several dispatchers in turn (the log and the
+    notifiers); one that raises, against its contract, does not keep the others from theirs."""
+
+    def __init__(self, *dispatchers: Dispatcher) -> None:
+        self.dispatchers = dispatchers
+
+    def dispatch(self, transitions: list[Transition]) -> None:
+        for d in self.dispatchers:
+            try:
+                d.dispatch(transitions)
+            except Exception:
+                logging.getLogger("epcmon.alarms").exception("%s failed", type(d).__name__)

@@ -7,6 +7,8 @@ from pathlib import Path
 from fastapi import FastAPI, Response
 from fastapi.middleware.cors import CORSMiddleware
 
+from alarms.model import Dispatcher
+from alarms.store import AlarmStore, default_path
 from api.cache import ResponseCache
 from api.deps import Reader, SiteDep, StoreDep
 from api.errors import install_error_handler
@@ -14,6 +16,7 @@ from api.keys import KeyStore
 from api.metrics import install_metrics, metrics_response
 from api.page import router as page_router
 from api.ratelimit import RateLimiter
+from api.routes import alarms as alarm_routes
 from api.routes import bills, consumption, contracts, meters, operations, reports, whoami
 from api.routes import site as site_routes
 from api.routes.contracts import SavingsCache
@@ -46,6 +49,8 @@ def create_app(
     statements: StatementStore | None = None,
     health: Health | None = None,
     reports_dir: Path | None = None,
+    alarms: AlarmStore | None = None,
+    alarm_dispatcher: Dispatcher | None = None,
 ) -> FastAPI:
     # /docs is served by api/page.py with Swagger UI's files from dashboards/web/vendor/ (the
     # defaults load them from a CDN, which an intranet cannot reach); no ReDoc
@@ -62,6 +67,8 @@ def create_app(
     app.state.response_cache = ResponseCache()
     app.state.bills_cache = bills.ResultCache()
     app.state.reports_dir = reports_dir or default_reports_dir(site, app.state.statements.path)
+    app.state.alarms = alarms or AlarmStore(default_path(site, app.state.statements.path))
+    app.state.alarm_dispatcher = alarm_dispatcher
     spool = getattr(store, "spool", None)
     app.state.ops = OpsContext(
         status=status,
@@ -69,6 +76,7 @@ def create_app(
         dead_letters_path=str((data_dir or Path("data")) / "dead-letters.jsonl"),
         spool_depth=(lambda: spool.depth) if spool is not None else None,
         spool_store=store if spool is not None else None,
+        alarms_active=app.state.alarms.active_counts,
     )
     if site.api.cors_origins:
         app.add_middleware(
@@ -87,6 +95,7 @@ def create_app(
         contracts.router,
         operations.router,
         reports.router,
+        alarm_routes.router,
         whoami.router,
         page_router,
     ):

@@ -63,6 +63,15 @@ class _CollectorsMetrics(Collector):
             for name in sorted(snapshot.conditions):
                 degraded.add_metric([name], 1.0)
             yield degraded
+        if self._ops.alarms_active is not None:
+            active = GaugeMetricFamily(
+                "epcmon_alarms_active",
+                "alarms raised and not cleared, by rule and severity",
+                labels=["rule", "severity"],
+            )
+            for (rule, severity), n in sorted(self._ops.alarms_active().items()):
+                active.add_metric([rule, severity], float(n))
+            yield active
         depth = self._ops.spool_depth
         if callable(depth):
             yield GaugeMetricFamily(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -29,6 +29,8 @@ class OpsContext:
     health: Health | None = None
     dead_letters_path: str = "data/dead-letters.jsonl"
     spool_depth: object = field(default=None)
+    """A zero-argument callable giving the spool depth, when the store has a spool."""
     spool_store: object = field(default=None)
     """The `SpoolingStore`, when the store has a spool (its replay counters reach /metrics)."""
-    """A zero-argument callable giving the spool depth, when the store has a spool."""
+    alarms_active: Callable[[], Mapping[tuple[str, str], int]] | None = None
+    """(rule, severity) -> how many alarms are active."""

@@ -35,7 +35,9 @@ _SECTIONS: list[tuple[str, str]] = [
     ("billing", "[billing]"),
     ("intensity", "[intensity]"),
     ("reports", "[reports]"),
+    ("alarms", "[alarms]"),
     ("simulation", "[simulation]"),
+    ("notify", "[notify]"),
 ]
 
 
@@ -47,7 +49,7 @@ def _type_name(annotation: Any) -> str:
     if origin is typing.Literal:
         return " \\| ".join(f"`{a}`" for a in args)
     if origin in (typing.Union, types.UnionType):
-        names = [_type_name(a) for a in args if a is not type(None)]
+        names = list(dict.fromkeys(_type_name(a) for a in args if a is not type(None)))
         return " \\| ".join(names) + (" (optional)" if type(None) in args else "")
     if origin in (tuple, list):
         return f"list of {_type_name(args[0])}"
@@ -86,7 +88,9 @@ def nested_models(annotation: Any) -> list[type[BaseModel]]:
     return found
 
 
-def _model_table(model: type[BaseModel], heading: str, out: list[str]) -> None:
+def _model_table(
+    model: type[BaseModel], heading: str, out: list[str], skip: set[str] | None = None
+) -> None:
     doc = (model.__doc__ or "").strip().splitlines()[0]
     out += [
         f"### `{heading}`",
@@ -96,16 +100,58 @@ def _model_table(model: type[BaseModel], heading: str, out: list[str]) -> None:
         "| key | type | default | meaning |",
         "|---|---|---|---|",
     ]
-    nested: list[tuple[str, type[BaseModel]]] = []
+    nested: list[tuple[str, list[type[BaseModel]]]] = []
     for name, field in model.model_fields.items():
+        if skip is not None and name in skip:
+            continue
         desc = (field.description or "").replace("\n", " ")
         out.append(f"| `{name}` | {_type_name(field.annotation)} | {_default(field)} | {desc} |")
-        for sub in nested_models(field.annotation):
-            nested.append((name, sub))
+        if nested_models(field.annotation):
+            nested.append((name, nested_models(field.annotation)))
     out.append("")
-    for name, sub in nested:
-        prefix = heading.strip("[]")
-        _model_table(sub, f"{prefix}.{name}", out)
+    for name, subs in nested:
+        prefix = f"{heading.strip('[]')}.{name}"
+        if len(subs) == 1:
+            _model_table(subs[0], prefix, out)
+        else:
+            _union_tables(subs, prefix, out)
+
+
+def _union_tables(models: list[type[BaseModel]], heading: str, out: list[str]) -> None:
+    """A table that is one of several models chosen by its `type`: the keys they all take
+    (same type, default and meaning) once, then each type's own keys."""
+
+    def same(name: str) -> bool:
+        first = models[0].model_fields[name]
+        return all(
+            name in m.model_fields
+            and (m.model_fields[name].annotation, _default(m.model_fields[name]))
+            == (first.annotation, _default(first))
+            and m.model_fields[name].description == first.description
+            for m in models
+        )
+
+    shared = [n for n in models[0].model_fields if n != "type" and same(n)]
+    types = ", ".join(_type_name(m.model_fields["type"].annotation) for m in models)
+    out += [
+        f"### `{heading}`",
+        "",
+        f"`type` is one of {types}; every type takes these keys, and its own below.",
+        "",
+        "| key | type | default | meaning |",
+        "|---|---|---|---|",
+    ]
+    kinds = " \\| ".join(_type_name(m.model_fields["type"].annotation) for m in models)
+    first = models[0].model_fields["type"]
+    out.append(f"| `type` | {kinds} | **required** | {first.description} |")
+    for name in shared:
+        field = models[0].model_fields[name]
+        desc = (field.description or "").replace("\n", " ")
+        out.append(f"| `{name}` | {_type_name(field.annotation)} | {_default(field)} | {desc} |")
+    out.append("")
+    for model in models:
+        kind = typing.get_args(model.model_fields["type"].annotation)[0]
+        _model_table(model, f'{heading}` with `type = "{kind}"', out, skip={*shared, "type"})
 
 
 def config_reference() -> str:

@@ -17,6 +17,10 @@ from typing import Literal
 from fastapi import FastAPI
 
 import storage
+from alarms.engine import AlarmEngine, LogDispatcher
+from alarms.model import Dispatcher, Fanout
+from alarms.notify import NotifyDispatcher
+from alarms.store import AlarmStore, default_path
 from api.app import create_app, warm_caches
 from api.keys import KeyStore
 from collectors.availability import Availability
@@ -166,8 +170,10 @@ async def _warm(app: FastAPI) -> None:
 
 class Service:
     """The parts of one epcmon process over one store, under one supervisor: the collectors
-    (role `all`/`collector`), the recompute and the API (role `all`/`api`). `epcmon run` and
-    `epcmon demo` both run one; the demo adds its simulators as parts of their own.
+    (role `all`/`collector`), the recompute, the alarms and the API (role `all`/`api`).
+    `epcmon run` and `epcmon demo` both run one; the demo adds its simulators as parts of
+    their own. Alarm transitions go to `dispatcher` (default: one log line each and the
+    site's `[notify]` channels, delivered by a part of their own).
 
         service = Service(site, store, data_dir, role="all")
         port = await service.start()     # the API listens (a port in use fails here)
@@ -186,6 +192,7 @@ class Service:
         mqtt_url: str | None = None,
         keys: KeyStore | None = None,
         health: Health | None = None,
+        dispatcher: Dispatcher | None = None,
     ) -> None:
         self.site = site
         self.store = store
@@ -193,6 +200,10 @@ class Service:
         self.supervisor = Supervisor(self.health)
         self.collectors: Collectors | None = None
         self.statements: StatementStore | None = None
+        self.alarms: AlarmStore | None = None
+        self.alarm_engine: AlarmEngine | None = None
+        self.notify: NotifyDispatcher | None = None
+        self.dispatcher: Dispatcher = dispatcher or LogDispatcher()
         self.app: FastAPI | None = None
         self._api: ApiPart | None = None
         self._keys = keys
@@ -215,6 +226,26 @@ class Service:
                     site, store, self.statements, reports_dir(site), self.health
                 )
                 self.supervisor.add("reports", reports.run)
+            self.alarms = AlarmStore(default_path(site, self.statements.path))
+            if dispatcher is None and site.notify.enabled and site.notify.channels:
+                # delivery runs as a part of its own: a slow or dead receiver never holds
+                # up the evaluation, which only queues
+                self.notify = NotifyDispatcher(site, health=self.health)
+                self.dispatcher = Fanout(LogDispatcher(), self.notify)
+                self.supervisor.add("notify", self.notify.run)
+            if site.alarms.enabled:  # the rules every [alarms] every_s, from the stored alarms
+                spool = getattr(store, "spool", None)
+                self.alarm_engine = AlarmEngine(
+                    site,
+                    store,
+                    self.alarms,
+                    dispatcher=self.dispatcher,
+                    health=self.health,
+                    availability=self.collectors.availability if self.collectors else None,
+                    statements=self.statements,
+                    spool_depth=(lambda: int(spool.depth)) if spool is not None else None,
+                )
+                self.supervisor.add("alarms", self.alarm_engine.run)
             if self._keys is None:
                 self._keys = KeyStore(site.api.keys_path)
             self.app = create_app(
@@ -225,6 +256,8 @@ class Service:
                 data_dir=data_dir,
                 statements=self.statements,
                 health=self.health,
+                alarms=self.alarms,
+                alarm_dispatcher=self.dispatcher,
             )
             self._api = ApiPart(self.app, site.api.host, site.api.port, source=site.source)
 
@@ -252,6 +285,8 @@ class Service:
     def close(self) -> None:
         if self.statements is not None:
             self.statements.close()
+        if self.alarms is not None:
+            self.alarms.close()
         if self._keys is not None:
             self._keys.close()
 

@@ -198,3 +198,42 @@ class TimeSeriesStore(Protocol):
         """Every (meter, quantity) the store holds."""
 
     def close(self) -> None: ...
+
+
+class ReadsFromInner:
+    """A store wrapper's reads: everything but `write` (and `close`) goes to `self.inner`
+    as it is (the spool in front of InfluxDB; a test's switchable store)."""
+
+    inner: TimeSeriesStore
+
+    def read_raw(self, meter_id: str, quantity: str, start_ms: int, end_ms: int) -> Series:
+        return self.inner.read_raw(meter_id, quantity, start_ms, end_ms)
+
+    def aggregate(
+        self,
+        meter_id: str,
+        quantity: str,
+        start_ms: int,
+        end_ms: int,
+        every: Every,
+        agg: Agg,
+        tz: str = "UTC",
+    ) -> Series:
+        return self.inner.aggregate(meter_id, quantity, start_ms, end_ms, every, agg, tz)
+
+    def consumption(
+        self,
+        meter_id: str,
+        quantity: str,
+        start_ms: int,
+        end_ms: int,
+        every: Every,
+        tz: str = "UTC",
+    ) -> Series:
+        return self.inner.consumption(meter_id, quantity, start_ms, end_ms, every, tz)
+
+    def latest(self, meter_ids: list[str] | None = None) -> list[Reading]:
+        return self.inner.latest(meter_ids)
+
+    def series_keys(self) -> list[tuple[str, str]]:
+        return self.inner.series_keys()

@@ -8,14 +8,23 @@ import re
 import pytest
 from fastapi.testclient import TestClient
 
+from alarms.store import default_path
 from api.keys import Role
 from core.health import Health
+from tests.alarm_fixtures import (
+    BOUNDARY_ALARM,
+    BUILDING_ALARM,
+    CLEARED_ALARM,
+    PART_ALARM,
+    seed_alarms,
+)
 from tests.api_fixtures import DAYS, T0, app_for, make_world
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     w = make_world(tmp_path_factory.mktemp("api"))
+    seed_alarms(default_path(w.site, w.statements.path), T0 + DAYS * 86_400_000)
     yield w
     w.store.close()
     w.keys.close()
@@ -64,8 +73,16 @@ AUTHOR_ROUTES = [
     ("/api/v1/reports/2025-12.pdf", {}),
 ]
 """The monthly report: admins and engineers only (viewer keys are dashboards' keys)."""
-ANY_KEY_ROUTES = [("/api/v1/whoami", {})]
-"""Routes every role may call (vendors included): who the key is, no building data."""
+ANY_KEY_ROUTES = [
+    ("/api/v1/whoami", {}),
+    ("/api/v1/alarms", {}),
+    ("/api/v1/alarms", {"state": "all", "since": "2025-12-01T00:00:00Z", "limit": 5}),
+    (f"/api/v1/alarms/{BOUNDARY_ALARM}", {}),
+]
+"""Routes every role may call (vendors included): who the key is, no building data; alarms
+(a vendor's scoped to its contracts' boundaries)."""
+WRITE_ROUTES = [f"/api/v1/alarms/{PART_ALARM}/ack"]
+"""POST routes: admins and engineers only."""
 
 
 def test_every_route_is_listed_in_the_security_matrix(client):
@@ -76,8 +93,8 @@ def test_every_route_is_listed_in_the_security_matrix(client):
         if (p.startswith("/api/v1/") and "contracts" not in p) or p == "/metrics"
     }
     listed = {
-        re.sub(r"/(main|dept-01|E-D01|2025-12)(?=/|\.|$)", lambda m: "/{x}", p)
-        for p, _ in READER_ROUTES + AUTHOR_ROUTES + ANY_KEY_ROUTES
+        re.sub(r"/(main|dept-01|E-D01|2025-12|\d+)(?=/|\.|$)", lambda m: "/{x}", p)
+        for p in [p for p, _ in READER_ROUTES + AUTHOR_ROUTES + ANY_KEY_ROUTES] + WRITE_ROUTES
     }
     normalised = {re.sub(r"\{[^}]+\}", "{x}", p) for p in paths}
     assert normalised <= listed, f"routes missing from the matrix: {normalised - listed}"
@@ -121,6 +138,88 @@ def test_any_key_matrix(world, client, path, params):
         r = client.get(path, params=params, headers=auth(world, role))
         assert r.status_code == 200, (role, r.text)
         assert world.tokens[role] not in r.text
+
+
+def test_acknowledge_is_for_admin_and_engineer_keys_and_records_who(world, client):
+    url = f"/api/v1/alarms/{PART_ALARM}/ack"
+    assert client.post(url).status_code == 401  # no key
+    forged = {"Authorization": "Bearer epc_00000000_forged"}
+    assert client.post(url, headers=forged).status_code == 401
+    for role in ("viewer", "vendor"):
+        r = client.post(url, headers=auth(world, role))
+        assert r.status_code == 403, role
+        assert role in r.json()["detail"]
+    assert (
+        client.get(f"/api/v1/alarms/{PART_ALARM}", headers=auth(world, "admin")).json()[
+            "acknowledged_by"
+        ]
+        is None
+    )  # refused attempts changed nothing
+    engineer = world.keys.authenticate(world.tokens["engineer"])
+    r = client.post(url, headers=auth(world, "engineer"))
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["acknowledged_by"] == f"key {engineer.key_id}"
+    assert body["acknowledged"].endswith("Z")
+    assert body["state"] == "active"  # acknowledging does not clear it
+    again = client.post(url, headers=auth(world, "admin"))  # the first acknowledgement stands
+    assert again.status_code == 200
+    assert again.json()["acknowledged_by"] == f"key {engineer.key_id}"
+    history = client.get(f"/api/v1/alarms/{PART_ALARM}", headers=auth(world, "viewer")).json()
+    assert [e["kind"] for e in history["history"]] == ["raised", "acknowledged"]
+    assert history["history"][1]["by"] == f"key {engineer.key_id}"
+    assert client.post("/api/v1/alarms/999/ack", headers=auth(world, "admin")).status_code == 404
+    assert world.tokens["engineer"] not in r.text
+
+
+def test_alarms_are_listed_active_first_and_scoped_for_the_vendor(world, client):
+    every = client.get("/api/v1/alarms", headers=auth(world, "engineer")).json()
+    assert every["total"] == 3
+    assert [a["id"] for a in every["alarms"]] == [PART_ALARM, BUILDING_ALARM, BOUNDARY_ALARM]
+    first = every["alarms"][0]
+    assert first["severity"] == "critical"
+    assert first["category"] == "data"
+    assert first["raised"].endswith("Z")
+    vendor = client.get("/api/v1/alarms", params={"state": "all"}, headers=auth(world, "vendor"))
+    assert [a["id"] for a in vendor.json()["alarms"]] == [BOUNDARY_ALARM]  # its boundary only
+    assert vendor.json()["total"] == 1
+    for hidden in (BUILDING_ALARM, PART_ALARM, 999):  # not its own, or none: the same 404
+        r = client.get(f"/api/v1/alarms/{hidden}", headers=auth(world, "vendor"))
+        assert r.status_code == 404
+        assert r.json()["detail"] == f"no alarm {hidden}"
+    cleared = client.get("/api/v1/alarms", params={"state": "cleared"},
+                         headers=auth(world, "viewer")).json()  # fmt: skip
+    assert [(a["id"], a["state"]) for a in cleared["alarms"]] == [(CLEARED_ALARM, "cleared")]
+    assert cleared["alarms"][0]["cleared"].endswith("Z")
+    paged = client.get("/api/v1/alarms", params={"limit": 1, "offset": 1},
+                       headers=auth(world, "viewer")).json()  # fmt: skip
+    assert [a["id"] for a in paged["alarms"]] == [BUILDING_ALARM]
+    assert paged["total"] == 3
+    assert client.get("/api/v1/alarms", params={"state": "bogus"},
+                      headers=auth(world, "viewer")).status_code == 422  # fmt: skip
+
+
+def test_cors_never_opens_the_acknowledge_route(world):
+    site = world.site.model_copy(
+        update={
+            "api": world.site.api.model_copy(update={"cors_origins": ("https://grafana.example",)})
+        }
+    )
+    from api.app import create_app
+
+    app = create_app(site, world.store, keys=world.keys, statements=world.statements)
+    with TestClient(app) as c:
+        origin = {"Origin": "https://grafana.example"}
+        get = c.options(
+            "/api/v1/alarms", headers={**origin, "Access-Control-Request-Method": "GET"}
+        )
+        assert get.headers.get("access-control-allow-origin") == "https://grafana.example"
+        post = c.options(
+            f"/api/v1/alarms/{PART_ALARM}/ack",
+            headers={**origin, "Access-Control-Request-Method": "POST"},
+        )
+        assert post.status_code == 400  # the preflight fails: a browser never sends the POST
+        assert "POST" not in post.headers.get("access-control-allow-methods", "")
 
 
 def test_revoked_key_is_refused(world, client):
@@ -271,6 +370,8 @@ def test_metrics_in_prometheus_format(world, client):
     client.get("/api/v1/site", headers=auth(world, "viewer"))
     text = client.get("/metrics", headers=auth(world, "viewer")).text
     assert 'epcmon_http_request_seconds_count{route="/api/v1/site",status="200"}' in text
+    assert 'epcmon_alarms_active{rule="part_restarting",severity="critical"} 1.0' in text
+    assert 'epcmon_alarms_active{rule="meter_offline",severity="warning"} 1.0' in text
 
 
 def test_keys_never_appear_in_logs_or_responses(world, client, caplog):

@@ -17,7 +17,7 @@ import pytest
 from core.errors import SpoolFull, StoreError, StoreUnavailable
 from core.health import Health
 from core.readings import Reading, ReadingBatch
-from storage.base import Agg, Every, Series, TimeSeriesStore
+from storage.base import ReadsFromInner, TimeSeriesStore
 from storage.duckdb_store import DuckDBStore
 from storage.spool import Spool, SpoolDrain, SpoolingStore, deserialise, serialise
 
@@ -105,7 +105,7 @@ def test_a_full_spool_refuses_loudly_and_keeps_what_it_has(tmp_path: Path) -> No
         assert same(head.batch, big)
 
 
-class Switchable:
+class Switchable(ReadsFromInner):
     """A real store whose writes fail while `down` is set, like an unreachable server."""
 
     def __init__(self, inner: DuckDBStore) -> None:
@@ -118,38 +118,6 @@ class Switchable:
         if self.down:
             raise StoreUnavailable("connection refused")
         return self.inner.write(batch)
-
-    def read_raw(self, meter_id: str, quantity: str, start_ms: int, end_ms: int) -> Series:
-        return self.inner.read_raw(meter_id, quantity, start_ms, end_ms)
-
-    def aggregate(
-        self,
-        meter_id: str,
-        quantity: str,
-        start_ms: int,
-        end_ms: int,
-        every: Every,
-        agg: Agg,
-        tz: str = "UTC",
-    ) -> Series:
-        return self.inner.aggregate(meter_id, quantity, start_ms, end_ms, every, agg, tz)
-
-    def consumption(
-        self,
-        meter_id: str,
-        quantity: str,
-        start_ms: int,
-        end_ms: int,
-        every: Every,
-        tz: str = "UTC",
-    ) -> Series:
-        return self.inner.consumption(meter_id, quantity, start_ms, end_ms, every, tz)
-
-    def latest(self, meter_ids: list[str] | None = None) -> list[Reading]:
-        return self.inner.latest(meter_ids)
-
-    def series_keys(self) -> list[tuple[str, str]]:
-        return self.inner.series_keys()
 
     def close(self) -> None:
         self.inner.close()

@@ -24,8 +24,16 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from alarms.store import default_path
 from bench.browser import browser, serve
 from core.readings import ReadingBatch
+from tests.alarm_fixtures import (
+    BOUNDARY_ALARM,
+    BUILDING_ALARM,
+    CLEARED_ALARM,
+    PART_ALARM,
+    seed_alarms,
+)
 from tests.api_fixtures import DAYS, STATEMENT_MONTH, T0, ApiWorld, app_for, make_world
 from tests.conftest import require
 
@@ -76,6 +84,7 @@ def extend_with_outage(world: ApiWorld) -> None:
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiWorld]:
     w = make_world(tmp_path_factory.mktemp("web"))
     extend_with_outage(w)
+    seed_alarms(default_path(w.site, w.statements.path), T0 + (DAYS + EXTRA_DAYS) * DAY_MS)
     yield w
     w.store.close()
     w.keys.close()
@@ -282,8 +291,13 @@ def test_the_vendor_sees_its_contract_and_never_a_403(
     paths = v.api_paths()
     assert paths, "the page called no API"
     assert all(
-        p.startswith("/api/v1/whoami") or p.startswith(f"/api/v1/contracts/{own.id}") for p in paths
-    ), paths  # nothing of the building, nothing of the other contract
+        p.startswith(("/api/v1/whoami", f"/api/v1/contracts/{own.id}", "/api/v1/alarms?"))
+        for p in paths
+    ), paths  # nothing of the building, nothing of the other contract; its alarms
+    # the alarms of its contract's boundary only (the API scopes them), never a button
+    assert page.locator("#alarms tbody tr").count() == 1
+    assert page.get_attribute("#alarms tbody tr", "data-alarm") == str(BOUNDARY_ALARM)
+    assert page.locator("#alarms button.ack").count() == 0
     assert not [p for p in paths if p.startswith(("/api/v1/bills", "/api/v1/intensity"))]
     assert page.text_content("#who") == "节能服务公司"
     for section in ("#s-overview", "#s-meter", "#s-ops", "#s-bills", "#s-intensity"):
@@ -828,3 +842,77 @@ def test_the_monthly_reports_are_listed_for_engineers_and_never_asked_by_viewers
         assert not v.page.is_visible("#s-reports")
         assert not [u for _, u in v.statuses if u.startswith("/api/v1/reports")], role
         v.page.close()
+
+
+# -- alarms --------------------------------------------------------------------------------------
+
+
+def test_the_engineer_sees_alarms_active_first_and_acknowledges_one(
+    world: ApiWorld, url: str, chromium: Any
+) -> None:
+    v = visit(chromium, url, world.tokens["engineer"])
+    page = v.page
+    assert page.text_content("#s-alarms h2") == "告警"
+    rows = page.locator("#alarms tbody tr")
+    shown = [rows.nth(i).get_attribute("data-alarm") for i in range(rows.count())]
+    assert shown == [str(PART_ALARM), str(BUILDING_ALARM), str(BOUNDARY_ALARM)]  # critical first
+    assert page.text_content("#alarms-summary") == "3 条告警未消除"
+    first = rows.first.locator("td").all_text_contents()
+    assert first[0] == "严重"
+    assert "服务部件 mqtt 故障重启" in first[1]
+    assert "未消除" in first[1]
+    assert page.locator("#alarms button.ack").count() == 3
+
+    # acknowledge the department's alarm: the button gives way to who and when
+    row = page.locator(f"#alarms tr[data-alarm='{BUILDING_ALARM}']")
+    with page.expect_response(lambda r: r.url.endswith(f"/alarms/{BUILDING_ALARM}/ack")) as ack:
+        row.locator("button.ack").click()
+    assert ack.value.status == 200
+    page.wait_for_selector(f"#alarms tr[data-alarm='{BUILDING_ALARM}'] .acked")
+    engineer = world.keys.authenticate(world.tokens["engineer"])
+    assert engineer is not None
+    assert f"key {engineer.key_id}" in row.locator(".acked").text_content()
+    with TestClient(app_for(world)) as client:
+        stored = client.get(f"/api/v1/alarms/{BUILDING_ALARM}", headers=key_header(world)).json()
+    assert stored["acknowledged_by"] == f"key {engineer.key_id}"
+
+    # with the cleared ones, and a row's history
+    page.check("#alarms-history")
+    page.wait_for_selector(f"#alarms tr[data-alarm='{CLEARED_ALARM}']")
+    cleared = page.locator(f"#alarms tr[data-alarm='{CLEARED_ALARM}']")
+    assert "已于" in cleared.text_content()
+    assert cleared.locator("button.ack").count() == 0
+    cleared.locator("button.expand").click()
+    page.wait_for_selector(f"#alarms tr[data-alarm='{CLEARED_ALARM}'] .alarm-history li")
+    events = cleared.locator(".alarm-history li").all_text_contents()
+    assert len(events) == 2
+    assert "产生" in events[0]
+    assert "消除" in events[1]
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.locator("#s-alarms").screenshot(path=str(ARTIFACTS / "web-page-alarms.png"))
+
+    page.click("#lang")
+    page.wait_for_selector("body[data-ready='1']", timeout=30_000)
+    assert page.text_content("#s-alarms h2") == "Alarms"
+    assert page.locator("#alarms tbody tr").first.locator("td").first.text_content() == "critical"
+    assert {s for s, _ in v.statuses} == {200}, [s for s in v.statuses if s[0] != 200]
+    assert v.errors == [], v.errors
+    page.close()
+
+
+def test_a_viewer_sees_the_alarms_on_a_phone_but_never_an_acknowledge_button(
+    world: ApiWorld, url: str, chromium: Any
+) -> None:
+    v = visit(chromium, url, world.tokens["viewer"], lang="en", width=390)
+    page = v.page
+    assert page.locator("#alarms tbody tr").count() >= 2
+    assert page.locator("#alarms button.ack").count() == 0
+    no_horizontal_scroll(page, 390)  # on a phone, the alarms fit its width
+    box = page.locator("#s-alarms").bounding_box()
+    assert box is not None
+    assert 0 <= box["x"] <= box["x"] + box["width"] <= 390
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.locator("#s-alarms").screenshot(path=str(ARTIFACTS / "web-page-alarms-phone.png"))
+    assert not [p for p in v.api_paths() if p.endswith("/ack")]
+    assert v.errors == [], v.errors
+    page.close()

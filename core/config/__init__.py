@@ -18,6 +18,8 @@ The package, one job a module:
 | `billing` | department bills: the site's tariff, the pools shared out and their rules |
 | `intensity` | energy-use intensity targets (GB/T 51161, the 公共机构 quotas) |
 | `reports` | the monthly energy report: where it is kept, when `epcmon run` writes it |
+| `alarms` | the alarm rules `epcmon run` evaluates, their thresholds, raising and clearing |
+| `notify` | where alarms are delivered: e-mail, webhooks, WeCom, DingTalk, Alertmanager |
 | `faults` | the simulators' settings and fault schema |
 | `anomalies` | the simulators' anomalies with their true start and end (what alarms should catch) |
 | `site` | `SiteConfig`, the root, and `[api]` |
@@ -26,6 +28,7 @@ The package, one job a module:
 | `loading` | TOML in, `SiteConfig` or one `ConfigError` out |
 """
 
+from core.config.alarms import RULE_NAMES, AlarmRules, AlarmsConfig, RuleSettings
 from core.config.anomalies import ANOMALY_KINDS, Anomaly, AnomalyKind
 from core.config.base import EntityId
 from core.config.billing import AllocationRule, BillingConfig, Pool
@@ -57,6 +60,14 @@ from core.config.intensity import IntensityConfig, IntensityTarget, Metric
 from core.config.loading import load_site, parse_site
 from core.config.meters import Gateway, Meter, ModbusSource
 from core.config.mqtt import MqttConfig, MqttSource, PayloadField, PayloadFormat
+from core.config.notify import (
+    AlertmanagerChannel,
+    DingtalkChannel,
+    EmailChannel,
+    NotifyConfig,
+    WebhookChannel,
+    WecomChannel,
+)
 from core.config.places import (
     Building,
     CalendarConfig,
@@ -76,8 +87,12 @@ __all__ = [
     "INFLUX_ENV_PREFIX",
     "KWH_PER_GJ",
     "MODEL_NAMES",
+    "RULE_NAMES",
     "SECRET_ENV",
     "UTILITY_NAMES",
+    "AlarmRules",
+    "AlarmsConfig",
+    "AlertmanagerChannel",
     "AllocationRule",
     "Anomaly",
     "AnomalyKind",
@@ -88,6 +103,8 @@ __all__ = [
     "CalendarConfig",
     "Contract",
     "DayOverride",
+    "DingtalkChannel",
+    "EmailChannel",
     "EndUse",
     "EntityId",
     "GasBoundary",
@@ -108,10 +125,12 @@ __all__ = [
     "MqttRoute",
     "MqttSource",
     "NonRoutineAdjustment",
+    "NotifyConfig",
     "PayloadField",
     "PayloadFormat",
     "Pool",
     "ReportsConfig",
+    "RuleSettings",
     "ScheduleConfig",
     "SimulationConfig",
     "SiteConfig",
@@ -129,6 +148,8 @@ __all__ = [
     "UtilityName",
     "UtilityTerms",
     "WaterBoundary",
+    "WebhookChannel",
+    "WecomChannel",
     "contract_weather_station",
     "influx_from_environment",
     "load_site",

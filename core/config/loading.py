@@ -33,6 +33,8 @@ def _entity_and_key(raw: Mapping[str, Any], loc: tuple[int | str, ...]) -> tuple
     if not loc:
         return "", ""
     section = str(loc[0])
+    if section == "notify" and len(loc) >= 3 and loc[1] == "channels":
+        return _channel_entity_and_key(raw, loc)
     if section in _SINGULAR and len(loc) >= 2:
         label = _SINGULAR[section]
         ident: object = loc[1]
@@ -45,6 +47,22 @@ def _entity_and_key(raw: Mapping[str, Any], loc: tuple[int | str, ...]) -> tuple
         key = ".".join(str(p) for p in loc[2:]) or "(entry)"
         return f"{label} {ident!r}", key
     return f"[{section}]", ".".join(str(p) for p in loc[1:]) or "(section)"
+
+
+def _channel_entity_and_key(raw: Mapping[str, Any], loc: tuple[int | str, ...]) -> tuple[str, str]:
+    """('notify', 'channels', 0, 'email', 'host') -> ("notify channel 'ops-mail'", 'host')."""
+    notify = raw.get("notify")
+    channels = notify.get("channels") if isinstance(notify, dict) else None
+    index = loc[2]
+    ident: object = f"#{index + 1}" if isinstance(index, int) else index
+    rest = loc[3:]
+    if isinstance(index, int) and isinstance(channels, list) and index < len(channels):
+        entry = channels[index]
+        if isinstance(entry, dict):
+            ident = entry.get("id", ident)
+            if rest and rest[0] == entry.get("type"):  # pydantic names the union's member
+                rest = rest[1:]
+    return f"notify channel {ident!r}", ".".join(str(p) for p in rest) or "(entry)"
 
 
 def _from_validation_error(path: str, raw: Mapping[str, Any], err: ValidationError) -> ConfigError:

@@ -6,6 +6,7 @@ from collections import Counter
 from collections.abc import Collection
 
 from core.calendar import CHINA_TIMEZONES
+from core.config.alarms import check_alarm_references
 from core.config.anomalies import check_anomaly_references
 from core.config.billing import check_billing_references
 from core.config.places import MeterKind
@@ -132,6 +133,7 @@ def check_references(cfg: SiteConfig, path: str, known_profiles: Collection[str]
         ):
             raise fail(entity, "tariff.flat_price_cny_per_kwh", "a flat tariff needs a price")
     check_billing_references(cfg, fail)
+    check_alarm_references(cfg, fail)
     for meter_id in cfg.simulation.faults:
         if meter_id not in cfg.meters_by_id:
             raise fail("[simulation]", f"faults.{meter_id}", f"no meter {meter_id!r}")

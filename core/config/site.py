@@ -8,6 +8,7 @@ from functools import cached_property
 from pydantic import ConfigDict, Field, PrivateAttr
 
 from core.calendar import WorkCalendar
+from core.config.alarms import AlarmsConfig
 from core.config.base import _Model
 from core.config.billing import BillingConfig
 from core.config.contracts import Contract
@@ -15,6 +16,7 @@ from core.config.faults import SimulationConfig
 from core.config.intensity import IntensityConfig
 from core.config.meters import Gateway, Meter
 from core.config.mqtt import MqttConfig, PayloadFormat
+from core.config.notify import NotifyConfig
 from core.config.places import Building, CalendarConfig, MeterKind, SiteInfo, Tenant
 from core.config.reports import ReportsConfig
 from core.config.storage import StorageConfig
@@ -39,6 +41,9 @@ class ApiConfig(_Model):
     """Requests one key may make at once before the rate limit applies."""
     cors_origins: tuple[str, ...] = ()
     """Origins allowed to call the API from a browser; none by default (CORS closed)."""
+    public_url: str = Field(default="", pattern=r"^(https?://[^\s/?#]+(/[^\s?#]*)?)?$")
+    """The address people open the page at (behind a proxy, e.g. `https://epc.example.gov.cn`);
+    alarm messages link to it. Empty: messages carry no link."""
 
 
 class ScheduleConfig(_Model):
@@ -69,7 +74,9 @@ class SiteConfig(_Model):
     billing: BillingConfig = BillingConfig()
     intensity: IntensityConfig = IntensityConfig()
     reports: ReportsConfig = ReportsConfig()
+    alarms: AlarmsConfig = AlarmsConfig()
     simulation: SimulationConfig = SimulationConfig()
+    notify: NotifyConfig = NotifyConfig()
 
     _source: str = PrivateAttr(default="")
 

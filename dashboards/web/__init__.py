@@ -21,6 +21,7 @@ ASSETS = {
     "bills.js": "text/javascript",
     "intensity.js": "text/javascript",
     "reports.js": "text/javascript",
+    "alarms.js": "text/javascript",
     "page.js": "text/javascript",
     f"{UPLOT}/uPlot.iife.min.js": "text/javascript",
     f"{UPLOT}/uPlot.min.css": "text/css",

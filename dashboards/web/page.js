@@ -2,7 +2,8 @@
 // who it belongs to, then shows what that key may see: the building (overview, any meter's
 // chart, operations) for admin/engineer/viewer keys, and the contract views (contract.js) for
 // every key with a contract; the department bills and energy intensity (bills.js,
-// intensity.js) for the building's roles. A vendor's page never calls a building route.
+// intensity.js) for the building's roles; the alarms (alarms.js) for every key, a vendor's
+// scoped by the API to its contracts' boundaries. A vendor's page never calls a building route.
 // When every section is drawn, <body data-ready="1"> (the browser test and bench wait on it).
 (function () {
   "use strict";
@@ -296,6 +297,7 @@
       if (who.building) parts.push(building());
       if (who.contracts.length) parts.push(EpcContract.load(who.contracts));
       parts.push(EpcReports.load());
+      parts.push(EpcAlarms.load());
       return Promise.all(parts).then(function () {
         if (gen !== Epc.gen) return;
         window.epcmonReadyMs = performance.now();
@@ -331,7 +333,7 @@
   $("offline-only").addEventListener("change", function (ev) { state.offlineOnly = ev.target.checked; state.opsPage = 0; operationsList(); });
   applyLang();
   // ask who the key is at once; show what it may see once every script of the page has run
-  // (contract.js, bills.js and intensity.js define EpcContract, EpcBills and EpcIntensity)
+  // (contract.js, bills.js, intensity.js, reports.js and alarms.js define their Epc* objects)
   var asked = key() ? Epc.api("/whoami") : null;
   if (asked) asked.catch(function () {});  // handled in load()
   document.addEventListener("DOMContentLoaded", function () { if (asked) load(asked); else showLogin(""); });

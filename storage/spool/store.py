@@ -28,8 +28,8 @@ from dataclasses import dataclass, replace
 
 from core.errors import BadReadings, StoreError
 from core.health import Health
-from core.readings import Reading, ReadingBatch, check_storable
-from storage.base import Agg, Every, Series, TimeSeriesStore
+from core.readings import ReadingBatch, check_storable
+from storage.base import ReadsFromInner, TimeSeriesStore
 from storage.spool.fifo import Spool, Spooled
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ class DrainStep:
     """The store's error when it could not take the chunk (the rest stays spooled)."""
 
 
-class SpoolingStore:
+class SpoolingStore(ReadsFromInner):
     """A `TimeSeriesStore` that spools the writes its inner store cannot take (module doc)."""
 
     def __init__(
@@ -213,40 +213,6 @@ class SpoolingStore:
             self._down = False
         if was_down:
             self.health.recover("spool", f"store reachable again, spool {self.spool.path} drained")
-
-    # -- everything else is the inner store's ---------------------------------------------
-
-    def read_raw(self, meter_id: str, quantity: str, start_ms: int, end_ms: int) -> Series:
-        return self.inner.read_raw(meter_id, quantity, start_ms, end_ms)
-
-    def aggregate(
-        self,
-        meter_id: str,
-        quantity: str,
-        start_ms: int,
-        end_ms: int,
-        every: Every,
-        agg: Agg,
-        tz: str = "UTC",
-    ) -> Series:
-        return self.inner.aggregate(meter_id, quantity, start_ms, end_ms, every, agg, tz)
-
-    def consumption(
-        self,
-        meter_id: str,
-        quantity: str,
-        start_ms: int,
-        end_ms: int,
-        every: Every,
-        tz: str = "UTC",
-    ) -> Series:
-        return self.inner.consumption(meter_id, quantity, start_ms, end_ms, every, tz)
-
-    def latest(self, meter_ids: list[str] | None = None) -> list[Reading]:
-        return self.inner.latest(meter_ids)
-
-    def series_keys(self) -> list[tuple[str, str]]:
-        return self.inner.series_keys()
 
     def close(self) -> None:
         self.inner.close()
