@@ -14,6 +14,7 @@ that matches no anomaly's window; on a span without anomalies, every alarm raise
 from __future__ import annotations
 
 import statistics
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -114,6 +115,12 @@ def score(
     return Score(tuple(found), false, meter_months)
 
 
+def _by_rule(raised: Sequence[Transition]) -> str:
+    """`daily_use 3, meter_offline 1`: how many alarms of each rule, most first."""
+    counts = Counter(t.alarm.rule for t in raised)
+    return ", ".join(f"{rule} {n}" for rule, n in counts.most_common())
+
+
 def _hours(h: float) -> str:
     if h != h:  # nan
         return "–"
@@ -149,8 +156,11 @@ def report(anomalies: Score, clean: Score | None) -> list[str]:
     out.append(
         f"alarms raised matching no anomaly, on the anomalies' span: {len(anomalies.false_alarms)}"
         f" ({anomalies.false_per_meter_month:.3f} per meter-month)"
+        + (f": {_by_rule(anomalies.false_alarms)}" if anomalies.false_alarms else "")
     )
     if clean is not None:
+        if clean.false_alarms:
+            out.append(f"false alarms by rule: {_by_rule(clean.false_alarms)}")
         out.append(
             f"false alarms on a span without anomalies: {len(clean.false_alarms)} over "
             f"{clean.meter_months:,.0f} meter-months = {clean.false_per_meter_month:.3f} per "

@@ -10,8 +10,9 @@ physical ones (`leak`, `plant_on`, `base_load_step`, `demand_peak`) change the m
 history, through `DataAnomalies` (used by `simulators.faults`).
 
 `RULES` names, per kind, the alarm rules that catch it (the first is the one meant for it):
-rule ids of the site file's `[alarms]` rules, matched by a detection benchmark against the
-alarms raised. `CATEGORY` is the alarm category each kind belongs to (`alarms.model.Category`
+the names of `[alarms.rules]` (`alarms.rules.REGISTRY`), matched by a detection benchmark
+against the alarms raised (a jump also makes its day's use implausible, a leak or a step up
+shows in the day's use and out of hours). `CATEGORY` is the alarm category each kind belongs to (`alarms.model.Category`
 values; the simulators do not import `alarms`).
 """
 
@@ -37,13 +38,13 @@ F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 
 RULES: dict[str, tuple[str, ...]] = {
-    "leak": ("night_water_flow", "use_out_of_hours", "daily_use_above_baseline"),
-    "plant_on": ("plant_without_demand", "use_out_of_hours", "daily_use_above_baseline"),
-    "base_load_step": ("base_load_step", "use_out_of_hours", "daily_use_above_baseline"),
+    "leak": ("night_water_flow", "daily_use", "out_of_hours"),
+    "plant_on": ("plant_no_demand", "out_of_hours", "daily_use", "base_load"),
+    "base_load_step": ("base_load", "out_of_hours", "daily_use"),
     "demand_peak": ("transformer_load", "max_demand"),
     "silent": ("meter_offline",),
     "counter_reset": ("counter_reset",),
-    "jump": ("implausible_jump",),
+    "jump": ("implausible_jump", "daily_use"),
 }
 """Alarm rules that catch each kind of anomaly, the one meant for it first."""
 

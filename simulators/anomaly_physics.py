@@ -11,8 +11,10 @@ meter above it, in its counters and in everything derived from its load:
 - `base_load_step`: a constant load added, `share` of the meter's night load (its mean own
   load between 01:00 and 05:00 local over the seven nights before the step, without
   anomalies) or `kw`;
-- `demand_peak`: the incomer's unmetered load raised so that it reads `share` of its rating
-  (or `kw`), losses included in what it reads.
+- `demand_peak`: the incomer's unmetered load raised so that it reads `share` of its
+  transformer's rating (`[alarms.rules.transformer_load] rated_kva`, as kW: the simulated
+  incomers report no power factor; without one, the model's own rating of the incomer) or
+  `kw`, losses included in what it reads.
 
 A quarter the anomaly covers in part gets that part of the load, so energy is exact at any
 boundary. Anomalies apply to both worlds (actual and counterfactual): they are not savings.
@@ -103,12 +105,19 @@ class PhysicsAnomalies:
         if peaks:
             reading, _ = roll_up(own_a)
             for i, cov, a in peaks:
-                rated = self._spec().meters[i].rated_kw
+                rated = self.rating(i)
                 target = a.kw if a.kw is not None else (a.share or DEFAULT_PEAK_SHARE) * rated
                 extra = cov * np.maximum(target - reading[:, i], 0.0)
                 own_a[:, i] += extra
                 if own_c is not None:
                     own_c[:, i] += extra
+
+    def rating(self, i: int) -> float:
+        """Incomer column `i`'s rating, kW: its transformer's rated kVA from the site's
+        `[alarms.rules.transformer_load]`, else the model's own."""
+        spec = self._spec().meters[i]
+        rated = self._model.site.alarms.rules.transformer_load.rated_kva.get(spec.id)
+        return float(rated) if rated is not None else spec.rated_kw
 
     def _plant_on(self, own: F64, i: int, cov: F64, a: Anomaly) -> None:
         from simulators.model import CHILLER_COP

@@ -8,7 +8,7 @@ meters measure, counters included), three what a meter reports:
 | `leak` | a water meter | `flow_m3h` more flows through it, night and day |
 | `plant_on` | a chiller or heat pump | it runs at its minimum load (with a chilled-water pump), whatever the demand: left on over a holiday |
 | `base_load_step` | an electricity meter | its load rises by `share` of its night load (or by `kw`) |
-| `demand_peak` | an incomer | its demand is held at `share` of its rating (or at `kw`); one hour unless `end` says |
+| `demand_peak` | an incomer | its demand is held at `share` of its transformer's rating (or at `kw`); one hour unless `end` says |
 | `silent` | any meter | it answers nothing (Modbus timeouts, no MQTT messages, no readings) |
 | `counter_reset` | a meter with counters | at `start` its counters restart from zero (instant: no `end`) |
 | `jump` | a meter with counters | at `start` its counters jump by `amount` and count on from there (instant) |
@@ -50,7 +50,7 @@ INSTANT_KINDS: frozenset[str] = frozenset({"counter_reset", "jump"})
 
 DEFAULT_LEAK_M3H = 0.5
 DEFAULT_STEP_SHARE = 0.5
-DEFAULT_PEAK_SHARE = 0.95
+DEFAULT_PEAK_SHARE = 0.97
 DEFAULT_PEAK_DURATION = timedelta(hours=1)
 DEFAULT_JUMP = 10_000.0
 
@@ -81,7 +81,8 @@ class Anomaly(_Model):
     """`leak`: the flow added, m³/h (default 0.5)."""
     share: float | None = Field(default=None, gt=0, le=10)
     """`base_load_step`: the rise as a share of the meter's night load (default 0.5, i.e.
-    +50 %); `demand_peak`: the demand held, as a share of the incomer's rating (default 0.95)."""
+    +50 %); `demand_peak`: the demand held, as a share of the incomer's transformer rating
+    (`[alarms.rules.transformer_load] rated_kva`; default 0.97)."""
     kw: float | None = Field(default=None, gt=0, le=100_000)
     """Instead of `share`, in kW: the rise (`base_load_step`), the demand held
     (`demand_peak`), the unit's load while left on (`plant_on`; default its minimum load)."""
