@@ -64,3 +64,25 @@ def test_alarm_benchmark_short_run() -> None:
     assert re.search(r"false alarms on a span without anomalies: \d+ over 27 meter-months", out)
     assert "highest 15-minute transformer load without anomalies" in out
     assert re.search(r"^silent +1 +1 ", out, re.M), out  # the silent meter is caught
+
+
+def test_the_replay_evaluates_each_rule_when_its_verdict_can_change() -> None:
+    from bench.alarms import FAST_RULES, instants
+    from tests.sim_helpers import site
+
+    day = 1_751_299_200_000  # 2025-07-01 00:00 in Lu'an (UTC+8)
+    zoom = [(day + 10 * HOUR + 1, day + 11 * HOUR)]
+    steps = dict(instants(site(), day, day + 24 * HOUR, 15 * 60_000, zoom, everywhere=False))
+    assert len(steps) == 24 + 3  # every hour, and the quarters inside the zoom
+    assert steps[day + 10 * HOUR + 15 * 60_000] == FAST_RULES
+    assert {"meter_offline", "transformer_load"} <= FAST_RULES
+    assert "daily_use" not in FAST_RULES
+    hourly = steps[day + 3 * HOUR]
+    assert hourly is not None
+    assert {"out_of_hours", "night_water_flow", "meter_offline"} <= hourly
+    assert "daily_use" not in hourly
+    assert "base_load" not in hourly
+    assert "base_load" in (steps[day + 5 * HOUR] or ())  # the night's end
+    assert "daily_use" in (steps[day + 24 * HOUR] or ())  # local midnight
+    every = instants(site(), day, day + HOUR, 15 * 60_000, [], everywhere=True)
+    assert every == [(day + k * 15 * 60_000, None) for k in range(1, 5)]
