@@ -34,7 +34,8 @@ million evaluations; the benchmark makes about 9,300 (`instants`):
   late; on the span without anomalies there is nothing to time).
 
 `--fine-everywhere` evaluates every rule at every step (four times as many evaluations, each
-of every rule), the check that the shortcut changes nothing that matters.
+of every rule), the check that the shortcut changes nothing: `--days 10 --per-kind 2` gave
+the same detections and delays, and the same 57 and 4 transitions, both ways.
 
 The whole run (both years, two processes) took 19 min on a busy 2-core machine, 10.5 min of
 CPU (median 95 ms an evaluation): about 6 min on two quiet cores. `--days 7` is the smoke
