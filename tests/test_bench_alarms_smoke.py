@@ -86,3 +86,19 @@ def test_the_replay_evaluates_each_rule_when_its_verdict_can_change() -> None:
     assert "daily_use" in (steps[day + 24 * HOUR] or ())  # local midnight
     every = instants(site(), day, day + HOUR, 15 * 60_000, [], everywhere=True)
     assert every == [(day + k * 15 * 60_000, None) for k in range(1, 5)]
+
+
+def test_the_engines_quick_median_and_percentile_are_numpys() -> None:
+    """The benchmark made them quick (they run per meter and hour at every evaluation); the
+    verdicts must not move: the same numbers as numpy's, to the last bit."""
+    import numpy as np
+
+    from alarms.context import percentile, robust
+
+    rng = np.random.default_rng(1)
+    for n in [*range(1, 40), 700, 701]:
+        v = rng.gamma(2.0, 3.0, n)
+        assert percentile(v, 99) == float(np.percentile(v, 99))
+        m = float(np.median(v))
+        assert robust(v) == (m, 1.4826 * float(np.median(np.abs(v - m))))
+    assert robust(np.array([np.nan, 1.0, 3.0])) == (2.0, 1.4826)
