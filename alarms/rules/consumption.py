@@ -44,6 +44,7 @@ def out_of_hours(ctx: Context, s: OutOfHours) -> list[Judged]:
         return []
     idle = bool(_unoccupied(ctx)[hours].all())
     before = day_before(ctx)
+    masks = [same_hours(ctx, h, before) for h in hours.tolist()] if idle else []
     out = []
     for m in ctx.meters(s.kinds):
         use = ctx.hourly_use(m.id)
@@ -57,8 +58,8 @@ def out_of_hours(ctx: Context, s: OutOfHours) -> list[Judged]:
             )
             continue
         expected, limit = [], []
-        for h in hours.tolist():
-            ref = reference(use, same_hours(ctx, h, before), MIN_REFERENCE)
+        for same in masks:
+            ref = reference(use, same, MIN_REFERENCE)
             if ref is None:
                 break
             median, spread = ref

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from alarms.context import Context, OpsSample
+from alarms.context import Context, OpsSample, percentile
 from alarms.rules.common import Judged, duration, meter_label
 from alarms.window import SeriesView
 from core.config.alarms import (
@@ -105,7 +105,7 @@ def implausible_jump(ctx: Context, s: ImplausibleJump) -> list[Judged]:
         known = hourly[np.isfinite(hourly)]
         if len(known) < 24:
             continue  # no idea yet what this meter can use
-        typical_max = float(np.percentile(known, 99))
+        typical_max = percentile(known, 99)
         limit_per_h = s.factor * max(typical_max, 1e-6)
         ts, v = _counter_samples(view)
         keep = ts >= hold_from - 3_600_000
