@@ -202,6 +202,32 @@ class Context:
         ok[0] = False
         return np.where(ok, sums, np.nan)
 
+    @cached_property
+    def outdoor(self) -> FloatArray | None:
+        """The outdoor temperature's mean in each hour of the grid, from the site's first
+        weather station that reports; None when none does."""
+        for m in self.site.meters:
+            quantity = self.primary.get(m.id)
+            if m.kind is MeterKind.WEATHER and quantity is not None:
+                t = self.hourly_mean(m.id, quantity)
+                if np.isfinite(t).sum() >= 24:
+                    return t
+        return None
+
+    def outdoor_by_day(self, hours: tuple[int, int] | None = None) -> FloatArray | None:
+        """Per local day of the grid: the mean outdoor temperature over its `hours` (local,
+        [start, end); default the whole day), NaN with fewer than half of them known."""
+        t = self.outdoor
+        if t is None:
+            return None
+        days, index, _types, _ended = self.days
+        take = np.isfinite(t) if hours is None else np.isfinite(t) & self.grid.within(hours)
+        span = 24 if hours is None else hours[1] - hours[0]
+        n = np.bincount(index, weights=take, minlength=len(days))
+        sums = np.bincount(index, weights=np.where(take, t, 0.0), minlength=len(days))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(n * 2 >= span, sums / n, np.nan)
+
     def quarter_demand(self, meter_id: str) -> tuple[IntArray, FloatArray]:
         """The meter's mean power (kW) in each quarter hour of the window whose previous
         quarter hour has a reading: the 15-minute demand 需量 is measured by."""
