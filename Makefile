@@ -37,6 +37,7 @@ check: lint typecheck test
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.store
+	$(BIN)/python -m bench.compact
 	$(BIN)/python -m bench.ingest_mqtt --messages 50000
 	$(BIN)/python -m bench.parse_payload
 	$(BIN)/python -m bench.scale_out

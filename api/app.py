@@ -19,7 +19,17 @@ from api.metrics import install_metrics, metrics_response
 from api.page import router as page_router
 from api.ratelimit import RateLimiter
 from api.routes import alarms as alarm_routes
-from api.routes import bills, consumption, contracts, meters, operations, reports, whoami
+from api.routes import (
+    bills,
+    consumption,
+    contracts,
+    devices,
+    grafana,
+    meters,
+    operations,
+    reports,
+    whoami,
+)
 from api.routes import site as site_routes
 from api.routes.meters import ERRORS
 from api.savings_cache import SavingsCache
@@ -31,6 +41,7 @@ from core.health import Health
 from processing.statements import StatementStore
 from reports.build import reports_dir as default_reports_dir
 from storage.base import TimeSeriesStore
+from storage.devices import DEVICES_FILE
 
 DESCRIPTION = """
 Energy monitoring and energy-performance-contract (合同能源管理) savings for one site.
@@ -84,6 +95,7 @@ def create_app(
         status=status,
         health=app.state.health,
         dead_letters_path=str((data_dir or Path("data")) / "dead-letters.jsonl"),
+        devices_path=str((data_dir or Path("data")) / DEVICES_FILE),
         spool_depth=(lambda: spool.depth) if spool is not None else None,
         spool_store=store if spool is not None else None,
         alarms_active=app.state.alarms.active_counts,
@@ -103,7 +115,9 @@ def create_app(
         consumption.router,
         bills.router,
         contracts.router,
+        grafana.router,
         operations.router,
+        devices.router,
         reports.router,
         alarm_routes.router,
         whoami.router,

@@ -12,7 +12,12 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.deps import Reader
+from api.errors import install_error_handler
+from api.keys import KeyStore
+from api.ratelimit import RateLimiter
 from api.status import OpsContext
+from core.config import SiteConfig
 
 
 class _CollectorsMetrics(Collector):
@@ -138,3 +143,23 @@ def metrics_response(registry: CollectorRegistry) -> Response:
     return Response(
         generate_latest(registry), media_type="text/plain; version=0.0.4; charset=utf-8"
     )
+
+
+def create_metrics_app(ops: OpsContext, keys: KeyStore, site: SiteConfig) -> FastAPI:
+    """`/metrics` alone, for a process without the API (`epcmon collect`): its collector
+    counters, meter states, parts and conditions, behind the API's keys (any key but a
+    vendor's, as the API's `/metrics`)."""
+    app = FastAPI(title="epcmon collector", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.site = site
+    app.state.keys = keys
+    app.state.limiter = RateLimiter(site.api.rate_limit_per_s, site.api.rate_burst)
+    app.state.ops = ops
+    install_error_handler(app)
+    registry = install_metrics(app, ops)
+
+    @app.get("/metrics")
+    def metrics(_who: Reader) -> Response:
+        """Prometheus text format (scrape with a viewer key as bearer token)."""
+        return metrics_response(registry)
+
+    return app

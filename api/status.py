@@ -28,6 +28,8 @@ class OpsContext:
     status: CollectorStatus | None = None
     health: Health | None = None
     dead_letters_path: str = "data/dead-letters.jsonl"
+    devices_path: str = "data/devices.sqlite3"
+    """The collector's list of unconfigured MQTT devices (`storage.devices`)."""
     spool_depth: object = field(default=None)
     """A zero-argument callable giving the spool depth, when the store has a spool."""
     spool_store: object = field(default=None)

@@ -2,6 +2,9 @@
 
 Figures printed beside their anchor, a bare `json.loads` of the same payload:
 - a flat IoT-meter payload and a nested Tasmota one, parsed into readings;
+- devices as they publish (issue 17): an NB-IoT water meter writing numbers as strings and
+  `YYYY/MM/DD HH:MM:SS` local time, and an RS-485 gateway's message with its 10 meters
+  (records, scale factors, the meter named by a value of each record);
 - the hostile corpus (tests/hostile_payloads.py), every case refused or parsed: the mean and
   the slowest case, so a payload that is expensive to refuse shows.
 
@@ -19,8 +22,8 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from collectors.mqtt.payload import PayloadLimits, parse_payload
-from core.config import MqttConfig
+from collectors.mqtt.payload import PayloadLimits, parse_payload, parse_records
+from core.config import MqttConfig, PayloadFormat
 from core.errors import PayloadError
 
 NOW_MS = 1_767_225_600_000
@@ -68,6 +71,45 @@ def main(argv: list[str] | None = None) -> int:
     ):
         ours = per_call_us(partial(parse_payload, payload, fmt, "M", NOW_MS, limits), n)
         anchor = per_call_us(partial(json.loads, payload), n)
+        print(f"{name:44s} {ours:11.2f} {anchor:11.2f} {ours / anchor:5.1f}x")
+
+    at = "2026/01/01 07:59:00"  # NOW_MS is 2026-01-01 08:00 in Shanghai
+    water = json.dumps(
+        {"deviceId": "861234567890123", "dataTime": at, "totalFlow": "001234.567",
+         "instantFlow": "0.850", "battery": "3.62"}
+    ).encode()  # fmt: skip
+    bus = json.dumps(
+        {"gw": "GWB2", "time": at, "devices": [
+            {"addr": a, "Ep": str(100_000 * a), "P": str(150 * a), "U": "2201"}
+            for a in range(1, 11)
+        ]}
+    ).encode()  # fmt: skip
+    local = {
+        "timestamp_format": "%Y/%m/%d %H:%M:%S",
+        "timestamp_timezone": "Asia/Shanghai",
+        "numeric_strings": True,
+    }
+    water_fmt = PayloadFormat.model_validate(
+        local | {"timestamp": "/dataTime", "fields": [
+            {"pointer": "/totalFlow", "quantity": "volume", "unit": "m3"},
+            {"pointer": "/instantFlow", "quantity": "flow", "unit": "m3/h"},
+            {"pointer": "/battery", "quantity": "battery_voltage", "unit": "V"},
+        ]}
+    )  # fmt: skip
+    bus_fmt = PayloadFormat.model_validate(
+        local | {"records": "/devices", "timestamp": "/time", "timestamp_scope": "message",
+                 "fields": [
+            {"pointer": "/Ep", "quantity": "energy_import", "unit": "kWh", "scale": 0.01},
+            {"pointer": "/P", "quantity": "power", "unit": "W"},
+            {"pointer": "/U", "quantity": "voltage_l1", "unit": "V", "scale": 0.1},
+        ]}
+    )  # fmt: skip
+    for name, payload, fmt, names in (
+        ("NB-IoT water, strings, local time -> 3", water, water_fmt, ()),
+        ("RS-485 gateway, 10 meters -> 30 readings", bus, bus_fmt, ("/addr",)),
+    ):
+        ours = per_call_us(partial(parse_records, payload, fmt, NOW_MS, limits, names), n // 5)
+        anchor = per_call_us(partial(json.loads, payload), n // 5)
         print(f"{name:44s} {ours:11.2f} {anchor:11.2f} {ours / anchor:5.1f}x")
 
     cases = corpus(NOW_MS)

@@ -138,6 +138,11 @@ class Health:
                 self.transitions += 1
             self._parts[name] = part
 
+    def forget_part(self, name: str) -> None:
+        """A part removed from the service (a gateway taken out of the site file)."""
+        with self._lock:
+            self._parts.pop(name, None)
+
     # -- reading -------------------------------------------------------------------------
 
     def snapshot(self) -> HealthSnapshot:

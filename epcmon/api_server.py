@@ -24,12 +24,15 @@ class ApiServer(uvicorn.Server):
     `ConfigError` naming `[api] port` or `host` (and the site file, when `source` is given),
     raised to the caller, instead of uvicorn's log line and a `SystemExit` inside a task."""
 
-    def __init__(self, config: uvicorn.Config, *, source: str = "") -> None:
+    def __init__(self, config: uvicorn.Config, *, source: str = "", port_key: str = "port") -> None:
         super().__init__(config)
         self.source = source
+        self.port_key = port_key
 
     @staticmethod
-    def listen(host: str, port: int, *, source: str = "") -> list[socket.socket]:
+    def listen(
+        host: str, port: int, *, source: str = "", port_key: str = "port"
+    ) -> list[socket.socket]:
         """Sockets bound to every address of `host` at `port` (0: a free one), as asyncio's
         `create_server` would bind them."""
         try:
@@ -64,7 +67,7 @@ class ApiServer(uvicorn.Server):
                 f"cannot listen on {host}:{port}: {reason}",
                 file=source,
                 entity="[api]",
-                key="host" if exc.errno == errno.EADDRNOTAVAIL else "port",
+                key="host" if exc.errno == errno.EADDRNOTAVAIL else port_key,
             ) from None
         return sockets
 
@@ -82,7 +85,9 @@ class ApiServer(uvicorn.Server):
         """Serve in a task (on `sockets` from `listen`, or on ones bound now); return once
         listening, or raise why it could not."""
         if sockets is None:
-            sockets = self.listen(self.config.host, self.config.port, source=self.source)
+            sockets = self.listen(
+                self.config.host, self.config.port, source=self.source, port_key=self.port_key
+            )
         task = asyncio.create_task(self.serve(sockets=sockets))
         while not self.started and not task.done():
             await asyncio.sleep(0.02)  # uvicorn signals readiness only through `started`
@@ -98,11 +103,15 @@ class ApiPart:
     """The API as a supervised part: listens when started (so a port in use is found before
     the service says it runs), serves until `stop`, and listens anew after a failure."""
 
-    def __init__(self, app: FastAPI, host: str, port: int, *, source: str = "") -> None:
+    def __init__(
+        self, app: FastAPI, host: str, port: int, *, source: str = "", port_key: str = "port"
+    ) -> None:
         self.app = app
         self.host = host
         self.port = port
         self.source = source
+        self.port_key = port_key
+        """The `[api]` key the port comes from (`metrics_port` for a collector's /metrics)."""
         self._serving: tuple[ApiServer, asyncio.Task[None]] | None = None
 
     async def start(self, sockets: list[socket.socket] | None = None) -> int:
@@ -113,6 +122,7 @@ class ApiPart:
                 self.app, host=self.host, port=self.port, log_level="warning", lifespan="off"
             ),
             source=self.source,
+            port_key=self.port_key,
         )
         task = await server.start_serving(sockets)
         self._serving = (server, task)

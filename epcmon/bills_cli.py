@@ -24,6 +24,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     p.add_argument("--month", required=True, type=_month, help="the month, YYYY-MM")
     p.add_argument("--site", default=DEFAULT_SITE, help=f"site file (default {DEFAULT_SITE})")
     p.add_argument("--csv", metavar="FILE", default=None, help="also write the bills as CSV")
+    p.add_argument(
+        "--json", action="store_true", help="print the bills and the intensity as JSON instead"
+    )
     p.set_defaults(func=_bills)
 
 
@@ -48,15 +51,21 @@ def _bills(args: argparse.Namespace) -> int:
         figures = intensity(site, store, through)
     finally:
         store.close()
-    print_bills(bills, sys.stdout)
-    print_intensity(figures, sys.stdout)
+    if args.json:
+        import json
+
+        doc = {"bills": bills.to_dict(), "intensity": figures}
+        print(json.dumps(doc, ensure_ascii=False, indent=1))
+    else:
+        print_bills(bills, sys.stdout)
+        print_intensity(figures, sys.stdout)
     if args.csv:
         header, rows = bills.csv()
         with open(args.csv, "w", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh, lineterminator="\n")
             writer.writerow(header)
             writer.writerows(rows)
-        print(f"\nCSV written to {args.csv}")
+        print(f"\nCSV written to {args.csv}", file=sys.stderr if args.json else sys.stdout)
     return 0
 
 

@@ -22,13 +22,51 @@ __all__ = ["DEFAULT_SITE", "build_parser", "main", "run_command"]
 DEFAULT_SITE = "sites/luan-admin-center.toml"
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("epcmon")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    return [
+        child
+        for action in parser._actions
+        if isinstance(action, argparse._SubParsersAction)
+        for child in dict.fromkeys(action.choices.values())
+    ]
+
+
+def _accept_after_the_command(parser: argparse.ArgumentParser, site_help: str = "") -> None:
+    """Global options after the subcommand too: `-v` everywhere (`epcmon run -v`), and a
+    command's `--site` in its subcommands (`epcmon keys list --site F`). Defaults are
+    suppressed below, so an option given before the subcommand is not reset by it."""
+    for child in _subparsers(parser):
+        child.add_argument(
+            "-v",
+            "--verbose",
+            action="store_true",
+            default=argparse.SUPPRESS,
+            help="log at DEBUG level (as before the command)",
+        )
+        if site_help and not any("--site" in a.option_strings for a in child._actions):
+            child.add_argument("--site", default=argparse.SUPPRESS, help=site_help)
+        own = next((a for a in child._actions if "--site" in a.option_strings), None)
+        _accept_after_the_command(child, site_help if own is None else str(own.help or ""))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = options.Parser(prog="epcmon", description="The `epcmon` command.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    parser.add_argument("--version", action="version", version=f"epcmon {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("check-config", help="validate a site file and print a summary")
     p.add_argument("file", help="the site file (TOML)")
+    p.add_argument("--json", action="store_true", help="the summary (or the errors) as JSON")
     p.set_defaults(func=commands.check_config)
 
     p = sub.add_parser("demo", help="simulate a few meters, collect, store and serve them")
@@ -86,6 +124,18 @@ def build_parser() -> argparse.ArgumentParser:
     d = dash.add_parser("build", help="write dashboards JSON and provisioning YAML")
     d.add_argument("--site", default=DEFAULT_SITE)
     d.add_argument("--out", default="deploy/grafana", help="output folder (default deploy/grafana)")
+    d.add_argument(
+        "--influx-url",
+        type=options.optional_http_url,
+        default="",
+        help="InfluxDB as Grafana reaches it (default: storage.influx.url)",
+    )
+    d.add_argument(
+        "--api-url",
+        type=options.optional_http_url,
+        default="",
+        help="the epcmon API as Grafana reaches it (default: api.host and api.port)",
+    )
     d.set_defaults(func=commands.dashboards)
     d = dash.add_parser("push", help="upsert the folder, datasources and dashboards into Grafana")
     d.add_argument("--site", default=DEFAULT_SITE)
@@ -171,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("key_id")
     k.set_defaults(func=commands.keys)
     k = keys_sub.add_parser("list", help="list keys (ids, roles, contracts; never the keys)")
+    k.add_argument("--json", action="store_true", help="as a JSON array")
     k.set_defaults(func=commands.keys)
 
     from epcmon.savings_cli import add_commands
@@ -265,6 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--duration", type=options.positive_float, default=None, help="stop after this many seconds"
     )
     v.set_defaults(func=commands.simulate_serve)
+    _accept_after_the_command(parser)
     return parser
 
 

@@ -83,12 +83,27 @@ def _mqtt_url(text: str | None, flag: str = "--mqtt-url") -> None:
 
 
 def check_config(args: argparse.Namespace) -> int:
-    from epcmon.sites import load, summary
+    from epcmon.sites import load, summary, summary_dict
 
-    site = load(args.file)
-    print(summary(site))
-    print("OK")
+    if not getattr(args, "json", False):
+        site = load(args.file)
+        print(summary(site))
+        print("OK")
+        return 0
+    try:
+        site = load(args.file)
+    except ConfigError as exc:  # the same exit code, and the problems as data
+        problems = [line for line in str(exc).splitlines() if line.strip()]
+        _print_json({"ok": False, "file": exc.file or args.file, "errors": problems})
+        return 2
+    _print_json({"ok": True, **summary_dict(site)})
     return 0
+
+
+def _print_json(doc: object) -> None:
+    import json
+
+    print(json.dumps(doc, ensure_ascii=False, indent=1))
 
 
 def demo(args: argparse.Namespace) -> int:
@@ -111,14 +126,16 @@ def demo(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from epcmon.runtime import Role, Shard, run_service
+    from epcmon.collecting import Shard
+    from epcmon.runtime import Role, run_service
     from epcmon.sites import load
 
     site = load(args.site)
     role: Role = args.role
     data_dir = _directory(args.data_dir, "--data-dir")
-    if role in ("all", "api"):
-        _open_keys(site).close()  # before anything starts: a bad keys file is the site's error
+    # before anything starts: a bad keys file is the site's error (a collector's /metrics
+    # takes the API's keys too)
+    _open_keys(site).close()
     try:
         asyncio.run(run_service(site, role=role, shard=Shard.parse(args.shard), data_dir=data_dir))
     except ConfigError as exc:
@@ -139,7 +156,12 @@ def dashboards(args: argparse.Namespace) -> int:
     site = load(args.site)
     if args.dashboards_command == "build":
         try:
-            written = write(site, Path(args.out))
+            written = write(
+                site,
+                Path(args.out),
+                api_url=args.api_url or None,
+                influx_url=args.influx_url or None,
+            )
         except OSError as exc:
             raise ConfigError(
                 f"{args.out}: cannot write {exc.filename or 'there'}: {exc.strerror}", key="--out"
@@ -164,6 +186,7 @@ def dashboards(args: argparse.Namespace) -> int:
             influx_url=args.influx_url or site.storage.influx.url,
             api_url=args.api_url or default_api_url(site),
             viewer_key=key,
+            influx_token=os.environ.get("EPCMON_INFLUX_TOKEN", ""),
             influx_password=os.environ.get("EPCMON_INFLUX_PASSWORD", ""),
         )
     for url in urls:
@@ -199,6 +222,21 @@ def keys(args: argparse.Namespace) -> int:
         elif args.keys_command == "revoke":
             keys.revoke(args.key_id)
             print(f"revoked {args.key_id}")
+        elif getattr(args, "json", False):
+            _print_json(
+                [
+                    {
+                        "id": k.key_id,
+                        "role": k.role.value,
+                        "state": "revoked" if k.revoked_ms else "active",
+                        "contracts": list(k.contracts),
+                        "name": k.name,
+                        "created_ms": k.created_ms,
+                        "revoked_ms": k.revoked_ms,
+                    }
+                    for k in keys.list()
+                ]
+            )
         else:
             for k in keys.list():
                 state = "revoked" if k.revoked_ms else "active"

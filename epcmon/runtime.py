@@ -6,11 +6,10 @@ Settings, stores and clients are built here, never at import time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import socket
-import zlib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -23,127 +22,26 @@ from alarms.notify import NotifyDispatcher
 from alarms.store import AlarmStore, default_path
 from api.app import create_app, warm_caches
 from api.keys import KeyStore
-from collectors.availability import Availability
-from collectors.modbus.poller import GatewayPoller
-from collectors.mqtt.subscriber import MqttSubscriber
-from collectors.writer import StoreWriter
-from core.config import Gateway, SiteConfig
+from api.metrics import create_metrics_app
+from api.status import OpsContext
+from core.config import SiteConfig
 from core.errors import ConfigError
 from core.health import Health
 from epcmon.api_server import ApiPart
-from epcmon.supervisor import PartRun, Supervisor
+from epcmon.collecting import Collectors, Shard
+from epcmon.reload import Changes, changes, read_site, restart_line
+from epcmon.supervisor import Supervisor
 from processing.schedule import Recompute
 from processing.statements import StatementStore
 from reports.build import reports_dir
 from reports.schedule import MonthlyReports
 from storage.base import TimeSeriesStore
-from storage.deadletters import DeadLetters
+from storage.duckdb_store import DuckDBStore, StoreMaintenance
 from storage.spool import SpoolDrain, SpoolingStore
 
 log = logging.getLogger("epcmon.run")
 
 Role = Literal["all", "collector", "api"]
-
-
-@dataclass(frozen=True)
-class Shard:
-    """`--shard i/n`: this process polls the gateways whose stable hash falls in slot i of n."""
-
-    index: int = 1
-    count: int = 1
-
-    @classmethod
-    def parse(cls, text: str) -> Shard:
-        try:
-            i, n = (int(part) for part in text.split("/"))
-        except ValueError:
-            raise ValueError(f"--shard {text!r}: expected i/n, e.g. 1/2") from None
-        if not 1 <= i <= n:
-            raise ValueError(f"--shard {text!r}: i must be between 1 and n")
-        return cls(i, n)
-
-    def owns(self, gateway: Gateway) -> bool:
-        # crc32 of the id: a gateway stays in its shard when others are added or removed
-        return zlib.crc32(gateway.id.encode()) % self.count == self.index - 1
-
-    def __str__(self) -> str:
-        return f"{self.index}/{self.count}"
-
-
-class Collectors:
-    """The collectors of a site (or of one shard of it), writing to one store: each gateway
-    poller and the MQTT subscriber is a part of its own under the supervisor."""
-
-    def __init__(
-        self,
-        site: SiteConfig,
-        store: TimeSeriesStore,
-        data_dir: Path,
-        *,
-        shard: Shard = Shard(),
-        mqtt_url: str | None = None,
-        availability: Availability | None = None,
-        health: Health | None = None,
-    ) -> None:
-        self.site = site
-        self.shard = shard
-        self.availability = availability or Availability()
-        self.health = health or Health()
-        self.writer = StoreWriter(store, self.availability, health=self.health)
-        self.dead_letters = DeadLetters.for_mqtt(data_dir / "dead-letters.jsonl", site.mqtt)
-        self.pollers = [
-            GatewayPoller(
-                gw,
-                [m for m in site.meters if m.modbus is not None and m.modbus.gateway == gw.id],
-                self.writer,
-                self.availability,
-            )
-            for gw in site.gateways
-            if shard.owns(gw)
-        ]
-        self.pollers = [p for p in self.pollers if p.plans]
-        url = mqtt_url if mqtt_url is not None else site.mqtt.url
-        has_mqtt = any(m.mqtt is not None for m in site.meters)
-        self.subscriber: MqttSubscriber | None = None
-        if has_mqtt and not url:
-            log.warning("the site has MQTT meters but no [mqtt] url: they are not collected")
-        elif has_mqtt:
-            if shard.count > 1 and not site.mqtt.shared_group:
-                raise ConfigError(
-                    "several collector processes need a shared subscription, or each stores every message",
-                    file=site.source,
-                    entity="[mqtt]",
-                    key="shared_group",
-                )
-            base_id = site.mqtt.client_id or f"epcmon-{site.site.id}"
-            client_id = base_id if shard.count == 1 else f"{base_id}-{shard.index}"
-            self.subscriber = MqttSubscriber(
-                site,
-                url,
-                self.writer,
-                self.dead_letters,
-                self.availability,
-                client_id=client_id,
-                health=self.health,
-            )
-
-    def describe(self) -> list[str]:
-        lines = [
-            f"modbus gateway {p.gateway.id} {p.gateway.host}:{p.gateway.port}: {len(p.plans)} meters"
-            for p in self.pollers
-        ]
-        if self.subscriber is not None:
-            lines.append(
-                f"mqtt {self.subscriber.host}:{self.subscriber.port} as {self.subscriber.client_id}"
-            )
-        return lines
-
-    def parts(self) -> list[tuple[str, PartRun]]:
-        """(name, run) of every long-running collector part."""
-        out: list[tuple[str, PartRun]] = [(f"modbus {p.gateway.id}", p.run) for p in self.pollers]
-        if self.subscriber is not None:
-            out.append(("mqtt", self.subscriber.run))
-        return out
 
 
 def open_store(site: SiteConfig, health: Health | None = None) -> TimeSeriesStore:
@@ -158,6 +56,19 @@ def stop_on_signals(stop: asyncio.Event) -> None:
         loop.add_signal_handler(sig, stop.set)
 
 
+def reload_on_sighup(service: Service, path: str | Path) -> list[asyncio.Task[object]]:
+    """SIGHUP re-reads the site file at `path` into `service`; the tasks it started, for
+    the caller to wait for at the end."""
+    tasks: list[asyncio.Task[object]] = []
+
+    def hangup() -> None:
+        log.info("SIGHUP: reloading %s", path)
+        tasks.append(asyncio.create_task(service.reload_file(path)))
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, hangup)
+    return tasks
+
+
 async def _warm(app: FastAPI) -> None:
     try:
         computed = await asyncio.to_thread(warm_caches, app)
@@ -170,10 +81,11 @@ async def _warm(app: FastAPI) -> None:
 
 class Service:
     """The parts of one epcmon process over one store, under one supervisor: the collectors
-    (role `all`/`collector`), the recompute, the alarms and the API (role `all`/`api`).
-    `epcmon run` and `epcmon demo` both run one; the demo adds its simulators as parts of
-    their own. Alarm transitions go to `dispatcher` (default: one log line each and the
-    site's `[notify]` channels, delivered by a part of their own).
+    (role `all`/`collector`), the recompute, the alarms and the API (role `all`/`api`), and a
+    DuckDB store's daily retention and compaction. `epcmon run` and `epcmon demo` both run
+    one; the demo adds its simulators as parts of their own. Alarm transitions go to
+    `dispatcher` (default: one log line each and the site's `[notify]` channels, delivered by
+    a part of their own).
 
         service = Service(site, store, data_dir, role="all")
         port = await service.start()     # the API listens (a port in use fails here)
@@ -205,9 +117,13 @@ class Service:
         self.notify: NotifyDispatcher | None = None
         self.dispatcher: Dispatcher = dispatcher or LogDispatcher()
         self.app: FastAPI | None = None
+        self.metrics_app: FastAPI | None = None
+        """`/metrics` alone, in a collector-only process."""
         self._api: ApiPart | None = None
         self._keys = keys
         self._background: list[asyncio.Task[None]] = []
+        self._recompute: Recompute | None = None
+        self._reloading = asyncio.Lock()
         if role in ("all", "collector"):
             self.collectors = Collectors(
                 site, store, data_dir, shard=shard, mqtt_url=mqtt_url, health=self.health
@@ -216,9 +132,14 @@ class Service:
                 self.supervisor.add(name, part)
             if isinstance(store, SpoolingStore):  # replays as soon as the store is back
                 self.supervisor.add("spool-drain", SpoolDrain(store).run)
+        if isinstance(store, DuckDBStore):  # InfluxDB keeps data by its own retention policies
+            maintenance = StoreMaintenance(
+                store, site.storage.retention, site.site.timezone, self.health
+            )
+            self.supervisor.add("store-maintenance", maintenance.run)
         if role in ("all", "api"):
             self.statements = StatementStore(site.storage.statements_file)
-            recompute = Recompute(site, store, self.statements, self.health)
+            recompute = self._recompute = Recompute(site, store, self.statements, self.health)
             every_s = site.schedule.recompute_every_s
             self.supervisor.add("recompute", lambda stop: recompute.run(stop, every_s))
             if site.reports.enabled:  # each closed month's report, once its statements settle
@@ -260,16 +181,73 @@ class Service:
                 alarm_dispatcher=self.dispatcher,
             )
             self._api = ApiPart(self.app, site.api.host, site.api.port, source=site.source)
+        elif self.collectors is not None:  # a collector-only process: /metrics on its own port
+            if self._keys is None:
+                self._keys = KeyStore(site.api.keys_path)
+            held = getattr(store, "spool", None)
+            ops = OpsContext(
+                status=self.collectors.availability,
+                health=self.health,
+                spool_depth=(lambda: int(held.depth)) if held is not None else None,
+                spool_store=store if held is not None else None,
+            )
+            self.metrics_app = create_metrics_app(ops, self._keys, site)
+            port = site.api.metrics_port + shard.index - 1 if site.api.metrics_port else 0
+            self._api = ApiPart(
+                self.metrics_app,
+                site.api.host,
+                min(port, 65535),
+                source=site.source,
+                port_key="metrics_port",
+            )
 
     def describe(self) -> list[str]:
         return self.collectors.describe() if self.collectors is not None else []
 
+    async def reload(self, site: SiteConfig) -> Changes:
+        """Apply a new, validated site file to the running parts (`epcmon.reload`); logs
+        what was applied in one line and what needs a restart in another."""
+        async with self._reloading:  # two SIGHUPs in a row apply one after the other
+            found = changes(self.site, site)
+            if self.collectors is not None:
+                await self.collectors.reload(site, self.supervisor)
+            if self._recompute is not None:
+                self._recompute.site = site
+            if self.alarm_engine is not None:
+                self.alarm_engine.site = site  # new meters: planned at its next step
+                if self.site.alarms != site.alarms and "alarms" in self.supervisor.names:
+                    # new rules or delays: it starts over from the stored alarms
+                    await self.supervisor.replace("alarms", self.alarm_engine.run)
+            if self.app is not None:
+                self.app.state.site = site
+            self.site = site
+            log.info("reload: %s", found.summary())
+            if found.needs_restart:
+                log.warning("%s", restart_line(found.needs_restart))
+            return found
+
+    async def reload_file(self, path: str | Path) -> Changes | None:
+        """SIGHUP: read and validate `path`, then apply it; a bad file changes nothing."""
+        site = await asyncio.to_thread(read_site, path)
+        if site is None:
+            return None
+        try:
+            return await self.reload(site)
+        except ConfigError as exc:  # found while building the new parts, before applying
+            log.error(
+                "reload failed: %s; keeping the running configuration", " ".join(str(exc).split())
+            )
+            return None
+
     async def start(self, sockets: list[socket.socket] | None = None) -> int | None:
         """Listen (when this process serves the API), on `sockets` when the caller bound them
         already; return the bound port."""
-        if self._api is None or self.app is None:
+        if self._api is None:
             return None
         port = await self._api.start(sockets)
+        if self.app is None:  # a collector's /metrics
+            self.supervisor.add("metrics", self._api.run)
+            return port
         self.supervisor.add("api", self._api.run)
         self._background.append(asyncio.create_task(_warm(self.app)))  # its end ends nothing
         return port
@@ -307,17 +285,28 @@ async def run_service(site: SiteConfig, *, role: Role, shard: Shard, data_dir: P
     where = site.storage.path if site.storage.backend == "duckdb" else site.storage.influx.url
     say(f"store: {site.storage.backend} {where}")
     service: Service | None = None
+    reloads: list[asyncio.Task[object]] = []
     try:
         service = Service(site, store, data_dir, role=role, shard=shard, health=health)
         for line in service.describe():
             say(line)
         port = await service.start()
-        if port is not None:
+        if port is not None and service.app is not None:
             say(f"API on http://{site.api.host}:{port}")
-        say(f"running {', '.join(service.supervisor.names)}; Ctrl-C or SIGTERM stops")
+        elif port is not None:
+            say(f"metrics on http://{site.api.host}:{port}/metrics")
+        reloads = reload_on_sighup(service, site.source) if site.source else []
+        say(
+            f"running {', '.join(service.supervisor.names)}; "
+            "SIGHUP reloads the site file, Ctrl-C or SIGTERM stops"
+        )
         await service.run(stop)
     finally:
         stop.set()
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+        if service is not None and reloads:
+            await asyncio.gather(*reloads, return_exceptions=True)
         if service is not None:
             service.close()
         store.close()

@@ -56,6 +56,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     r.add_argument(
         "--refit", action="store_true", help="refit the baseline instead of the stored one"
     )
+    r.add_argument(
+        "--json",
+        action="store_true",
+        help="print the stored statement's record as JSON (as `savings export`) instead",
+    )
     r.set_defaults(func=_savings_report)
     e = ssub.add_parser(
         "export", help="write a stored statement's full record (JSON: what the API serves)"
@@ -157,15 +162,25 @@ def _savings_report(args: argparse.Namespace) -> int:
             site, args.contract, store, args.month, baseline=baseline, utility=args.utility
         )
         row = statements.save_statement(stmt)
+        found = statements.record(args.contract, args.month, args.utility) if args.json else None
     finally:
         store.close()
         statements.close()
-    print_statement(site, stmt, sys.stdout)
-    print(f"\nstored as statement #{row} in {site.storage.statements_file}")
+    # with --json, stdout is the JSON alone: the other lines go to stderr
+    say = sys.stderr if args.json else sys.stdout
+    if found is not None:
+        import json
+
+        record, status = found
+        doc = {**record, "status": status, "statement_row": row}
+        print(json.dumps(doc, ensure_ascii=False, indent=1))
+    else:
+        print_statement(site, stmt, sys.stdout)
+    print(f"\nstored as statement #{row} in {site.storage.statements_file}", file=say)
     if args.csv:
         with open(args.csv, "w", newline="", encoding="utf-8") as fh:
             write_csv(stmt, fh)
-        print(f"CSV written to {args.csv}")
+        print(f"CSV written to {args.csv}", file=say)
     if args.plot:
         from processing.plots import INSTALL_HINT
 
@@ -176,7 +191,7 @@ def _savings_report(args: argparse.Namespace) -> int:
         except ImportError:
             print(f"no plot: {INSTALL_HINT}", file=sys.stderr)
             return 3
-        print(f"plot written to {args.plot}")
+        print(f"plot written to {args.plot}", file=say)
     return 0
 
 

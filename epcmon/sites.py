@@ -7,6 +7,7 @@ from collections import Counter
 from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 from collectors.profiles import load_profiles
 from core.config import SiteConfig, load_site, with_environment
@@ -41,6 +42,39 @@ def load(path: str | Path, environ: Mapping[str, str] | None = None) -> SiteConf
     return site
 
 
+def uncovered_years(site: SiteConfig) -> list[int]:
+    """Years from the first baseline through next year that the holiday data lacks."""
+    first = min((c.baseline_start.year for c in site.contracts), default=date.today().year)
+    years = range(first, date.today().year + 2)  # through next year: its notice comes in November
+    return list(site.work_calendar.uncovered_years(years))
+
+
+def summary_dict(site: SiteConfig) -> dict[str, Any]:
+    """`check-config --json`: the summary's counts as data."""
+    return {
+        "file": site.source,
+        "site": {
+            "id": site.site.id,
+            "name": site.site.name,
+            "name_en": site.site.name_en,
+            "timezone": site.site.timezone,
+            "latitude": site.site.latitude,
+            "longitude": site.site.longitude,
+        },
+        "buildings": len(site.buildings),
+        "floor_area_m2": sum(b.floor_area_m2 for b in site.buildings),
+        "tenants": len(site.tenants),
+        "departments": sum(1 for t in site.tenants if t.kind == "department"),
+        "gateways": len(site.gateways),
+        "meters": len(site.meters),
+        "meters_by_kind": dict(sorted(Counter(m.kind.value for m in site.meters).items())),
+        "meters_by_protocol": dict(sorted(Counter(m.protocol for m in site.meters).items())),
+        "payload_formats": len(site.payload_formats),
+        "contracts": len(site.contracts),
+        "uncovered_holiday_years": uncovered_years(site),
+    }
+
+
 def summary(site: SiteConfig) -> str:
     kinds = Counter(m.kind.value for m in site.meters)
     protocols = Counter(m.protocol for m in site.meters)
@@ -59,9 +93,7 @@ def summary(site: SiteConfig) -> str:
         f"  payload formats: {len(site.payload_formats)}",
         f"  contracts: {len(site.contracts)}",
     ]
-    first = min((c.baseline_start.year for c in site.contracts), default=date.today().year)
-    years = range(first, date.today().year + 2)  # through next year: its notice comes in November
-    uncovered = site.work_calendar.uncovered_years(years)
+    uncovered = uncovered_years(site)
     if uncovered:
         lines.append(
             "  warning: no statutory holiday data for "

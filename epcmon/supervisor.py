@@ -50,45 +50,93 @@ class Backoff:
 
 
 class Supervisor:
-    """Runs named parts, restarts the ones that fail (module doc)."""
+    """Runs named parts, restarts the ones that fail (module doc).
+
+    Parts can be added, removed and replaced while it runs (a reload of the site file):
+    `add` starts a new part at once, `remove` stops one and waits for it to end."""
 
     def __init__(self, health: Health, backoff: Backoff = Backoff()) -> None:
         self.health = health
         self.backoff = backoff
         self._parts: dict[str, PartRun] = {}
         self._fatal: BaseException | None = None
+        self._halt: asyncio.Event | None = None  # set while running
+        self._stops: dict[str, asyncio.Event] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
 
     def add(self, name: str, run: PartRun) -> None:
         if name in self._parts:
             raise ValueError(f"part {name!r} added twice")
         self._parts[name] = run
         self.health.part_state(name, "starting")
+        if self._halt is not None and not self._halt.is_set():
+            self._start(name, run)
+
+    async def remove(self, name: str) -> None:
+        """Stop part `name` (it ends as it does at a stop) and forget it."""
+        run = self._parts.pop(name, None)
+        if run is None:
+            raise KeyError(name)
+        stop = self._stops.pop(name, None)
+        task = self._tasks.pop(name, None)
+        if stop is not None:
+            stop.set()
+        if task is not None:
+            await asyncio.gather(task, return_exceptions=True)
+        self.health.forget_part(name)
+
+    async def replace(self, name: str, run: PartRun) -> None:
+        """Stop part `name` and start `run` in its place (a gateway whose settings changed)."""
+        if name in self._parts:
+            await self.remove(name)
+        self.add(name, run)
 
     @property
     def names(self) -> list[str]:
         return list(self._parts)
 
+    def _start(self, name: str, run: PartRun) -> None:
+        stop = asyncio.Event()
+        self._stops[name] = stop
+        self._tasks[name] = asyncio.create_task(self._keep(name, run, stop), name=f"part:{name}")
+
+    def _halt_all(self) -> None:
+        if self._halt is not None:
+            self._halt.set()
+        for stop in self._stops.values():
+            stop.set()
+
     async def run(self, stop: asyncio.Event) -> None:
         """Run every part until `stop` is set; re-raise a fatal error after stopping the rest."""
-        halt = asyncio.Event()  # set by `stop` or by a fatal error
+        self._halt = asyncio.Event()  # set by `stop` or by a fatal error
+        self._fatal = None
 
         async def relay() -> None:
             await stop.wait()
-            halt.set()
+            self._halt_all()
 
         relay_task = asyncio.create_task(relay())
-        tasks = [
-            asyncio.create_task(self._keep(name, run, halt), name=f"part:{name}")
-            for name, run in self._parts.items()
-        ]
+        for name, run in self._parts.items():
+            self._start(name, run)
         try:
-            await asyncio.gather(*tasks)
+            await self._halt.wait()
+            self._halt_all()
+            while self._tasks:  # parts added meanwhile are waited for too
+                tasks = list(self._tasks.values())
+                await asyncio.gather(*tasks, return_exceptions=True)
+                for name, task in list(self._tasks.items()):
+                    if task in tasks:
+                        del self._tasks[name]
         finally:
-            halt.set()
+            self._halt_all()
             relay_task.cancel()
+            tasks = list(self._tasks.values())
             for task in tasks:
                 task.cancel()
             await asyncio.gather(relay_task, *tasks, return_exceptions=True)
+            self._tasks.clear()
+            self._stops.clear()
+            self._halt = None
         if self._fatal is not None:
             raise self._fatal
 
@@ -107,7 +155,7 @@ class Supervisor:
                 log.error("part %s: %s: stopping the service", name, exc)
                 self.health.part_state(name, "failed", str(exc))
                 self._fatal = exc
-                halt.set()
+                self._halt_all()
                 return
             except Exception as exc:
                 error = f"{type(exc).__name__}: {exc}"

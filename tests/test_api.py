@@ -41,6 +41,8 @@ def auth(world, role: str) -> dict[str, str]:
 
 
 START, END = "2025-12-01T00:00:00Z", "2025-12-14T00:00:00Z"
+MS = (1_764_547_200_000, 1_765_670_400_000)
+"""START and END in epoch milliseconds (Grafana's `${__from}`, `${__to}`)."""
 
 # (path, params) of every building-data route, with real ids
 READER_ROUTES = [
@@ -62,9 +64,13 @@ READER_ROUTES = [
     ("/api/v1/bills", {"month": "2025-12"}),
     ("/api/v1/bills", {"month": "2025-12", "format": "csv"}),
     ("/api/v1/intensity", {}),
+    ("/api/v1/grafana/series", {"quantity": "power", "from": MS[0], "to": MS[1]}),
+    ("/api/v1/grafana/latest", {"quantity": "power", "from": MS[0], "to": MS[1]}),
+    ("/api/v1/grafana/tenants", {"from": MS[0], "to": MS[1]}),
     ("/api/v1/operations/meters", {}),
     ("/api/v1/operations/dead-letters", {}),
     ("/api/v1/operations/spool", {}),
+    ("/api/v1/devices/unconfigured", {}),
     ("/metrics", {}),
 ]
 AUTHOR_ROUTES = [
@@ -413,6 +419,7 @@ CONTRACT_ROUTES = [
     (f"/api/v1/contracts/{{c}}/statements/{MONTH}", {}),
     (f"/api/v1/contracts/{{c}}/statements/{MONTH}", {"format": "csv"}),
     (f"/api/v1/contracts/{{c}}/statements/{MONTH}/plot.png", {}),
+    ("/api/v1/grafana/contracts/{c}/savings", {"from": 1_756_656_000_000, "to": 1_759_248_000_000}),
 ]
 
 
@@ -477,7 +484,9 @@ def test_no_baseline_is_a_clear_422(world, client):
 def test_every_contract_route_is_in_the_matrix(client):
     spec = client.get("/openapi.json").json()
     paths = {
-        re.sub(r"\{[^}]+\}", "{x}", p) for p in spec["paths"] if p.startswith("/api/v1/contracts/")
+        re.sub(r"\{[^}]+\}", "{x}", p)
+        for p in spec["paths"]
+        if p.startswith(("/api/v1/contracts/", "/api/v1/grafana/contracts/"))
     }
     listed = {re.sub(r"\{c\}", "{x}", p).replace(MONTH, "{x}") for p, _ in CONTRACT_ROUTES}
     assert paths <= listed, paths - listed

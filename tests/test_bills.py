@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import shutil
 import subprocess
 import sys
@@ -346,6 +347,14 @@ def test_epcmon_bills_prints_the_ranking_and_reconciliation_and_exports_csv(
         "/api/v1/bills", params={"month": "2025-07", "format": "csv"}, headers=headers["viewer"]
     ).text
     assert out.read_text(encoding="utf-8") == api_csv
+    done = epcmon(
+        "bills", "--month", "2025-07", "--site", str(site_file(tmp_path, year_file)), "--json"
+    )
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)  # stdout is the JSON alone
+    api = c.get("/api/v1/bills", params={"month": "2025-07"}, headers=headers["viewer"]).json()
+    assert doc["bills"]["rows"] == api["rows"]
+    assert doc["intensity"]["targets"]
 
 
 def test_epcmon_bills_errors_are_one_line_with_exit_2(year_file, store, tmp_path):

@@ -1,6 +1,10 @@
-"""Grafana as code: the committed files are what `build` makes; every InfluxQL query runs on a
-real InfluxDB 1.6.7 filled with simulator history and returns data; every Infinity URL answers
-from the API with the fields its panel selects; the push client's exact requests."""
+"""Grafana as code: the committed files are what `build` makes (for the compose deployment,
+with the addresses Grafana reaches there); every InfluxQL query of an InfluxDB site runs on a
+real InfluxDB 1.6.7 filled with simulator history, honours the time range and returns data;
+a DuckDB site's dashboards read everything from the API, and every Infinity URL answers from
+the real API over a DuckDB store with the fields its panel selects, inside the dashboard's
+time range; the department panel sums each department's top-most meters once; the push
+client's exact requests."""
 
 from __future__ import annotations
 
@@ -13,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
+import yaml
 
 pytest.importorskip("grafana_foundation_sdk", reason="the `dashboards` extra is not installed")
 
@@ -28,13 +34,19 @@ from dashboards.grafana.push import push
 from dashboards.grafana.targets import INFINITY_TYPE, INFLUX_TYPE
 from epcmon.cli import main
 from epcmon.sites import load
+from processing.rollups import top_meters
 from simulators.history import generate_history
 from storage.influx import InfluxStore
-from tests.api_fixtures import STATEMENT_MONTH, app_for, make_world
+from tests.api_fixtures import DAYS, STATEMENT_MONTH, T0, app_for, make_world
 from tests.conftest import InfluxServer
 
 ROOT = Path(__file__).resolve().parents[1]
 SITE_FILE = ROOT / "sites/luan-admin-center.toml"
+"""The reference site: the DuckDB store (the default)."""
+DEPLOY_SITE = ROOT / "deploy/site.toml"
+"""The compose deployment's site: InfluxDB 2.7, whose dashboards deploy/grafana/ ships."""
+COMPOSE_ADDRESSES = ["--api-url", "http://api:8000", "--influx-url", "http://influxdb:8086"]
+"""What Grafana reaches in compose: the services by name."""
 DETAIL_METER = "E-D01"
 """The meter the meter-detail dashboard's `$meter` variable is set to in these tests."""
 
@@ -42,6 +54,11 @@ DETAIL_METER = "E-D01"
 @pytest.fixture(scope="module")
 def site() -> SiteConfig:
     return load(SITE_FILE)
+
+
+@pytest.fixture(scope="module")
+def influx_site() -> SiteConfig:
+    return load(DEPLOY_SITE)
 
 
 def targets(dashboards: dict[str, dict[str, Any]], ds_type: str) -> Iterator[tuple[str, dict]]:
@@ -52,13 +69,24 @@ def targets(dashboards: dict[str, dict[str, Any]], ds_type: str) -> Iterator[tup
                     yield f"{stem}: {panel['title']} [{target['refId']}]", target
 
 
-def test_committed_files_equal_what_build_makes_now(site: SiteConfig) -> None:
-    for rel, text in render(site).items():
+def test_committed_files_equal_what_build_makes_now(influx_site: SiteConfig) -> None:
+    """deploy/grafana/ is `epcmon dashboards build --site deploy/site.toml` with the compose
+    addresses (tests/test_deploy.py reads it as Grafana in compose would)."""
+    urls = dict(zip(COMPOSE_ADDRESSES[::2], COMPOSE_ADDRESSES[1::2], strict=True))
+    files = render(influx_site, api_url=urls["--api-url"], influx_url=urls["--influx-url"])
+    for rel, text in files.items():
         path = ROOT / "deploy/grafana" / rel
         assert path.exists(), f"{rel} is not committed: run `epcmon dashboards build`"
         assert path.read_text(encoding="utf-8") == text, (
-            f"{rel} is stale: run `epcmon dashboards build`"
+            f"{rel} is stale: run `epcmon dashboards build --site deploy/site.toml "
+            + " ".join(COMPOSE_ADDRESSES)
+            + "`"
         )
+    committed = {
+        p.relative_to(ROOT / "deploy/grafana").as_posix()
+        for p in (ROOT / "deploy/grafana").rglob("*.*")
+    }
+    assert committed == set(files), "deploy/grafana/ holds files the build does not make"
 
 
 def test_build_command_writes_the_files(tmp_path: Path) -> None:
@@ -67,6 +95,65 @@ def test_build_command_writes_the_files(tmp_path: Path) -> None:
     assert written == sorted(render(load(SITE_FILE)))
     for p in tmp_path.rglob("*.json"):
         assert json.loads(p.read_text())["uid"].startswith("epcmon-")
+
+
+def test_build_writes_the_addresses_grafana_sees(tmp_path: Path) -> None:
+    args = ["dashboards", "build", "--site", str(DEPLOY_SITE), "--out", str(tmp_path)]
+    assert main([*args, *COMPOSE_ADDRESSES]) == 0
+    sources = yaml.safe_load((tmp_path / "provisioning/datasources/epcmon.yaml").read_text())
+    urls = {s["type"]: s["url"] for s in sources["datasources"]}
+    assert urls == {INFLUX_TYPE: "http://influxdb:8086", INFINITY_TYPE: "http://api:8000"}
+    api = next(s for s in sources["datasources"] if s["type"] == INFINITY_TYPE)
+    assert api["jsonData"]["allowedHosts"] == ["http://api:8000"]
+    # without them: the site file's addresses, a wildcard listen address made loopback
+    assert main(args) == 0
+    sources = yaml.safe_load((tmp_path / "provisioning/datasources/epcmon.yaml").read_text())
+    urls = {s["type"]: s["url"] for s in sources["datasources"]}
+    assert urls == {INFLUX_TYPE: "http://influxdb:8086", INFINITY_TYPE: "http://127.0.0.1:8000"}
+    with pytest.raises(SystemExit):
+        main([*args, "--api-url", "api:8000"])  # not an http(s) URL
+
+
+def test_a_duckdb_site_reads_every_panel_from_the_api(site: SiteConfig) -> None:
+    """The embedded store has no InfluxDB for Grafana to read: every target and variable of
+    its dashboards goes to the API, and only the API's datasource is provisioned."""
+    assert site.storage.backend == "duckdb"
+    dashboards = build_all(site)
+    assert not list(targets(dashboards, INFLUX_TYPE))
+    for d in dashboards.values():
+        for var in d.get("templating", {}).get("list", []):
+            assert var.get("datasource", {}).get("type") != INFLUX_TYPE, var
+    sources = yaml.safe_load(render(site)["provisioning/datasources/epcmon.yaml"])
+    assert [s["type"] for s in sources["datasources"]] == [INFINITY_TYPE]
+    assert sources["datasources"][0]["isDefault"] is True
+
+
+SNAPSHOTS = {
+    "/api/v1/operations/meters",  # which meters are offline now
+    "/api/v1/operations/spool",  # the spool's depth now
+    "/api/v1/operations/dead-letters?limit=100",  # the newest dead letters
+    "/api/v1/contracts/$contract/statements",  # the statements written
+    "/api/v1/contracts/$contract/statements/$month",  # the month the variable picks
+    "/api/v1/contracts/$contract/baseline",  # the fitted model
+    "/api/v1/contracts/$contract/savings?period=year",  # contract years, whole
+}
+"""Infinity URLs that are not series in time: every other one must carry the time range."""
+
+
+@pytest.mark.parametrize("site_file", [SITE_FILE, DEPLOY_SITE], ids=["duckdb", "influx"])
+def test_every_query_honours_the_dashboard_s_time_range(site_file: Path) -> None:
+    dashboards = build_all(load(site_file))
+    for name, target in targets(dashboards, INFLUX_TYPE):
+        selects = target["query"].count("SELECT")
+        assert target["query"].count("$timeFilter") >= selects, f"{name}: {target['query']}"
+    for name, target in targets(dashboards, INFINITY_TYPE):
+        url = target["url"]
+        if url in SNAPSHOTS:
+            continue
+        ranged = ("${__from}" in url and "${__to}" in url) or (
+            "${__from:date:iso}" in url and "${__to:date:iso}" in url
+        )
+        assert ranged, f"{name}: {url} ignores the dashboard's time range"
 
 
 def test_dashboards_are_bilingual_and_every_panel_has_a_query(site: SiteConfig) -> None:
@@ -81,22 +168,25 @@ def test_dashboards_are_bilingual_and_every_panel_has_a_query(site: SiteConfig) 
 
 START = datetime(2025, 7, 14, tzinfo=UTC)  # a summer working week: the chillers run
 END = START + timedelta(days=2)
+VIEW = (START + timedelta(hours=12), START + timedelta(hours=36))
+"""The dashboard's time range in these tests: inside the data, so a query that ignores it
+returns points outside."""
 
 
 @pytest.fixture
-def filled_influx(influxdb: InfluxServer, influx_db: str, site: SiteConfig) -> str:
-    core = generate_history(site, START, END, interval="15m", seed=3).readings
+def filled_influx(influxdb: InfluxServer, influx_db: str, influx_site: SiteConfig) -> str:
+    core = generate_history(influx_site, START, END, interval="15m", seed=3).readings
     detail = generate_history(
-        site, START, END, interval="15m", seed=3, meters=[DETAIL_METER], quantities="all"
+        influx_site, START, END, interval="15m", seed=3, meters=[DETAIL_METER], quantities="all"
     ).readings
     config = InfluxConfig.model_validate({"url": influxdb.url, "mode": "v1", "database": influx_db})
-    with InfluxStore(config, site=site) as store:
+    with InfluxStore(config, site=influx_site) as store:
         store.write(ReadingBatch.concat([core, detail]))
     return influx_db
 
 
 def concrete(query: str) -> str:
-    start, end = START.strftime("%Y-%m-%dT%H:%M:%SZ"), END.strftime("%Y-%m-%dT%H:%M:%SZ")
+    start, end = (t.strftime("%Y-%m-%dT%H:%M:%SZ") for t in VIEW)
     return (
         query.replace("$timeFilter", f"time >= '{start}' AND time < '{end}'")
         .replace("$__interval", "15m")
@@ -104,18 +194,19 @@ def concrete(query: str) -> str:
     )
 
 
-def test_every_influxql_query_returns_data(
-    influxdb: InfluxServer, filled_influx: str, site: SiteConfig
+def test_every_influxql_query_returns_data_inside_the_range(
+    influxdb: InfluxServer, filled_influx: str, influx_site: SiteConfig
 ) -> None:
-    dashboards = build_all(site)
+    dashboards = build_all(influx_site)
     queries = [(name, t["query"]) for name, t in targets(dashboards, INFLUX_TYPE)]
     for d in dashboards.values():
         for var in d.get("templating", {}).get("list", []):
             if var.get("datasource", {}).get("type") == INFLUX_TYPE:
                 queries.append((f"variable {var['name']}", var["query"]))
     assert len(queries) >= 12
+    lo, hi = (int(t.timestamp() * 1000) for t in VIEW)
     for name, query in queries:
-        answer = influxdb.query(concrete(query), filled_influx)
+        answer = influxdb.query(concrete(query) + "", filled_influx)
         result = answer["results"][0]  # type: ignore[index]
         assert "error" not in result, f"{name}: {result['error']}\n{query}"
         series = result.get("series", [])
@@ -123,9 +214,68 @@ def test_every_influxql_query_returns_data(
         assert values, f"{name}: no data\n{concrete(query)}"
         if name.startswith("variable meter"):
             assert ["meter", DETAIL_METER] in series[0]["values"]
+            continue
+        ms = influxdb.query(concrete(query), filled_influx)  # times as RFC 3339: compare
+        for s in ms["results"][0].get("series", []):  # type: ignore[index]
+            for row in s["values"]:
+                t = int(datetime.fromisoformat(row[0].replace("Z", "+00:00")).timestamp() * 1000)
+                assert lo <= t < hi, f"{name}: a point at {row[0]} outside the range\n{query}"
 
 
-# --- Infinity URLs against the API ---------------------------------------------------------
+def department_truth(site: SiteConfig, readings: ReadingBatch, lo: int, hi: int) -> dict:
+    """Each department's mean power over [lo, hi): its top-most electricity meters' means,
+    summed (a plug below a department's sub-meter is inside it, not beside it)."""
+    keep = (readings.quantity == "power") & (readings.ts_ms >= lo) & (readings.ts_ms < hi)
+    means = {
+        m: float(np.mean(readings.value[keep & (readings.meter_id == m)]))
+        for m in set(readings.meter_id[keep].tolist())
+    }
+    out = {}
+    for tenant in site.tenants:
+        tops = top_meters(
+            m for m in site.meters if m.tenant == tenant.id and m.kind.value == "electricity"
+        )
+        if tops:
+            out[tenant.id] = float(sum(means[m.id] for m in tops))
+    return out
+
+
+def department_panel(dashboards: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    panels = dashboards["overview"]["panels"]
+    return next(p for p in panels if "各部门" in p["title"])
+
+
+def test_the_department_panel_sums_a_department_s_top_meters_once(
+    influxdb: InfluxServer, filled_influx: str, influx_site: SiteConfig
+) -> None:
+    readings = generate_history(influx_site, START, END, interval="15m", seed=3).readings
+    lo, hi = (int(t.timestamp() * 1000) for t in VIEW)
+    truth = department_truth(influx_site, readings, lo, hi)
+    (target,) = department_panel(build_all(influx_site))["targets"]
+    answer = influxdb.query(concrete(target["query"]), filled_influx)
+    shown = {}
+    for s in answer["results"][0]["series"]:  # type: ignore[index]
+        (row,) = s["values"]
+        shown[s["tags"]["tenant"]] = row[-1]
+    assert set(shown) == set(truth)
+    for tenant, kw in truth.items():
+        assert shown[tenant] == pytest.approx(kw, rel=1e-9), tenant
+    plugged = [
+        m.tenant
+        for m in influx_site.meters
+        if m.parent and m.tenant and influx_site.meter(m.parent).tenant == m.tenant
+    ]
+    assert "dept-01" in plugged  # the case the issue found: a plug below dept-01's sub-meter
+
+
+# --- Infinity URLs against the API over a DuckDB store ---------------------------------------
+
+METER_VIEW = ("2025-12-03T16:00:00Z", "2025-12-10T16:00:00Z")
+"""Seven local days inside the API world's meter data (local midnights in Shanghai)."""
+CONTRACT_VIEW = ("2025-09-02T16:00:00Z", "2025-09-09T16:00:00Z")
+"""Seven local days of the contract's reporting period."""
+INTERVAL_MS = 600_000
+"""Grafana's $__interval_ms for seven days on a panel about 1000 px wide."""
 
 
 def select(data: Any, path: str) -> Any:
@@ -136,38 +286,92 @@ def select(data: Any, path: str) -> Any:
     return data
 
 
-def test_every_infinity_url_answers_with_the_fields_its_panel_selects(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> None:
+def to_ms(text: str) -> int:
+    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+def concrete_url(url: str, world_site: SiteConfig, view: tuple[str, str]) -> str:
+    lo, hi = view
+    return (
+        url.replace("$contract", world_site.contracts[0].id)
+        .replace("$month", STATEMENT_MONTH)
+        .replace("$meter", DETAIL_METER)
+        .replace("${__from:date:iso}", lo)
+        .replace("${__to:date:iso}", hi)
+        .replace("${__from}", str(to_ms(lo)))
+        .replace("${__to}", str(to_ms(hi)))
+        .replace("${__interval_ms}", str(INTERVAL_MS))
+    )
+
+
+@pytest.fixture(scope="module")
+def api_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     tmp = tmp_path_factory.mktemp("dash-api")
     world = make_world(tmp)
+    # what the shared world lacks and the panels read: delivered cooling, the detail meter's
+    # voltage, current and power factor (15-minute points over the same days)
+    ts = T0 + np.arange(DAYS * 96, dtype=np.int64) * 900_000
+    extra = [
+        ReadingBatch.for_series(m.id, "thermal_power", ts, np.full(len(ts), 300.0))
+        for m in world.site.meters
+        if m.kind.value == "thermal"
+    ]
+    for quantity, value in (("voltage_l1", 230.0), ("current_l1", 12.0), ("power_factor", 0.95)):
+        extra.append(ReadingBatch.for_series(DETAIL_METER, quantity, ts, np.full(len(ts), value)))
+    world.store.write(ReadingBatch.concat(extra))
     letter = {"received_ms": 1_764_518_400_000, "source": "mqtt", "reason": "bad json"}
     (tmp / "dead-letters.jsonl").write_text(json.dumps(letter | {"payload": "{"}) + "\n")
     try:
         with TestClient(app_for(world, data_dir=tmp)) as client:
-            viewer = {"Authorization": f"Bearer {world.tokens['viewer']}"}
-            found = list(targets(build_all(world.site), INFINITY_TYPE))
-            assert len(found) >= 12
-            for name, target in found:
-                url = (
-                    target["url"]
-                    .replace("$contract", world.site.contracts[0].id)
-                    .replace("$month", STATEMENT_MONTH)
-                    .replace("${__from:date:iso}", "2025-12-01T00:00:00Z")
-                    .replace("${__to:date:iso}", "2025-12-14T00:00:00Z")
-                )
-                assert "$" not in url, f"{name}: unsubstituted variable in {url}"
-                r = client.get(url, headers=viewer)
-                assert r.status_code == 200, f"{name}: {url}: {r.status_code} {r.text[:300]}"
-                rows = select(r.json(), target["root_selector"])
-                rows = [rows] if isinstance(rows, dict) else rows
-                assert rows, f"{name}: {url} returned no rows"
-                for column in target["columns"]:
-                    for row in rows:
-                        select(row, column["selector"])
+            yield world, client
     finally:
         world.store.close()
         world.keys.close()
+
+
+def test_every_infinity_url_answers_with_its_fields_inside_the_time_range(api_world: Any) -> None:
+    world, client = api_world
+    viewer = {"Authorization": f"Bearer {world.tokens['viewer']}"}
+    found = list(targets(build_all(world.site), INFINITY_TYPE))
+    assert len(found) >= 25  # the meter panels too: the DuckDB site reads them from the API
+    for name, target in found:
+        view = CONTRACT_VIEW if "/contracts/" in target["url"] else METER_VIEW
+        url = concrete_url(target["url"], world.site, view)
+        assert "$" not in url, f"{name}: unsubstituted variable in {url}"
+        r = client.get(url, headers=viewer)
+        assert r.status_code == 200, f"{name}: {url}: {r.status_code} {r.text[:300]}"
+        rows = select(r.json(), target["root_selector"])
+        rows = [rows] if isinstance(rows, dict) else rows
+        assert rows, f"{name}: {url} returned no rows"
+        for column in target["columns"]:
+            for row in rows:
+                select(row, column["selector"])
+        if target["url"] in SNAPSHOTS:
+            continue
+        lo, hi = (to_ms(t) for t in view)
+        for row in rows:
+            if "time" in row:
+                assert lo <= to_ms(row["time"]) < hi, f"{name}: {row} outside {view}"
+            if "start" in row and "end" in row:  # a period: it overlaps the range
+                assert to_ms(row["start"] + "T00:00:00+08:00") < hi, f"{name}: {row}"
+                assert to_ms(row["end"] + "T00:00:00+08:00") > lo, f"{name}: {row}"
+        if "savings" in target["url"] and "period=day" in target["url"]:
+            assert len(rows) == 7, f"{name}: {len(rows)} days on a 7-day view"
+
+
+def test_the_api_department_panel_sums_a_department_s_top_meters_once(api_world: Any) -> None:
+    world, client = api_world
+    (target,) = department_panel(build_all(world.site))["targets"]
+    url = concrete_url(target["url"], world.site, METER_VIEW)
+    rows = client.get(url, headers={"Authorization": f"Bearer {world.tokens['viewer']}"}).json()
+    shown = {r["tenant"]: r["value"] for r in select(rows, target["root_selector"])}
+    lo, hi = (to_ms(t) for t in METER_VIEW)
+    for tenant in ("dept-01", "dept-02"):
+        tops = top_meters(
+            m for m in world.site.meters if m.tenant == tenant and m.kind.value == "electricity"
+        )
+        truth = sum(float(np.mean(world.store.read_raw(m.id, "power", lo, hi).value)) for m in tops)
+        assert shown[tenant] == pytest.approx(truth, rel=1e-9), tenant
 
 
 # --- the Grafana client ---------------------------------------------------------------------
@@ -202,12 +406,17 @@ class RecordingGrafana:
         return httpx.Response(500, json={"message": "unexpected"})
 
 
-def test_push_makes_exactly_these_requests_and_is_idempotent(site: SiteConfig) -> None:
+def test_push_makes_exactly_these_requests_and_is_idempotent(influx_site: SiteConfig) -> None:
     fake = RecordingGrafana()
     client = GrafanaClient("http://grafana.test", "glsa_test", transport=httpx.MockTransport(fake))
-    kwargs = {"influx_url": "http://influx:8086", "api_url": "http://api:8000", "viewer_key": "k1"}
-    urls = push(client, site, **kwargs)
-    assert urls == [f"/d/{d['uid']}/x" for d in build_all(site).values()]
+    kwargs = {
+        "influx_url": "http://influx:8086",
+        "api_url": "http://api:8000",
+        "viewer_key": "k1",
+        "influx_token": "tok",
+    }
+    urls = push(client, influx_site, **kwargs)
+    assert urls == [f"/d/{d['uid']}/x" for d in build_all(influx_site).values()]
     first = [(m, p) for m, p, _ in fake.requests]
     assert (
         first
@@ -221,6 +430,10 @@ def test_push_makes_exactly_these_requests_and_is_idempotent(site: SiteConfig) -
         ]
         + [("POST", "/api/dashboards/db")] * 4
     )
+    influx_ds = fake.requests[3][2]
+    assert influx_ds["url"] == "http://influx:8086"
+    assert influx_ds["jsonData"]["httpHeaderName1"] == "Authorization"
+    assert influx_ds["secureJsonData"] == {"httpHeaderValue1": "Token tok"}  # InfluxDB 2.x
     api_ds = fake.requests[5][2]
     assert api_ds["url"] == "http://api:8000"
     assert api_ds["secureJsonData"] == {"httpHeaderValue1": "Bearer k1"}
@@ -230,7 +443,7 @@ def test_push_makes_exactly_these_requests_and_is_idempotent(site: SiteConfig) -
     assert dash["dashboard"]["id"] is None
 
     fake.requests.clear()
-    push(client, site, **kwargs)
+    push(client, influx_site, **kwargs)
     assert [(m, p) for m, p, _ in fake.requests][:6] == [
         ("GET", "/api/folders/epcmon"),
         ("GET", "/api/datasources/uid/epcmon-influxdb"),
@@ -239,6 +452,23 @@ def test_push_makes_exactly_these_requests_and_is_idempotent(site: SiteConfig) -
         ("PUT", "/api/datasources/uid/epcmon-api"),
         ("POST", "/api/dashboards/db"),
     ]
+
+
+def test_push_for_a_duckdb_site_makes_the_api_the_only_datasource(site: SiteConfig) -> None:
+    fake = RecordingGrafana()
+    client = GrafanaClient("http://grafana.test", "glsa_test", transport=httpx.MockTransport(fake))
+    push(client, site, influx_url="http://unused:8086", api_url="http://api:8000", viewer_key="k1")
+    assert [(m, p) for m, p, _ in fake.requests] == [
+        ("GET", "/api/folders/epcmon"),
+        ("POST", "/api/folders"),
+        ("GET", "/api/datasources/uid/epcmon-api"),
+        ("POST", "/api/datasources"),
+    ] + [("POST", "/api/dashboards/db")] * 4
+    api_ds = fake.requests[3][2]
+    assert api_ds["isDefault"] is True
+    assert api_ds["url"] == "http://api:8000"
+    for _m, _p, body in fake.requests[4:]:
+        assert '"epcmon-influxdb"' not in json.dumps(body)
 
 
 def test_a_grafana_error_names_the_call(site: SiteConfig) -> None:

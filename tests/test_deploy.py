@@ -589,3 +589,147 @@ def test_the_alert_rules_use_only_metrics_epcmon_exports():
             assert f'"{base}"' in exported, metric
         for event in re.findall(r'event="([a-z_]+)"', rule["expr"]):
             assert event in counters, event
+
+
+# --- Grafana as compose runs it -------------------------------------------------------------
+
+COMPOSE_SUBST = re.compile(r"\$\{([A-Z][A-Z0-9_]*)(?:(:?[-?])([^}]*))?\}")
+GRAFANA_ENV = re.compile(
+    r"\$__env\{([^}]*)\}|\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)"
+)
+
+
+def env_example_values() -> dict[str, str]:
+    values = {}
+    for line in (DEPLOY / ".env.example").read_text().splitlines():
+        if line and not line.startswith("#") and "=" in line:
+            name, value = line.split("=", 1)
+            values[name] = value
+    return values
+
+
+def compose_substitute(value: str, env: dict[str, str]) -> str:
+    """Docker Compose's `${VAR}`, `${VAR:-default}`, `${VAR:?error}` from .env."""
+
+    def one(m: re.Match[str]) -> str:
+        name, op, arg = m[1], m[2] or "", m[3] or ""
+        have = env.get(name, "")
+        if op.endswith("-"):
+            return have or arg
+        if op.endswith("?"):
+            assert have, f"compose refuses to start without {name}: {arg}"
+        return have
+
+    return COMPOSE_SUBST.sub(one, value)
+
+
+def grafana_expand(value: str, env: dict[str, str]) -> str:
+    """What Grafana does to every string of a provisioning file (pkg/services/provisioning/
+    values): `$$` is a literal `$`; `$__env{X}`, `${X}` and `$X` are X from its environment,
+    an unset one silently empty: here an unset one fails, naming it."""
+
+    def one(m: re.Match[str]) -> str:
+        name = m[1] or m[2] or m[3]
+        assert name in env, f"Grafana expands ${name} in {value!r}, but its environment lacks it"
+        return env[name]
+
+    return "$".join(GRAFANA_ENV.sub(one, part) for part in value.split("$$"))
+
+
+def expand_all(data: object, env: dict[str, str]) -> object:
+    if isinstance(data, str):
+        return grafana_expand(data, env)
+    if isinstance(data, list):
+        return [expand_all(v, env) for v in data]
+    if isinstance(data, dict):
+        return {k: expand_all(v, env) for k, v in data.items()}
+    return data
+
+
+def grafana_service() -> tuple[dict[str, str], dict[str, Path]]:
+    """Grafana's environment as compose sets it (from .env.example) and its mounts
+    (container path -> host path)."""
+    service = compose()["services"]["grafana"]  # type: ignore[index]
+    dotenv = env_example_values()
+    env = {k: compose_substitute(str(v), dotenv) for k, v in service["environment"].items()}
+    mounts = {}
+    for volume in service["volumes"]:
+        source, target = volume.split(":")[:2]
+        if source.startswith("."):
+            mounts[target.rstrip("/")] = (DEPLOY / source).resolve()
+    return env, mounts
+
+
+def in_container(path: str, mounts: dict[str, Path]) -> Path:
+    """The host directory a container path shows (the longest mount holding it)."""
+    holders = [t for t in mounts if path == t or path.startswith(t + "/")]
+    assert holders, f"{path}: no bind mount of the grafana service shows it"
+    target = max(holders, key=len)
+    return mounts[target] / path[len(target) :].lstrip("/")
+
+
+def test_grafana_reads_the_provisioning_compose_mounts_and_it_agrees():
+    """Read deploy/compose.yaml and the provisioning as Grafana in that container would:
+    provisioning from /etc/grafana/provisioning, the provider's path through the mounts,
+    every environment reference expanded from the container's environment; the datasources
+    reach the compose services by name with the token InfluxDB was set up with."""
+    env, mounts = grafana_service()
+    provisioning = in_container(
+        env.get("GF_PATHS_PROVISIONING", "/etc/grafana/provisioning"), mounts
+    )
+    providers = []
+    for file in sorted((provisioning / "dashboards").glob("*.yaml")):
+        providers += expand_all(yaml.safe_load(file.read_text()), env)["providers"]
+    assert providers, "no dashboard provider under the mounted provisioning"
+    uids = set()
+    for provider in providers:
+        folder = in_container(provider["options"]["path"], mounts)
+        dashboards = sorted(folder.glob("*.json"))
+        assert dashboards, f"the provider reads {provider['options']['path']}: no dashboards there"
+        uids |= {yaml.safe_load(d.read_text())["uid"] for d in dashboards}
+    assert {"epcmon-overview", "epcmon-meter", "epcmon-operations"} <= uids
+
+    sources = []
+    for file in sorted((provisioning / "datasources").glob("*.yaml")):
+        sources += expand_all(yaml.safe_load(file.read_text()), env)["datasources"]
+    by_type = {s["type"]: s for s in sources}
+    services = compose()["services"]
+    site = load_site(DEPLOY / "site.toml")
+    dotenv = env_example_values()
+
+    influx = by_type["influxdb"]
+    assert influx["url"] == "http://influxdb:8086"  # the compose service, not 127.0.0.1
+    assert "influxdb" in services
+    assert influx["jsonData"]["dbName"] == site.storage.influx.database
+    assert f"--db {site.storage.influx.database}" in (DEPLOY / "influxdb/init-dbrp.sh").read_text()
+    influx_env = services["influxdb"]["environment"]  # type: ignore[index]
+    admin_token = compose_substitute(influx_env["DOCKER_INFLUXDB_INIT_ADMIN_TOKEN"], dotenv)
+    assert admin_token == dotenv["EPCMON_INFLUX_TOKEN"]  # what epcmon writes with
+    header = influx["jsonData"]["httpHeaderName1"], influx["secureJsonData"]["httpHeaderValue1"]
+    assert header == ("Authorization", f"Token {admin_token}")
+
+    api = by_type["yesoreyeram-infinity-datasource"]
+    assert api["url"] == f"http://api:{site.api.port}"
+    assert "api" in services
+    assert api["jsonData"]["allowedHosts"] == [api["url"]]
+    assert api["jsonData"]["httpHeaderName1"] == "Authorization"
+    assert api["secureJsonData"]["httpHeaderValue1"] == f"Bearer {dotenv['EPCMON_VIEWER_KEY']}"
+    for source in sources:
+        assert "127.0.0.1" not in source["url"], source
+        assert "localhost" not in source["url"], source
+
+    # every panel's datasource is one that is provisioned
+    provisioned = {s["uid"] for s in sources}
+    for file in in_container(providers[0]["options"]["path"], mounts).glob("*.json"):
+        text = file.read_text()
+        for uid in set(re.findall(r'"uid": "(epcmon-[a-z]+)"', text)) - uids:
+            assert uid in provisioned, f"{file.name}: datasource {uid} is not provisioned"
+
+
+def test_grafana_expansion_is_grafana_s():
+    env = {"A": "x", "TOKEN": "t0k"}
+    assert grafana_expand("Token $__env{TOKEN}", env) == "Token t0k"
+    assert grafana_expand("${A}/$A", env) == "x/x"
+    assert grafana_expand("cost $$5", env) == "cost $5"
+    with pytest.raises(AssertionError, match="lacks it"):
+        grafana_expand("$__env{MISSING}", env)

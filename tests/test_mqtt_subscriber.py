@@ -18,12 +18,12 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from collectors.availability import Availability
-from collectors.mqtt.payload import parse_payload
+from collectors.mqtt.payload import Record, parse_records
 from collectors.mqtt.subscriber import MqttSubscriber
 from collectors.writer import StoreWriter
 from core.config import parse_site
 from core.errors import StoreError
-from core.readings import Reading, ReadingBatch
+from core.readings import ReadingBatch
 from storage.deadletters import DeadLetters
 from storage.duckdb_store import DuckDBStore
 from tests.fullfs import fill, small_filesystem
@@ -419,10 +419,10 @@ async def test_a_parser_bug_dead_letters_the_message_and_ingest_goes_on(
     """Any exception out of the parser, not only PayloadError, gives the message an outcome.
     (A parser with a bug is passed in: the real one no longer raises anything else.)"""
 
-    def buggy(payload: bytes, *args: Any) -> list[Reading]:
+    def buggy(payload: bytes, *args: Any) -> list[Record]:
         if payload == b'{"boom": 1}':
             raise RecursionError("maximum recursion depth exceeded")
-        return parse_payload(payload, *args)
+        return parse_records(payload, *args)
 
     prefix = f"t-{uuid.uuid4().hex[:8]}"
     site = _hostile_site(prefix, mosquitto.url)

@@ -8,7 +8,7 @@ from pydantic import ValidationError
 from collectors.mqtt.routing import TopicRouter
 from core.config import MqttRoute, parse_site
 from core.errors import ConfigError
-from epcmon.runtime import Shard
+from epcmon.collecting import Shard
 
 
 def site(**mqtt: object):

@@ -461,6 +461,16 @@ def test_cli_fit_and_report(tmp_path: Path, contract: Contract, synthetic, capsy
     assert [r["period"] for r in rows] == ["2025-12", "contract year 1 to date", "cumulative"]
     assert float(rows[0]["avoided"]) > 0
     assert (tmp_path / "s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # --json: stdout is the stored record alone, as `savings export` and the API give it
+    code = main(
+        ["savings", "report", "--contract", contract.id, "--month", "2025-12", "--site", str(site_file), "--json"]
+    )  # fmt: skip
+    assert code == 0
+    captured = capsys.readouterr()
+    doc = json.loads(captured.out)
+    assert doc["status"] == "final"
+    assert doc["numbers"]["month"]["avoided"] == pytest.approx(float(rows[0]["avoided"]), rel=1e-3)
+    assert "stored as statement" in captured.err
     assert (
         main(
             [

@@ -76,6 +76,7 @@ def write_site(path: Path, prefix: str, mqtt_url: str, influx_url: str, database
         '[storage]\nbackend = "influx"\n',
         f'[storage.influx]\nurl = "{influx_url}"\nmode = "v1"\ndatabase = "{database}"\n',
         '[storage.spool]\npath = "spool.sqlite3"\n',  # relative: one spool per process
+        "[api]\nmetrics_port = 0\n",  # each collector's /metrics on a free port
         f'[mqtt]\nurl = "{mqtt_url}"\nclient_id = "collector-{prefix}"\n'
         f'shared_group = "g{prefix.replace("-", "")}"\n',
         '[[buildings]]\nid = "b"\nname = "B"\nfloor_area_m2 = 100\n',

@@ -158,3 +158,38 @@ def test_health_logs_each_transition_once(caplog) -> None:  # type: ignore[no-un
         health.recover("store")
     assert health.ok
     assert len(caplog.records) == 2
+
+
+async def test_parts_are_added_removed_and_replaced_while_it_runs() -> None:
+    health = Health()
+    supervisor = Supervisor(health, FAST)
+    running: dict[str, int] = {}
+    ended: list[str] = []
+
+    def part(label: str):  # type: ignore[no-untyped-def]
+        async def run(stop: asyncio.Event) -> None:
+            running[label] = running.get(label, 0) + 1
+            await stop.wait()
+            ended.append(label)
+
+        return run
+
+    supervisor.add("old", part("old"))
+    supervisor.add("kept", part("kept"))
+    stop = asyncio.Event()
+    task = asyncio.create_task(supervisor.run(stop))
+    await until(lambda: running.get("kept") == 1 and running.get("old") == 1)
+    supervisor.add("new", part("new"))  # starts at once
+    await until(lambda: running.get("new") == 1)
+    await supervisor.remove("old")  # returns once it ended
+    assert ended == ["old"]
+    assert "old" not in health.snapshot().parts
+    await supervisor.replace("kept", part("kept v2"))
+    await until(lambda: running.get("kept v2") == 1)
+    assert ended == ["old", "kept"]
+    assert supervisor.names == ["new", "kept"]
+    assert health.snapshot().parts["kept"].state == "running"
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    assert sorted(ended) == ["kept", "kept v2", "new", "old"]  # parts added later stop too
+    assert running == {"old": 1, "kept": 1, "new": 1, "kept v2": 1}

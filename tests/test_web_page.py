@@ -4,7 +4,7 @@ and an engineer see the building and the contract, a vendor sees its contract an
 is paged; any meter kind is chartable; downloads work; `/docs` renders with the network cut;
 the building's roles see a month's department bills (ranking, pools, remainder, reconciliation,
 sorting, paging, the CSV) and the energy intensity against the targets, and a vendor never
-asks for them.
+asks for them; the devices nobody configured are listed for the building's roles.
 Screenshots are kept in test-artifacts/.
 
 One browser for the module, one small store (the API fixtures' two weeks, then six more days
@@ -91,8 +91,14 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiWorld]:
 
 
 @pytest.fixture(scope="module")
-def url(world: ApiWorld) -> Iterator[str]:
-    with serve(app_for(world)) as base:
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The collector's data directory the app reads (dead letters, unconfigured devices)."""
+    return tmp_path_factory.mktemp("data")
+
+
+@pytest.fixture(scope="module")
+def url(world: ApiWorld, data_dir: Path) -> Iterator[str]:
+    with serve(app_for(world, data_dir=data_dir)) as base:
         yield base
 
 
@@ -300,7 +306,7 @@ def test_the_vendor_sees_its_contract_and_never_a_403(
     assert page.locator("#alarms button.ack").count() == 0
     assert not [p for p in paths if p.startswith(("/api/v1/bills", "/api/v1/intensity"))]
     assert page.text_content("#who") == "节能服务公司"
-    for section in ("#s-overview", "#s-meter", "#s-ops", "#s-bills", "#s-intensity"):
+    for section in ("#s-overview", "#s-meter", "#s-ops", "#s-bills", "#s-intensity", "#s-devices"):
         assert page.is_hidden(section), section
     assert page.locator("#contract-select option").all_text_contents() == [f"{own.id} {own.name}"]
 
@@ -842,6 +848,53 @@ def test_the_monthly_reports_are_listed_for_engineers_and_never_asked_by_viewers
         assert not v.page.is_visible("#s-reports")
         assert not [u for _, u in v.statuses if u.startswith("/api/v1/reports")], role
         v.page.close()
+
+
+def test_the_devices_nobody_configured_are_listed_with_their_payload_and_a_suggestion(
+    world: ApiWorld, url: str, chromium: Any, data_dir: Path
+) -> None:
+    """As Home Assistant lists discovered devices: what the collector noted
+    (`storage.devices`) is shown to the building's roles, the payload and the suggested
+    site-file entry folded; an empty list says so."""
+    from storage.devices import DEVICES_FILE, Sighting, UnconfiguredDevices
+
+    v = visit(chromium, url, world.tokens["viewer"], lang="en")
+    assert v.page.is_visible("#devices-empty")
+    assert v.page.text_content("#devices-empty") == "No message from a device nobody configured"
+    v.page.close()
+    long = json.dumps({"Time": "2026-03-01T08:00:00", "ENERGY": {"Power": 1, "pad": "x" * 300}})
+    devices = UnconfiguredDevices(data_dir / DEVICES_FILE)
+    devices.record(
+        [
+            Sighting(
+                "tele/plug7/SENSOR", "", "", 4, T0, T0 + 60_000, long.encode(),
+                "unknown meter: no meter is mapped to topic 'tele/plug7/SENSOR'",
+                '[[meters]]\nid = "tele-plug7-SENSOR"\nkind = "electricity"\n',
+            ),
+            Sighting("gw/7/up", "E-7-3", "bus", 1, T0, T0, b"\xff\x00", "unknown meter: E-7-3"),
+        ]
+    )  # fmt: skip
+    devices.close()
+    v = visit(chromium, url, world.tokens["engineer"], lang="en")
+    page = v.page
+    assert page.is_hidden("#devices-empty")
+    rows = page.locator("#devices tbody tr")
+    assert rows.count() == 2
+    plug = rows.nth(0).locator("td").all_text_contents()
+    assert plug[0] == "tele/plug7/SENSOR"
+    assert plug[1:3] == ["–", "4"]
+    assert plug[5].startswith('{"Time": "2026-03-01T08:00:00"')
+    snippet = rows.nth(0).locator("pre.snippet")
+    assert not snippet.is_visible()  # folded until asked
+    rows.nth(0).locator("td").nth(6).locator("summary").click()
+    assert snippet.is_visible()
+    assert 'id = "tele-plug7-SENSOR"' in rows.nth(0).locator("pre.snippet").inner_text()
+    gateway = rows.nth(1).locator("td").all_text_contents()
+    assert gateway[:3] == ["gw/7/up", "E-7-3 (bus)", "1"]
+    assert gateway[5] == "base64: /wA="
+    assert v.errors == [], v.errors
+    assert {s for s, _ in v.statuses} == {200}
+    page.close()
 
 
 # -- alarms --------------------------------------------------------------------------------------

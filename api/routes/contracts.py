@@ -110,6 +110,40 @@ def period_row(p: PeriodSavings, unit: str) -> dict[str, Any]:
     }
 
 
+def savings_rows(result: SavingsResult, period: str) -> list[dict[str, Any]]:
+    """The rows of `/savings?period=`: days with both sides known, or periods with the
+    running `cumulative` (also read by `api/routes/grafana.py`)."""
+    rows: list[dict[str, Any]]
+    if period == "day":
+        d = result.daily
+        rows = [
+            {
+                "period": str(day),
+                "baseline": float(b),
+                "actual": float(a),
+                "avoided": float(b - a),
+                "estimated": bool(e),
+                "unit": result.unit,
+            }
+            for day, b, a, e in zip(
+                d.day.tolist(),
+                d.adjusted_baseline.tolist(),
+                d.actual.tolist(),
+                d.estimated.tolist(),
+                strict=True,
+            )
+            if b == b and a == a  # days with both sides known
+        ]
+    else:
+        periods = {"month": result.months, "year": result.years, "total": (result.total,)}[period]
+        rows = [period_row(p, result.unit) for p in periods]
+        running = 0.0
+        for row in rows:
+            running += row["avoided"]
+            row["cumulative"] = running
+    return rows
+
+
 def _ok(model: Any, *, csv: bool = False) -> dict[int | str, dict[str, Any]]:
     """The routes' documented answers: `model` on 200 (and CSV when offered), and the errors."""
     ok: dict[str, Any] = {"model": model}
@@ -188,36 +222,6 @@ async def contract_savings(
         body = orjson.dumps(savings_rows(result, period))
         bodies.put(key, body)
     return json_bytes_response(body)
-
-
-def savings_rows(result: SavingsResult, period: str) -> list[dict[str, Any]]:
-    if period == "day":
-        d = result.daily
-        return [
-            {
-                "period": str(day),
-                "baseline": float(b),
-                "actual": float(a),
-                "avoided": float(b - a),
-                "estimated": bool(e),
-                "unit": result.unit,
-            }
-            for day, b, a, e in zip(
-                d.day.tolist(),
-                d.adjusted_baseline.tolist(),
-                d.actual.tolist(),
-                d.estimated.tolist(),
-                strict=True,
-            )
-            if b == b and a == a  # days with both sides known
-        ]
-    periods = {"month": result.months, "year": result.years, "total": (result.total,)}[period]
-    rows = [period_row(p, result.unit) for p in periods]
-    running = 0.0
-    for row in rows:
-        running += row["avoided"]
-        row["cumulative"] = running
-    return rows
 
 
 @router.get("/{contract_id}/statements", responses=_ok(list[StatementEntryOut]))

@@ -67,6 +67,8 @@ class GatewayPoller(GatewayConnection):
         availability: Availability,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self.meters = tuple(meters)
+        """As configured: a reload replaces the poller when they change."""
         self.plans = [MeterPlan.for_meter(m) for m in meters]
         super().__init__(gateway, availability, clock)
         self._sink = sink

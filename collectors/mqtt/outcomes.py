@@ -5,6 +5,11 @@ the dead letters and the readings to the store (or its spool), and only then are
 messages acknowledged, in the order received. A crash before the commit means the broker
 delivers the message again; idempotent writes make the redelivery harmless.
 
+A message from a device no meter claims is a dead letter (`unknown meter`) and is noted as
+an unconfigured device (`collectors.mqtt.discovery`). A gateway's message naming several
+meters of which some are not configured stores the readings of the configured ones and is
+also a dead letter naming the others: nothing received is dropped unseen.
+
 Whatever a payload does to the parser (a `PayloadError`, or any other exception: a bug of
 ours must not stop ingest) makes it a dead letter. When the sink raises something other than
 `StoreError`, the batch itself is bad: it is written again message by message, and the
@@ -17,12 +22,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from collectors.availability import Availability
+from collectors.mqtt.discovery import Discovery
 from collectors.mqtt.link import Item, topic_of
-from collectors.mqtt.payload import PayloadLimits
-from collectors.mqtt.routing import TopicRouter
+from collectors.mqtt.payload import PayloadLimits, Record
+from collectors.mqtt.routing import Route, TopicRouter, Unrouted
 from core.config import PayloadFormat
 from core.errors import PayloadError, StoreError
 from core.readings import Reading, ReadingBatch
@@ -31,7 +37,8 @@ from storage.deadletters import DeadLetter, DeadLetters
 log = logging.getLogger("epcmon.mqtt")
 
 Sink = Callable[[ReadingBatch], Awaitable[None]]
-Parser = Callable[[bytes, PayloadFormat, str, int, PayloadLimits], list[Reading]]
+Parser = Callable[[bytes, PayloadFormat, int, PayloadLimits, Sequence[str]], list[Record]]
+"""`collectors.mqtt.payload.parse_records`, or a stand-in for it."""
 
 
 class Fault(Exception):
@@ -49,29 +56,43 @@ class Outcomes:
         dead_letters: DeadLetters,
         availability: Availability,
         parse: Parser,
+        discovery: Discovery,
     ) -> None:
         self.router = router
         self.limits = limits
         self.availability = availability
+        self.discovery = discovery
         self._sink = sink
         self._dead = dead_letters
-        self._parse_payload = parse
+        self._parse_records = parse
         self._reported: set[str] = set()
 
     def parse(self, item: Item, received_ms: int) -> None:
-        """The item's readings, or the reason it is a dead letter."""
+        """The item's readings, or the reason it is a dead letter (or, for a message naming
+        meters not all configured, both)."""
         message = item.message
         item.topic = topic_of(message)
+        payload = bytes(message.payload)
         try:
             route = self.router.route(item.topic)
             if route is None:
-                raise PayloadError(
-                    f"unknown meter: no meter is mapped to topic {item.topic[:200]!r}"
+                reason = f"unknown meter: no meter is mapped to topic {item.topic[:200]!r}"
+                self.discovery.saw(self.router.unrouted(item.topic), payload, received_ms, reason)
+                raise PayloadError(reason)
+            try:
+                records = self._parse_records(
+                    payload, route.fmt, received_ms, self.limits, route.names
                 )
-            item.readings = self._parse_payload(
-                bytes(message.payload), route.fmt, route.meter_id, received_ms, self.limits
-            )
+            except PayloadError as exc:
+                if route.claims_any():
+                    raise
+                # a gateway none of whose meters is configured: unknown, whatever it sends
+                reason = f"unknown meter: no meter is mapped to topic {item.topic[:200]!r} ({exc})"
+                self.discovery.saw(self.router.unrouted(item.topic), payload, received_ms, reason)
+                raise PayloadError(reason) from exc
+            item.readings = self._readings(item, route, records, payload, received_ms)
         except PayloadError as exc:
+            item.readings = None
             item.reason = str(exc)
         except Exception as exc:  # a parser bug: the message still gets an outcome
             item.reason = f"parser failed: {type(exc).__name__}: {exc}"
@@ -84,7 +105,39 @@ class Outcomes:
                 exc_info=True,
             )
         else:
-            self.availability.ok(item.readings[0].meter_id, received_ms)
+            for meter_id in {r.meter_id: None for r in item.readings or ()}:
+                self.availability.ok(meter_id, received_ms)
+
+    def _readings(
+        self, item: Item, route: Route, records: list[Record], payload: bytes, received_ms: int
+    ) -> list[Reading]:
+        """The records' readings, each of the meter its route gives; the meters a message
+        names that are not configured are noted, and make it a dead letter too."""
+        if not route.names:
+            meter_id = route.meter_id
+            return [Reading(meter_id, q, r.ts_ms, v) for r in records for q, v in r.values]
+        readings: list[Reading] = []
+        unknown: dict[str, None] = {}
+        for record in records:
+            known = route.meter_of(record.names)
+            if known is None:
+                unknown[route.candidate(record.names)] = None
+                continue
+            readings.extend(Reading(known, q, record.ts_ms, v) for q, v in record.values)
+        if unknown:
+            shown = ", ".join(list(unknown)[:10]) + (" ..." if len(unknown) > 10 else "")
+            reason = (
+                f"unknown meter: the message on {item.topic[:200]!r} names {len(unknown)} "
+                f"meters that are not configured ({shown})"
+            )
+            for meter_id in unknown:
+                where = Unrouted(item.topic, route.route, meter_id)
+                self.discovery.saw(where, payload, received_ms, reason)
+            if not readings:
+                raise PayloadError(reason)
+            stored = len({r.meter_id for r in readings})
+            item.reason = f"{reason}; the readings of the {stored} configured ones are stored"
+        return readings
 
     def _report_once(self, key: str, text: str, *args: object, exc_info: bool = False) -> None:
         """Log the first occurrence of a kind of problem (a flood must not flood the log)."""
@@ -98,6 +151,8 @@ class Outcomes:
         """Dead letters, then readings; raises `Fault` when either cannot be written now.
         Safe to call again for the same run: what was written is not written twice."""
         await self._write_dead_letters(items)
+        if self.discovery.due():
+            await asyncio.to_thread(self.discovery.flush)
         pending = [i for i in items if i.readings and not i.stored]
         if not pending:
             return
@@ -131,6 +186,7 @@ class Outcomes:
             except Exception as exc:
                 item.readings = None
                 item.reason = f"store refused: {type(exc).__name__}: {exc}"
+                item.dead_written = False  # a message with unknown meters was written before
                 self.availability.count("mqtt_store_rejects")
             else:
                 item.stored = True

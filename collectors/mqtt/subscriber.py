@@ -26,14 +26,16 @@ import logging
 import time
 
 from collectors.availability import Availability
+from collectors.mqtt.discovery import Discovery
 from collectors.mqtt.link import PASSWORD_ENV, Item, Link, topic_of
 from collectors.mqtt.outcomes import Fault, Outcomes, Parser, Sink
-from collectors.mqtt.payload import PayloadLimits, parse_payload
+from collectors.mqtt.payload import PayloadLimits, parse_records
 from collectors.mqtt.routing import TopicRouter
 from core.config import SiteConfig
 from core.health import Health
 from core.net import parse_mqtt_url
 from storage.deadletters import DeadLetters
+from storage.devices import UnconfiguredDevices
 
 log = logging.getLogger("epcmon.mqtt")
 
@@ -63,7 +65,8 @@ class MqttSubscriber:
         health: Health | None = None,
         hold_s: float = HOLD_S,
         retry_max_s: float = RETRY_MAX_S,
-        parse: Parser = parse_payload,
+        parse: Parser = parse_records,
+        devices: UnconfiguredDevices | None = None,
     ) -> None:
         self.host, self.port = parse_mqtt_url(url)
         self.site = site
@@ -71,7 +74,10 @@ class MqttSubscriber:
         self.health = health if health is not None else Health()
         self.router = TopicRouter(site)
         self.limits = PayloadLimits.of_site(site)
-        self._outcomes = Outcomes(self.router, self.limits, sink, dead_letters, availability, parse)
+        self.discovery = Discovery(site, self.limits, devices, availability)
+        self._outcomes = Outcomes(
+            self.router, self.limits, sink, dead_letters, availability, parse, self.discovery
+        )
         self._max_batch = max_batch
         cfg = site.mqtt
         self.v5 = cfg.protocol == "5"
@@ -100,6 +106,30 @@ class MqttSubscriber:
         else:
             self._connected.clear()
 
+    # --- reload ---------------------------------------------------------------------------
+    def update(self, site: SiteConfig) -> tuple[list[str], list[str]]:
+        """Route by `site` from now on (its meters, routes and payload formats), and change
+        the subscriptions on the live connection: the session, and every message held or
+        in flight, stay. Returns the topic filters (subscribed, unsubscribed). The
+        connection's own settings (`[mqtt]` url, client id, protocol...) are not changed
+        here: those need a new subscriber."""
+        before = set(self.router.subscriptions())
+        self.site = site
+        self.router = TopicRouter(site)
+        self.limits = PayloadLimits.of_site(site)
+        self._outcomes.router = self.router
+        self._outcomes.limits = self.limits
+        after = set(self.router.subscriptions())
+        added, removed = sorted(after - before), sorted(before - after)
+        link = self._link
+        if link is not None and link.connected:
+            # on a connection that drops meanwhile, `_on_connect` subscribes anew by the new router
+            if added:
+                link.client.subscribe([(f, 1) for f in added])
+            if removed:
+                link.client.unsubscribe(removed)
+        return added, removed
+
     # --- the loop -------------------------------------------------------------------------
     async def wait_connected(self, timeout: float) -> None:
         await asyncio.wait_for(self._connected.wait(), timeout)
@@ -122,6 +152,7 @@ class MqttSubscriber:
         finally:
             await self._drop_link()
             self._queue = None
+            await asyncio.to_thread(self.discovery.flush)  # the last second's devices
             if self.paused:  # stopped (or failed) while paused: the condition ends with us
                 self.paused = False
                 self.health.recover(CONDITION, "subscriber stopped")

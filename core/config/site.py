@@ -44,6 +44,11 @@ class ApiConfig(_Model):
     public_url: str = Field(default="", pattern=r"^(https?://[^\s/?#]+(/[^\s?#]*)?)?$")
     """The address people open the page at (behind a proxy, e.g. `https://epc.example.gov.cn`);
     alarm messages link to it. Empty: messages carry no link."""
+    metrics_port: int = Field(default=9108, ge=0, le=65535)
+    """Where a collector-only process (`epcmon collect`, `epcmon run --role collector`) serves
+    `/metrics`, on `host`, with the API's keys (a viewer key as bearer token): shard i of n
+    listens on `metrics_port + i - 1`; 0: any free port. Processes serving the API serve
+    `/metrics` there."""
 
 
 class ScheduleConfig(_Model):

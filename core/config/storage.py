@@ -95,6 +95,27 @@ class SpoolConfig(_Model):
     this many into one write."""
 
 
+class RetentionConfig(_Model):
+    """Retention, roll-ups and compaction of the DuckDB store: `[storage.retention]`. `epcmon run`
+    does it once a day; InfluxDB keeps its data by its own retention policies."""
+
+    raw_days: int = Field(default=400, ge=0, le=36_500)
+    """Days of raw points kept for quantities that are not counters (power, voltages, currents,
+    temperatures, ...), counted back from each daily pass to a local midnight. Older points
+    live on for good as hourly roll-ups (count, sum, min, max, first and last of each hour,
+    split at the local midnight in zones with half-hour offsets), from which hourly, daily
+    and monthly reads answer with the same numbers. Counters (kWh, m³) keep every raw point:
+    the M&V reads them. 0: keep every raw point."""
+    at: str = Field(default="03:30", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+    """Local time of day (the site's zone, `HH:MM`) of the daily pass: retention, then
+    compaction when it is worth it."""
+    compact_free_fraction: float = Field(default=0.25, ge=0.0, le=1.0)
+    """Compact the file (copy it into a fresh one, sorted by series and time, and swap them;
+    the store keeps working meanwhile) when at least this fraction of it is free space that
+    DuckDB would not give back: after deletions, and after rewrites of stored readings.
+    1: never."""
+
+
 class StorageConfig(_Model):
     """The time-series store: `[storage]`."""
 
@@ -107,6 +128,8 @@ class StorageConfig(_Model):
     """The InfluxDB server, for `backend = "influx"`."""
     spool: SpoolConfig = SpoolConfig()
     """The spool in front of InfluxDB."""
+    retention: RetentionConfig = RetentionConfig()
+    """Retention, roll-ups and compaction of the DuckDB file."""
     statements_path: str = ""
     """SQLite file of fitted baselines and monthly statements; empty: beside the store file
     (`<path>.statements.sqlite`), or with InfluxDB beside the spool (`statements.sqlite` in the

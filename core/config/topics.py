@@ -9,19 +9,28 @@ from pydantic import Field, model_validator
 from core.config.base import FieldError, _Model
 
 _ROUTE_VAR = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
+_PAYLOAD_VAR = re.compile(r"\{(/[^{}/]*(?:/[^{}/]*)*)\}")
+_ANY_VAR = re.compile(r"\{([a-z_][a-z0-9_]*|/[^{}/]*(?:/[^{}/]*)*)\}")
+NAME_CHARS = r"[A-Za-z0-9_.\-]+"
+"""What a value taken from the payload may hold to become part of a meter id."""
 
 
 class MqttRoute(_Model):
-    """Devices whose topic names the meter: `[mqtt.routes.NAME]`.
+    """Devices whose topic or payload names the meter: `[mqtt.routes.NAME]`.
 
     `pattern = "tele/{device}/SENSOR"` with `meter = "PLUG-{device}"` maps the topic
     `tele/c1/SENSOR` to meter `PLUG-c1`. A variable stands for one whole topic level.
+
+    A variable written as a JSON pointer takes its value from the payload (from each record,
+    with the format's `records`): `pattern = "rs485/{gw}/up"` with `meter = "E-{gw}-{/addr}"`
+    maps a gateway's message listing its bus, `{"devices": [{"addr": 3, ...}, ...]}`, to the
+    meters `E-<gw>-3`, ... The value must be a string or a whole number of id characters.
     """
 
     pattern: str = Field(min_length=1, max_length=512)
     """Topic with `{name}` variables, each a whole level; no MQTT wildcards."""
     meter: str = Field(min_length=1)
-    """Meter id template over the pattern's variables."""
+    """Meter id template over the pattern's variables and `{/pointer}` values of the payload."""
     format: str = Field(min_length=1)
     """Name of the payload format these devices write."""
 
@@ -38,8 +47,12 @@ class MqttRoute(_Model):
                     "pattern", f"a variable must be a whole topic level, not {level!r}"
                 )
             names += found
-        if not names or len(set(names)) != len(names):
+        if len(set(names)) != len(names):
             raise FieldError("pattern", "needs distinct {name} variables")
+        if "{" in _ANY_VAR.sub("", self.meter) or "}" in _ANY_VAR.sub("", self.meter):
+            raise FieldError(
+                "meter", "a variable is {name} (of the pattern) or {/pointer} (into the payload)"
+            )
         used = set(_ROUTE_VAR.findall(self.meter))
         if used != set(names):
             # every variable in the id keeps the mapping invertible: a meter knows its topic
@@ -47,10 +60,20 @@ class MqttRoute(_Model):
                 "meter",
                 f"meter: template must use exactly the variables of the pattern {sorted(names)}",
             )
+        if not names and not self.payload_names:
+            raise FieldError(
+                "pattern", "needs a variable: {name} in the pattern or {/pointer} in the meter"
+            )
         return self
 
+    @property
+    def payload_names(self) -> tuple[str, ...]:
+        """The JSON pointers of the template's payload variables, in order, each once."""
+        return tuple(dict.fromkeys(_PAYLOAD_VAR.findall(self.meter)))
+
     def match(self, topic: str) -> str | None:
-        """The meter id for `topic`, or None when it does not match."""
+        """The meter id for `topic` (its payload variables, if any, still in place), or None
+        when it does not match."""
         pattern_levels = self.pattern.split("/")
         topic_levels = topic.split("/")
         if len(pattern_levels) != len(topic_levels):
@@ -67,9 +90,12 @@ class MqttRoute(_Model):
 
     def topic_for(self, meter_id: str) -> str | None:
         """The topic a routed meter publishes on (inverse of `match`)."""
+        parts = _ANY_VAR.split(self.meter)  # text, variable, text, variable, ..., text
         regex = "".join(
-            f"(?P<{part}>[^/]+)" if i % 2 else re.escape(part)
-            for i, part in enumerate(_ROUTE_VAR.split(self.meter))
+            re.escape(part)
+            if i % 2 == 0
+            else (f"(?P<{part}>[^/]+)" if not part.startswith("/") else NAME_CHARS)
+            for i, part in enumerate(parts)
         )
         m = re.fullmatch(regex, meter_id)
         if m is None:

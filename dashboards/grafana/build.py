@@ -1,48 +1,33 @@
 """The four dashboards, built from the site file: small builder functions, sorted JSON.
 
-Titles are Chinese first with the English after a slash. Raw meter panels query InfluxDB
-(InfluxQL, the store's schema: a measurement per quantity, tags site/building/kind/meter/
-tenant, field `value`); savings, statements and operations panels query our API through the
-Infinity datasource (URLs relative to its base URL, which carries a viewer key).
+Titles are Chinese first with the English after a slash. Raw meter panels read where the
+site's store can be read (`sources.py`: InfluxQL on an InfluxDB site, our API on a DuckDB
+site); savings, statements and operations panels query our API through the Infinity
+datasource (URLs relative to its base URL, which carries a viewer key). Every series panel
+honours the dashboard's time range.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from grafana_foundation_sdk.builders import barchart, stat, table, timeseries
 from grafana_foundation_sdk.builders.dashboard import (
     CustomVariable,
     Dashboard,
-    QueryVariable,
     Row,
     TextBoxVariable,
 )
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
-from grafana_foundation_sdk.models.dashboard import VariableRefresh
 
 from core.config import EndUse, SiteConfig
-from dashboards.grafana.targets import INFINITY, INFLUX, Infinity, InfluxQL
+from dashboards.grafana.sources import ISO_RANGE, RANGE, reads_for
+from dashboards.grafana.targets import INFINITY, Infinity
 
-FROM, TO = "${__from:date:iso}", "${__to:date:iso}"
-"""Grafana's time range as ISO-8601 in Infinity URLs."""
 TAGS = ["epcmon"]
 PLANT_ELECTRIC = (EndUse.CHILLER, EndUse.CHW_PUMP, EndUse.CW_PUMP, EndUse.COOLING_TOWER)
-
-
-def regex(ids: Iterable[str]) -> str:
-    """An anchored InfluxQL regex of meter ids (ids are `[A-Za-z0-9_-]`: nothing to escape)."""
-    return "/^(" + "|".join(sorted(ids)) + ")$/"
-
-
-def mean_power(where: str, group: str = "") -> str:
-    extra = f', "{group}"' if group else ""
-    return (
-        f'SELECT mean("value") FROM "power" WHERE {where} AND $timeFilter '
-        f"GROUP BY time($__interval){extra} fill(null)"
-    )
 
 
 def meters_of(site: SiteConfig, *uses: EndUse) -> list[str]:
@@ -67,6 +52,7 @@ def contract_variable(site: SiteConfig) -> CustomVariable:
 
 
 def overview(site: SiteConfig) -> Dashboard:
+    reads = reads_for(site)
     incomers = meters_of(site, EndUse.INCOMER)
     plant = meters_of(site, *PLANT_ELECTRIC)
     btu = meters_of(site, EndUse.COOLING_DELIVERED)
@@ -79,24 +65,17 @@ def overview(site: SiteConfig) -> Dashboard:
         stat.Panel()
         .title("总负荷 / Total load")
         .unit("kW")
-        .datasource(INFLUX)
+        .datasource(reads.ref)
         .span(6)
-        .with_target(
-            InfluxQL(
-                'SELECT sum("last") FROM (SELECT last("value") FROM "power" WHERE '
-                f'"meter" =~ {regex(incomers)} AND $timeFilter GROUP BY "meter")'
-            )
-        )
+        .with_target(reads.total("power", incomers))
     )
     d = d.with_panel(
         timeseries.Panel()
         .title("进线负荷 / Load by incomer")
         .unit("kW")
-        .datasource(INFLUX)
+        .datasource(reads.ref)
         .span(18)
-        .with_target(
-            InfluxQL(mean_power(f'"meter" =~ {regex(incomers)}', "meter")).alias("$tag_meter")
-        )
+        .with_target(reads.by_meter("power", incomers))
     )
     if site.contracts:
         d = d.with_panel(
@@ -106,7 +85,7 @@ def overview(site: SiteConfig) -> Dashboard:
             .datasource(INFINITY)
             .span(24)
             .with_target(
-                Infinity("/api/v1/contracts/$contract/savings?period=day")
+                Infinity(f"/api/v1/grafana/contracts/$contract/savings?period=day&{RANGE}")
                 .column("period", "日期 / Day")
                 .column("baseline", "基线预期 / Baseline", "number")
                 .column("actual", "实际 / Actual", "number")
@@ -121,7 +100,7 @@ def overview(site: SiteConfig) -> Dashboard:
             .datasource(INFINITY)
             .span(12)
             .with_target(
-                Infinity(f"/api/v1/consumption/buildings/{b.id}?every=1d&start={FROM}&end={TO}")
+                Infinity(f"/api/v1/consumption/buildings/{b.id}?every=1d&{ISO_RANGE}")
                 .root("rows")
                 .column("time", "时间 / Time", "timestamp")
                 .column("value", "用电 / kWh", "number")
@@ -131,113 +110,73 @@ def overview(site: SiteConfig) -> Dashboard:
         table.Panel()
         .title("各部门平均功率 / Mean power by department")
         .unit("kW")
-        .datasource(INFLUX)
+        .datasource(reads.ref)
         .span(12)
-        .with_target(
-            InfluxQL(
-                'SELECT mean("value") FROM "power" WHERE "kind" = \'electricity\' AND '
-                '"tenant" <> \'\' AND $timeFilter GROUP BY "tenant"'
-            ).table()
-        )
+        .with_target(reads.departments())
     )
     if water_main:
-        d = d.with_panel(
+        panel = (
             timeseries.Panel()
             .title("用水 / Water (m³ per hour)")
             .unit("m3")
-            .datasource(INFLUX)
+            .datasource(reads.ref)
             .span(12)
-            .with_target(
-                InfluxQL(
-                    'SELECT non_negative_difference(last("value")) FROM "volume" WHERE '
-                    f'"meter" =~ {regex(water_main)} AND $timeFilter GROUP BY time(1h), "meter"'
-                ).alias("$tag_meter")
-            )
         )
+        for target in reads.hourly_increase("volume", water_main):
+            panel = panel.with_target(target)
+        d = d.with_panel(panel)
     d = d.with_row(Row("冷站 / Chiller plant"))
     if plant:
         d = d.with_panel(
             timeseries.Panel()
             .title("冷站电功率 / Plant electricity")
             .unit("kW")
-            .datasource(INFLUX)
+            .datasource(reads.ref)
             .span(12)
-            .with_target(
-                InfluxQL(mean_power(f'"meter" =~ {regex(plant)}', "meter")).alias("$tag_meter")
-            )
+            .with_target(reads.by_meter("power", plant))
         )
     if plant and btu:
         d = d.with_panel(
             timeseries.Panel()
             .title("供冷量与冷站 COP / Delivered cooling and plant COP")
             .unit("kW")
-            .datasource(INFLUX)
+            .datasource(reads.ref)
             .span(12)
-            .with_target(
-                InfluxQL(
-                    'SELECT sum("mean") FROM (SELECT mean("value") FROM "thermal_power" WHERE '
-                    f'"meter" =~ {regex(btu)} AND $timeFilter GROUP BY time(1h), "meter") '
-                    "WHERE $timeFilter GROUP BY time(1h)"
-                )
-                .ref_id("cooling")
-                .alias("供冷 / cooling kW")
-            )
-            .with_target(
-                InfluxQL(
-                    'SELECT sum("mean") FROM (SELECT mean("value") FROM "power" WHERE '
-                    f'"meter" =~ {regex(plant)} AND $timeFilter GROUP BY time(1h), "meter") '
-                    "WHERE $timeFilter GROUP BY time(1h)"
-                )
-                .ref_id("electric")
-                .alias("电 / electric kW")
-            )
+            .with_target(reads.hourly_sum("thermal_power", btu, "cooling", "供冷 / cooling kW"))
+            .with_target(reads.hourly_sum("power", plant, "electric", "电 / electric kW"))
         )
     if weather:
         d = d.with_panel(
             timeseries.Panel()
             .title("室外温度 / Outdoor temperature")
             .unit("celsius")
-            .datasource(INFLUX)
+            .datasource(reads.ref)
             .span(24)
-            .with_target(
-                InfluxQL(
-                    'SELECT mean("value") FROM "outdoor_temperature" WHERE '
-                    f'"meter" =~ {regex(weather)} AND $timeFilter GROUP BY time($__interval)'
-                )
-            )
+            .with_target(reads.mean("outdoor_temperature", weather))
         )
     return d
 
 
 def meter_detail(site: SiteConfig) -> Dashboard:
+    reads = reads_for(site)
     d = dashboard("epcmon-meter", "电表详情 / Meter detail", site).with_variable(
-        QueryVariable("meter")
-        .label("电表 / Meter")
-        .datasource(INFLUX)
-        .query('SHOW TAG VALUES FROM "power" WITH KEY = "meter"')
-        .refresh(VariableRefresh.ON_DASHBOARD_LOAD)
+        reads.meter_variable()
     )
-    where = "\"meter\" = '$meter'"
     d = d.with_panel(
         timeseries.Panel()
         .title("功率 / Power")
         .unit("kW")
-        .datasource(INFLUX)
+        .datasource(reads.ref)
         .span(12)
-        .with_target(InfluxQL(mean_power(where)).alias("$meter"))
+        .with_target(reads.detail("power"))
     )
     d = d.with_panel(
         barchart.Panel()
         .title("每时段电量 / Energy per interval")
         .unit("kWh")
-        .datasource(INFLUX)
+        .datasource(reads.ref)
         .span(12)
-        .with_target(
-            InfluxQL(
-                f'SELECT non_negative_difference(last("value")) FROM "energy_import" WHERE {where} '
-                "AND $timeFilter GROUP BY time(1h)"
-            ).table()
-        )
+        .with_target(reads.detail_increase("energy_import"))
     )
     for quantity, title, unit in (
         ("voltage_l1", "电压 / Voltage L1", "volt"),
@@ -248,32 +187,23 @@ def meter_detail(site: SiteConfig) -> Dashboard:
             timeseries.Panel()
             .title(title)
             .unit(unit)
-            .datasource(INFLUX)
+            .datasource(reads.ref)
             .span(8)
-            .with_target(
-                InfluxQL(
-                    f'SELECT mean("value") FROM "{quantity}" WHERE {where} AND $timeFilter '
-                    "GROUP BY time($__interval)"
-                )
-            )
+            .with_target(reads.detail(quantity))
         )
     d = d.with_panel(
         timeseries.Panel()
         .title("可用性 (每小时读数) / Availability (readings per hour)")
-        .datasource(INFLUX)
+        .datasource(reads.ref)
         .span(24)
-        .with_target(
-            InfluxQL(
-                f'SELECT count("value") FROM "power" WHERE {where} AND $timeFilter '
-                "GROUP BY time(1h) fill(0)"
-            )
-        )
+        .with_target(reads.detail_count())
     )
     return d
 
 
 def savings(site: SiteConfig) -> Dashboard:
     base = "/api/v1/contracts/$contract"
+    grafana = "/api/v1/grafana/contracts/$contract"  # the same rows, inside the time range
     first = site.contracts[0].reporting_start if site.contracts else None
     d = (
         dashboard("epcmon-savings", "节能量 / Contract savings", site)
@@ -291,7 +221,7 @@ def savings(site: SiteConfig) -> Dashboard:
         .datasource(INFINITY)
         .span(12)
         .with_target(
-            Infinity(f"{base}/savings?period=month")
+            Infinity(f"{grafana}/savings?period=month&{RANGE}")
             .column("end", "月末 / Month end", "timestamp")
             .column("cumulative", "累计 / Cumulative", "number")
             .timeseries()
@@ -310,7 +240,7 @@ def savings(site: SiteConfig) -> Dashboard:
         .datasource(INFINITY)
         .span(12)
         .with_target(
-            Infinity(f"{base}/savings?period=month")
+            Infinity(f"{grafana}/savings?period=month&{RANGE}")
             .column("period", "月份 / Month")
             .column("avoided", "节能量 / Avoided", "number")
             .column("u90", "不确定度 / ±90 %", "number")
@@ -434,28 +364,20 @@ def operations(site: SiteConfig) -> Dashboard:
             .column("reason", "原因 / Reason")
         )
     )
+    reads = reads_for(site)
     d = d.with_panel(
         timeseries.Panel()
         .title("数据缺口 (每小时读数) / Data gaps (power readings per hour)")
-        .datasource(INFLUX)
+        .datasource(reads.ref)
         .span(12)
-        .with_target(
-            InfluxQL(
-                'SELECT count("value") FROM "power" WHERE $timeFilter '
-                'GROUP BY time(1h), "meter" fill(0)'
-            ).alias("$tag_meter")
-        )
+        .with_target(reads.count("1h", "meter"))
     )
     d = d.with_panel(
         timeseries.Panel()
         .title("采集速率 / Collector rate (power readings per minute)")
-        .datasource(INFLUX)
+        .datasource(reads.ref)
         .span(12)
-        .with_target(
-            InfluxQL(
-                'SELECT count("value") FROM "power" WHERE $timeFilter GROUP BY time(1m), "kind"'
-            ).alias("$tag_kind")
-        )
+        .with_target(reads.count("1m", "kind"))
     )
     return d
 

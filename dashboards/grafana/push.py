@@ -15,6 +15,7 @@ def push(
     influx_url: str,
     api_url: str,
     viewer_key: str,
+    influx_token: str = "",
     influx_password: str = "",
 ) -> list[str]:
     """Upsert everything; returns the dashboards' URL paths."""
@@ -24,6 +25,7 @@ def push(
         influx_url=influx_url,
         api_url=api_url,
         viewer_key=viewer_key,
+        influx_token=influx_token,
         influx_password=influx_password,
     ):
         client.upsert_datasource(source)

@@ -22,6 +22,7 @@ ASSETS = {
     "intensity.js": "text/javascript",
     "reports.js": "text/javascript",
     "alarms.js": "text/javascript",
+    "devices.js": "text/javascript",
     "page.js": "text/javascript",
     f"{UPLOT}/uPlot.iife.min.js": "text/javascript",
     f"{UPLOT}/uPlot.min.css": "text/css",

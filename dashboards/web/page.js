@@ -294,7 +294,7 @@
       document.querySelectorAll(".contract").forEach(function (s) { s.hidden = !who.contracts.length; });
       if (!who.building) $("site-name").textContent = "epcmon";
       var parts = [];
-      if (who.building) parts.push(building());
+      if (who.building) parts.push(building(), EpcDevices.load());
       if (who.contracts.length) parts.push(EpcContract.load(who.contracts));
       parts.push(EpcReports.load());
       parts.push(EpcAlarms.load());
@@ -333,7 +333,7 @@
   $("offline-only").addEventListener("change", function (ev) { state.offlineOnly = ev.target.checked; state.opsPage = 0; operationsList(); });
   applyLang();
   // ask who the key is at once; show what it may see once every script of the page has run
-  // (contract.js, bills.js, intensity.js, reports.js and alarms.js define their Epc* objects)
+  // (contract.js, bills.js, intensity.js, reports.js, alarms.js and devices.js define their Epc* objects)
   var asked = key() ? Epc.api("/whoami") : null;
   if (asked) asked.catch(function () {});  // handled in load()
   document.addEventListener("DOMContentLoaded", function () { if (asked) load(asked); else showLogin(""); });

@@ -8,7 +8,9 @@ a commit DuckDB reported as failed may have reached the file).
 
 Threads: DuckDB cursors are connections to the same database and may run concurrently;
 writes are serialised by `_write_lock`; `_meta_lock` guards the cursor list, the
-connection's generation and the store's memory, and is held only briefly.
+connection's generation and the store's memory, and is held only briefly. Reads pass
+`_gate` (shared) for the length of their query; a compaction swapping the file holds it
+alone for the moment of the swap, so reads wait for it rather than fail.
 """
 
 from __future__ import annotations
@@ -35,6 +37,40 @@ from storage.duckdb_store.files import (
 log = logging.getLogger(__name__)
 
 
+class Gate:
+    """Many readers, or one holder alone (a file swap): a reader waits while it is held."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._readers = 0
+        self._held = False
+
+    @contextlib.contextmanager
+    def shared(self) -> Iterator[None]:
+        with self._cond:
+            self._cond.wait_for(lambda: not self._held)
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def alone(self) -> Iterator[None]:
+        with self._cond:
+            self._cond.wait_for(lambda: not self._held)
+            self._held = True
+            self._cond.wait_for(lambda: self._readers == 0)
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._held = False
+                self._cond.notify_all()
+
+
 class DuckDBFile:
     """One DuckDB file (or `":memory:"`) opened by this process, and its connection."""
 
@@ -51,6 +87,7 @@ class DuckDBFile:
         self._con: duckdb.DuckDBPyConnection | None = con
         self._write_lock = threading.Lock()
         self._meta_lock = threading.Lock()
+        self._gate = Gate()
         self._local = threading.local()
         self._cursors: list[duckdb.DuckDBPyConnection] = []
         self._generation = 0
@@ -85,10 +122,11 @@ class DuckDBFile:
             with contextlib.suppress(duckdb.Error):
                 con.close()
 
-    def _reopen(self) -> duckdb.DuckDBPyConnection:
+    def _reopen(self, *, swapped: bool = False) -> duckdb.DuckDBPyConnection:
         """A working connection, reconnecting if the last one was dropped. Needs _write_lock.
         Raises StoreUnavailable while the file cannot be opened (e.g. replaying its WAL
-        needs disk space that is not there yet)."""
+        needs disk space that is not there yet). `swapped`: the file was replaced by its
+        compacted copy, not lost to an error."""
         if self._con is not None:
             return self._con
         con = connect(self._path)
@@ -101,8 +139,9 @@ class DuckDBFile:
             ) from exc
         with self._meta_lock:
             self._con = con
-        self.reopened += 1
-        log.info("DuckDB store %s reopened after a fatal error", self._path)
+        if not swapped:
+            self.reopened += 1
+            log.info("DuckDB store %s reopened after a fatal error", self._path)
         return con
 
     def _invalidated(self, exc: duckdb.Error) -> None:
@@ -169,10 +208,14 @@ class DuckDBFile:
     def _reading(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A cursor for a query; a database DuckDB invalidated is `StoreUnavailable` (and is
         reopened by the next write or read), not a crash of the caller."""
-        cursor = self._cursor()
         generation = self._generation
         try:
-            yield cursor
+            # the gate is left before an error is handled: `_invalidated` takes _write_lock,
+            # which a swap waiting for the gate holds
+            with self._gate.shared():
+                cursor = self._cursor()
+                generation = self._generation
+                yield cursor
         except duckdb.FatalException as exc:
             self._invalidated(exc)
             raise StoreUnavailable(

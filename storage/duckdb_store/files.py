@@ -26,6 +26,16 @@ SCHEMA = (
     )
     """,
     "CREATE TABLE IF NOT EXISTS readings (series_id INTEGER, ts TIMESTAMP, value DOUBLE)",
+    # Roll-ups of retired raw points (see `storage.duckdb_store.rollups`): one row per series
+    # and piece (a UTC hour, split at the local midnight of `retention.tz` where one falls in it)
+    """
+    CREATE TABLE IF NOT EXISTS rollups (
+        series_id INTEGER, ts TIMESTAMP, n BIGINT, total DOUBLE, lo DOUBLE, hi DOUBLE,
+        first_v DOUBLE, first_ts TIMESTAMP, last_v DOUBLE, last_ts TIMESTAMP
+    )
+    """,
+    # At most one row: raw points of retired series before `raw_from` are gone
+    "CREATE TABLE IF NOT EXISTS retention (tz VARCHAR NOT NULL, raw_from TIMESTAMP NOT NULL)",
 )
 
 # Stores open in this process, by resolved path: DuckDB hands a second connect() to the same

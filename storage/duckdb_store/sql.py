@@ -11,12 +11,17 @@ import numpy.typing as npt
 from core.readings import STORABLE_FROM_MS, STORABLE_UNTIL_MS
 from storage.base import Agg, Every
 
-# Aggregates over raw points.
+# Aggregates over raw points. Sums are `fsum` (compensated summation): its result does not
+# depend on the order DuckDB's threads add the points in, where `sum`/`avg` gave hourly means
+# that differed in the last bits with the read's window (so a statement's inputs digest
+# could change with nothing changed), and roll-ups (storage.duckdb_store.rollups) read the
+# same as the raw points they replace. It costs little: an hourly mean of one meter-year took
+# 23.5 ms against 18.2 ms with `avg` (median of 7, same run, busy machine).
 _AGG_SQL: dict[Agg, str] = {
-    Agg.MEAN: "avg(value)",
+    Agg.MEAN: "fsum(value) / count(value)",
     Agg.MIN: "min(value)",
     Agg.MAX: "max(value)",
-    Agg.SUM: "sum(value)",
+    Agg.SUM: "fsum(value)",
     Agg.COUNT: "count(value)::DOUBLE",
     Agg.FIRST: "arg_min(value, ts)",
     Agg.LAST: "arg_max(value, ts)",
@@ -25,10 +30,10 @@ _AGG_SQL: dict[Agg, str] = {
 # The same aggregates in two stages: partial results per UTC quarter hour, then combined per
 # local day or month. (columns of the first stage, combination in the second stage)
 _AGG_TWO_STAGE: dict[Agg, tuple[str, str]] = {
-    Agg.MEAN: ("sum(value) AS a, count(value) AS c", "sum(a) / sum(c)"),
+    Agg.MEAN: ("fsum(value) AS a, count(value) AS c", "fsum(a) / sum(c)"),
     Agg.MIN: ("min(value) AS a", "min(a)"),
     Agg.MAX: ("max(value) AS a", "max(a)"),
-    Agg.SUM: ("sum(value) AS a", "sum(a)"),
+    Agg.SUM: ("fsum(value) AS a", "fsum(a)"),
     Agg.COUNT: ("count(value) AS a", "sum(a)::DOUBLE"),
     Agg.FIRST: ("arg_min(value, ts) AS a, min(ts) AS t", "arg_min(a, t)"),
     Agg.LAST: ("arg_max(value, ts) AS a, max(ts) AS t", "arg_max(a, t)"),

@@ -30,6 +30,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import shutil
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
@@ -41,8 +44,11 @@ from core.errors import StoreError, StoreUnavailable
 from core.readings import Reading, ReadingBatch, check_storable
 from storage.base import Agg, Every, Series, increase_per_bucket
 from storage.columns import factorize_pairs, series_time_order
+from storage.duckdb_store import compact, retention
+from storage.duckdb_store.compact import Compacted
 from storage.duckdb_store.connection import DuckDBFile
 from storage.duckdb_store.files import first_line, is_invalidated
+from storage.duckdb_store.rollups import Retired, retires, rolled_aggregate_query
 from storage.duckdb_store.sql import aggregate_query, arrow_ts_ms, clamp, sql_ts
 
 log = logging.getLogger(__name__)
@@ -59,16 +65,32 @@ class DuckDBStore(DuckDBFile):
         self._max_ts: dict[int, int] = {}
         self._last_value: dict[int, float] = {}
         """The value at `_max_ts` of each series: `latest()` answers from memory."""
+        self._rollup_tz: str | None = None
+        self._raw_from: int | None = None
+        """Raw points of retired series before this (UTC ms) are gone: reads there answer
+        from the roll-ups (see `storage.duckdb_store.rollups`)."""
+        self._journal: list[pa.Table] | None = None
+        """Batches written while a compaction copies the file, to replay into the copy."""
+        self._maintenance_lock = threading.Lock()
+        """One retention or compaction at a time."""
         super().__init__(path)
 
     def _load_state(self, con: duckdb.DuckDBPyConnection) -> None:
         """The series and the newest point of each, from the file (at open, and after a
         reopen: a commit DuckDB reported as failed may have reached the file)."""
         rows = con.execute("SELECT series_id, meter_id, quantity FROM series").fetchall()
+        # the newest point of a series whose raw points are all retired is its roll-ups' last
         newest = con.execute(
-            "SELECT series_id, epoch_ms(max(ts)), arg_max(value, ts) FROM readings GROUP BY series_id"
+            """
+            SELECT series_id, epoch_ms(max(ts)), arg_max(value, ts) FROM (
+                SELECT series_id, ts, value FROM readings
+                UNION ALL SELECT series_id, last_ts, last_v FROM rollups
+            ) GROUP BY series_id
+            """
         ).fetchall()
+        retained = con.execute("SELECT tz, epoch_ms(raw_from) FROM retention").fetchall()
         with self._meta_lock:
+            self._rollup_tz, self._raw_from = retained[0] if retained else (None, None)
             self._sid_by_key = {(m, q): sid for sid, m, q in rows}
             self._key_by_sid = {sid: (m, q) for sid, m, q in rows}
             self._max_ts = {sid: ts_ms for sid, ts_ms, _v in newest}
@@ -132,6 +154,8 @@ class DuckDBStore(DuckDBFile):
                     f"writing {len(ts)} points to DuckDB store {self._path} failed: "
                     f"{first_line(exc)}"
                 ) from exc
+            if self._journal is not None:
+                self._journal.append(compact.journal_entry(sid, ts, value))
 
             # Rows are grouped by series, time-ordered: the last row of each run is its newest.
             last = np.flatnonzero(np.append(pairs[1:] != pairs[:-1], True))
@@ -267,7 +291,12 @@ class DuckDBStore(DuckDBFile):
         sid = self._series_id(meter_id, quantity)
         if sid is None or end_ms <= start_ms:
             return Series.empty()
-        query, params = aggregate_query(sid, start_ms, end_ms, every, agg, tz)
+        raw_from = self._raw_from
+        if raw_from is not None and start_ms < raw_from and retires(quantity):
+            query = rolled_aggregate_query(sid, start_ms, end_ms, raw_from, every, agg)
+            params = {"tz": tz} if every.is_calendar else {}
+        else:
+            query, params = aggregate_query(sid, start_ms, end_ms, every, agg, tz)
         with self._reading() as cursor:
             result = cursor.execute(query, params).fetchnumpy()
         return Series(
@@ -326,3 +355,35 @@ class DuckDBStore(DuckDBFile):
         self._check_open()
         with self._meta_lock:
             return sorted(self._sid_by_key)
+
+    # -- retention and compaction -----------------------------------------------------
+
+    def retire(self, boundary_ms: int, tz: str) -> Retired:
+        """Fold the raw points of non-counter series before the local midnight (in `tz`) at
+        or before `boundary_ms` into hourly roll-ups and delete them; reads of that period
+        answer from the roll-ups from then on. The boundary never moves back; the roll-ups
+        stay in the first `tz` (another one is a `StoreError`)."""
+        self._check_open()
+        with self._maintenance_lock:
+            return retention.retire(self, boundary_ms, tz)
+
+    def free_fraction(self) -> float:
+        """The fraction of the file's blocks that are free (deleted or rewritten data DuckDB
+        keeps, and does not give back to the disk by itself), after a checkpoint."""
+        if self._path == ":memory:":
+            return 0.0
+        return compact.free_fraction(self)
+
+    def compact(
+        self,
+        min_free_fraction: float = 0.0,
+        disk_free: Callable[[Path], int] = lambda path: shutil.disk_usage(path).free,
+    ) -> Compacted | None:
+        """Copy the file into a fresh one and swap them, when at least `min_free_fraction` of
+        it is free; None when skipped (in memory, not worth it, or no room on the disk for
+        the copy). Writes and reads carry on meanwhile (see `storage.duckdb_store.compact`)."""
+        self._check_open()
+        if self._path == ":memory:":
+            return None
+        with self._maintenance_lock:
+            return compact.compact(self, min_free_fraction, disk_free)
