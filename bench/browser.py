@@ -163,14 +163,15 @@ def reference_world(tmp: Path, now_ms: int) -> tuple[Any, Any, Any, Any, dict[st
 
 def raise_alarms(site: Any, store: Any, statements: Any, tmp: Path, now_ms: int) -> Any:
     """The alarms `epcmon run` would hold over the reference world: the real engine stepped
-    through its last quarter hour (E-D07, silent for two hours, is offline)."""
+    through the minutes after its newest readings (E-D07, silent for two hours, is offline)."""
     from alarms.engine import AlarmEngine
     from alarms.store import AlarmStore
 
     alarms = AlarmStore(tmp / "alarms.sqlite3")
     engine = AlarmEngine(site, store, alarms, statements=statements)
-    for minutes_ago in (15, 10, 5, 0):
-        engine.step(now_ms - minutes_ago * 60_000)
+    last = now_ms // 900_000 * 900_000 - 900_000  # the world's newest quarter hour
+    for minutes in (1, 6, 11):  # the other meters' 15-minute readings are not late yet
+        engine.step(last + minutes * 60_000)
     return alarms
 
 
