@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import paho.mqtt.client as mqtt
+import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from api.keys import KeyStore, Role
@@ -393,7 +394,21 @@ async def test_b_the_store_down_for_30s_loses_nothing(mosquitto, tmp_path):
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and count("energy_import") < sent:
             await asyncio.sleep(0.5)  # the spool replays at its own pace
-        assert count("energy_import") == sent == 1_900
+        stored = count("energy_import")
+        if stored != sent:  # which readings, and where they went: lost or late
+            answer = influx.query('SELECT "value" FROM "energy_import"', "outage")
+            rows = answer["results"][0].get("series") or []  # type: ignore[index]
+            have = {round(v[1]) for series in rows for v in series["values"]}
+            missing = sorted(set(range(sent)) - have)[:20]
+            with Spool(spool_path) as spool:
+                held = (spool.depth, spool.rejected)
+            letters = read_dead_letters(tmp_path / "dead-letters.jsonl", limit=20)
+            pytest.fail(
+                f"{stored} of {sent} stored; missing e={missing} (published as message e); "
+                f"spool depth, rejected: {held}; dead letters: {letters}\n"
+                f"{service.output[-4000:]}"
+            )
+        assert stored == sent == 1_900
         polled = count(
             "power",
             f"WHERE time >= {int(outage_start * 1e9)} AND time < {int(outage_end * 1e9)}",
