@@ -29,9 +29,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from collectors.mqtt.columns import Columns
 from collectors.mqtt.inbox import Inbox
 from collectors.mqtt.lean import LEAN, LeanClient, LeanMessage
-from core.readings import Reading
 
 if TYPE_CHECKING:
     from collectors.mqtt.subscriber import MqttSubscriber
@@ -178,7 +178,11 @@ class Item:
     message: Message
     topic: str = ""
     received_ms: int = 0
-    readings: list[Reading] | None = None
+    columns: Columns | None = None
+    """The batch's readings, of which this message's are `start:stop`; None: nothing to
+    store (a dead letter)."""
+    start: int = 0
+    stop: int = 0
     reason: str = ""
     dead_written: bool = False
     stored: bool = False

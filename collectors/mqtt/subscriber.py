@@ -176,10 +176,7 @@ class MqttSubscriber:
         return live
 
     async def _handle(self, items: list[Item], stop: asyncio.Event) -> None:
-        received_ms = int(time.time() * 1000)
-        for item in items:
-            item.received_ms = received_ms
-            self._outcomes.parse(item, received_ms)
+        self._outcomes.parse_run(items, int(time.time() * 1000))
         try:
             await self._outcomes.commit(items)
         except Fault as fault:
