@@ -9,14 +9,18 @@ import json
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from collectors.availability import Availability
 from collectors.mqtt.inbox import Inbox
+from collectors.mqtt.lean import LeanClient
 from collectors.mqtt.subscriber import MqttSubscriber
 from collectors.writer import StoreWriter
 from core.config import parse_site
@@ -69,7 +73,7 @@ async def test_a_lone_message_waits_out_the_linger_and_no_longer():
     inbox = _inbox(linger_s=0.2)
     stop = asyncio.Event()
     taking = asyncio.create_task(inbox.take(stop))
-    await asyncio.sleep(0.05)  # the consumer is waiting for a first message
+    await asyncio.sleep(0)  # the consumer waits for a first message
     put_at = time.monotonic()
     threading.Thread(target=inbox.put, args=(1, 10)).start()
     batch = await asyncio.wait_for(taking, 5)
@@ -96,13 +100,13 @@ async def test_stop_ends_a_wait_and_a_linger():
     inbox = _inbox(linger_s=30.0)
     stop = asyncio.Event()
     waiting = asyncio.create_task(inbox.take(stop))
-    await asyncio.sleep(0.02)
+    await asyncio.sleep(0)  # waiting for a first message
     stop.set()
     assert await asyncio.wait_for(waiting, 5) is None
     inbox.put(1, 10)
     stop2 = asyncio.Event()
     lingering = asyncio.create_task(inbox.take(stop2))
-    await asyncio.sleep(0.02)
+    await asyncio.sleep(0)  # lingering
     stop2.set()
     assert await asyncio.wait_for(lingering, 5) is None
 
@@ -115,8 +119,8 @@ async def test_a_full_inbox_blocks_the_producer_until_released_and_close_unblock
     results: list[bool] = []
     producer = threading.Thread(target=lambda: results.append(inbox.put(3, 10)))
     producer.start()
-    producer.join(0.3)
-    assert producer.is_alive() and fulls == [1]  # blocked: paho stops reading the socket
+    await _until(lambda: fulls == [1])  # said just before it waits for room
+    assert producer.is_alive()  # blocked: paho stops reading the socket
     # a full buffer ends the linger: nothing more can come until something is released
     batch = await asyncio.wait_for(_inbox_take(inbox), 5)
     assert batch == [0, 1, 2]
@@ -125,7 +129,7 @@ async def test_a_full_inbox_blocks_the_producer_until_released_and_close_unblock
     assert results == [True]
     blocked = threading.Thread(target=lambda: results.append(inbox.put(4, 10)))
     blocked.start()  # held: 2 of the batch + message 3 = 3, full again
-    blocked.join(0.2)
+    await _until(lambda: fulls == [1, 1])
     assert blocked.is_alive()
     inbox.close()
     await asyncio.to_thread(blocked.join, 5)
@@ -242,7 +246,12 @@ async def test_a_backlog_is_committed_in_bounded_batches_acked_after_commit_in_o
 ):
     prefix = f"t-{uuid.uuid4().hex[:8]}"
     site = _site(
-        prefix, mosquitto.url, "5", batch_linger_ms=50, batch_max_messages=400, buffer_messages=2_000
+        prefix,
+        mosquitto.url,
+        "5",
+        batch_linger_ms=50,
+        batch_max_messages=400,
+        buffer_messages=2_000,
     )
     store = DuckDBStore(tmp_path / "s.duckdb")
     availability = Availability()
@@ -263,13 +272,14 @@ async def test_a_backlog_is_committed_in_bounded_batches_acked_after_commit_in_o
         if spy:
             assert sub._link is not None
             client = sub._link.client
-            ack = client.ack
+            assert isinstance(client, LeanClient)
+            ack_many = client.ack_many
 
-            def noted_ack(mid: int, qos: int) -> mqtt.MQTTErrorCode:
-                events.append(("ack", mid))
-                return ack(mid, qos)
+            def noted_acks(mids: Sequence[int]) -> None:
+                events.extend(("ack", mid) for mid in mids)
+                ack_many(mids)
 
-            client.ack = noted_ack  # type: ignore[method-assign]
+            client.ack_many = noted_acks  # type: ignore[method-assign]
         await _until(lambda: availability.counters["mqtt_messages"] >= count)
         stop.set()
         await task
@@ -296,3 +306,30 @@ async def test_a_backlog_is_committed_in_bounded_batches_acked_after_commit_in_o
             assert acks <= committed
     assert len(store.read_raw("M1", "energy_import", T0, T0 + 10**9)) == n
     store.close()
+    # the broker took every ack: back in the session, the next message is a new one, not a
+    # redelivery of one of those (unacknowledged messages are sent again first)
+    await asyncio.to_thread(_publish, mosquitto.port, f"{prefix}/m1", 1, n)
+    first = await asyncio.to_thread(_first_message, mosquitto.port, f"test-{prefix}")
+    assert json.loads(first)["e"] == n
+
+
+def _first_message(port: int, client_id: str) -> bytes:
+    got: list[bytes] = []
+    arrived = threading.Event()
+
+    def on_message(_c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
+        got.append(message.payload)
+        arrived.set()
+
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    c.on_message = on_message
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    props.SessionExpiryInterval = 3600
+    c.connect("127.0.0.1", port, clean_start=False, properties=props)
+    c.loop_start()
+    try:
+        assert arrived.wait(20), "no message from the session"
+    finally:
+        c.disconnect()
+        c.loop_stop()
+    return got[0]

@@ -5,12 +5,14 @@ time in the profile of issue 16 even when the packet carries no property), an `M
 with an `MQTTMessageInfo` holding a `threading.Condition`, logs a debug line, and matches the
 topic against the per-filter callbacks. The collector reads a message's topic, payload,
 packet id and QoS only, so `LeanClient` decodes QoS 0 and 1 PUBLISH packets itself
-(`decode_publish`, pure) into a `LeanMessage` and calls `on_message` directly. Everything
+(`decode_publish`, pure) into a `LeanMessage` and calls `on_message` directly; `ack_many` sends a run's PUBACKs as one write (stock paho
+queues each on its own and wakes its network thread once per ack). Everything
 else is paho's: the network, keep-alives, acknowledgements, reconnects, QoS 2 (delegated),
 and any packet the lean decoder cannot read (paho's own decoder then raises its usual
 error).
 
-The override is of one private method (`Client._handle_publish`) of paho-mqtt 2.x, pinned
+The override is of one private method (`Client._handle_publish`), and `ack_many` uses
+another (`_packet_queue`), of paho-mqtt 2.x, pinned
 `<3` in pyproject.toml; `LEAN` is False, and the stock client is used, on a paho whose
 internals do not look like the ones this was written against.
 """
@@ -18,6 +20,7 @@ internals do not look like the ones this was written against.
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode, MQTTProtocolVersion
@@ -27,9 +30,11 @@ MQTTv5 = MQTTProtocolVersion.MQTTv5
 __all__ = ["LEAN", "LeanClient", "LeanMessage", "decode_publish"]
 
 _H = struct.Struct("!H")
+_PUBACK = struct.Struct("!BBH")
+PUBACK = 0x40
 
-LEAN = callable(getattr(mqtt.Client, "_handle_publish", None)) and hasattr(
-    mqtt.Client, "_handle_on_message"
+LEAN = all(
+    callable(getattr(mqtt.Client, name, None)) for name in ("_handle_publish", "_packet_queue")
 )
 """Whether this paho has the internals `LeanClient` relies on."""
 
@@ -104,3 +109,10 @@ class LeanClient(mqtt.Client):
         if message.qos == 1 and not self._manual_ack:
             return self._send_puback(message.mid)
         return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def ack_many(self, mids: Sequence[int]) -> None:
+        """Acknowledge the QoS 1 messages `mids`, in this order, in one write (PUBACK with
+        no reason code: success, in MQTT 5 as in 3.1.1)."""
+        if mids:
+            blob = b"".join([_PUBACK.pack(PUBACK, 2, mid) for mid in mids])
+            self._packet_queue(PUBACK, blob, 0, 0)

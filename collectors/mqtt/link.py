@@ -116,13 +116,19 @@ class Link:
 
     def ack(self, items: Sequence[Item]) -> int:
         """Acknowledge `items` (in receive order) if their connection is still up; how many."""
-        acked = 0
+        client = self.client
         with self.lock:
-            for item in items:
-                if item.generation == self.generation and self.connected:
-                    self.client.ack(item.message.mid, item.message.qos)
-                    acked += 1
-        return acked
+            if not self.connected:
+                return 0
+            live = [item for item in items if item.generation == self.generation]
+            if isinstance(client, LeanClient):
+                client.ack_many([i.message.mid for i in live if i.message.qos == 1])
+                one_by_one = [i for i in live if i.message.qos == 2]
+            else:
+                one_by_one = live
+            for item in one_by_one:
+                client.ack(item.message.mid, item.message.qos)
+        return len(live)
 
     def release(self, n: int) -> None:
         self.inbox.release(n)
