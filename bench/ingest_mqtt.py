@@ -28,6 +28,7 @@ import argparse
 import asyncio
 import json
 import multiprocessing as mp
+import os
 import shutil
 import socket
 import statistics
@@ -187,12 +188,13 @@ def bare_counter(
     c = _client(client_id, protocol, lean)
     c.on_message = on_message
     start.wait(60)
+    cpu = _cpu()
     _connect_persistent(c, port, protocol, fresh=False)
     c.loop_start()
     done.wait(180)
     c.disconnect()
     c.loop_stop()
-    out.put((count, count, first, last, 0))
+    out.put((count, count, first, last, 0, _cpu() - cpu))
 
 
 def broker_ceiling(port: int, client_id: str, protocol: str, goal: int) -> tuple[int, float]:
@@ -261,11 +263,22 @@ def collector(
         return last
 
     start.wait(60)  # every process imported and ready: connect together
+    cpu = _cpu()
     last = asyncio.run(main())
     stored = sum(len(store.read_raw(f"M{i:03d}", "power", 0, END_MS)) for i in range(METERS))
     store.close()
     received = availability.counters["mqtt_messages"]
-    out.put((received, stored, first[0] if first else last, last, writes[0]))
+    cpu = _cpu() - cpu  # before reading the store back
+    out.put((received, stored, first[0] if first else last, last, writes[0], cpu))
+
+
+def _cpu(pid: int | None = None) -> float:
+    """CPU seconds (user + system) used so far by this process, or by process `pid`."""
+    if pid is None:
+        times = os.times()
+        return times.user + times.system
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def collect_results(queue: Any, procs: list[Any], timeout: float = 240) -> list[Any]:
@@ -325,10 +338,18 @@ def run_case(
         # 2. the broker queues n messages for the offline sessions
         sent = publish(port, n)
         # 3. the consumers come back and drain
+        broker_cpu = _cpu(broker.pid)
         if kind == "mosquitto_sub":
             received, seconds = broker_ceiling(port, ids[0], protocol, sent)
             rate = received / seconds if seconds > 0 else 0.0
-            return {"sent": sent, "received": received, "stored": received, "rate": rate}
+            return {
+                "sent": sent,
+                "received": received,
+                "stored": received,
+                "rate": rate,
+                "cores": 0.0,
+                "broker_cores": (_cpu(broker.pid) - broker_cpu) / seconds if seconds else 0.0,
+            }
         total = ctx.Value("q", 0)
         start = ctx.Barrier(workers)
         if kind == "collector":
@@ -355,6 +376,7 @@ def run_case(
         received = sum(r[0] for r in results)
         stored = sum(r[1] for r in results)
         writes = sum(r[4] for r in results)
+        broker_cpu = _cpu(broker.pid) - broker_cpu
         active = [r for r in results if r[0]]
         first = min((r[2] for r in active), default=0.0)
         last = max((r[3] for r in active), default=0.0)
@@ -365,6 +387,10 @@ def run_case(
             "stored": stored,
             "rate": rate,
             "per_write": received / writes if writes else 0.0,
+            # cores busy while draining (the consumers' CPU includes connecting and, for
+            # the collectors, stopping: an upper bound)
+            "cores": sum(r[5] for r in results) / (last - first) if last > first else 0.0,
+            "broker_cores": broker_cpu / (last - first) if last > first else 0.0,
         }
     finally:
         broker.terminate()
@@ -404,7 +430,8 @@ def main(argv: list[str] | None = None) -> int:
                     f"  run {run + 1} {name:12s} {workers} process(es): {r['rate']:>9,.0f} "
                     f"messages/s, sent {r['sent']:,}, "
                     f"{'stored' if kind == 'collector' else 'received'} {r['stored']:,}, "
-                    f"lost {loss}",
+                    f"lost {loss}; cores busy: consumers {r['cores']:.2f}, broker "
+                    f"{r['broker_cores']:.2f}",
                     flush=True,
                 )
             ratio = rates["collector-1"][-1] / max(rates["paho"][-1], 1e-9)

@@ -104,8 +104,8 @@ class MqttSubscriber:
         """Route by `site` from now on (its meters, routes and payload formats), and change
         the subscriptions on the live connection: the session, and every message held or
         in flight, stay. Returns the topic filters (subscribed, unsubscribed). The
-        connection's own settings (`[mqtt]` url, client id, protocol...) are not changed
-        here: those need a new subscriber."""
+        connection's own settings (`[mqtt]` url, client id, protocol, the `batch_*` keys...)
+        are not changed here: those need a new subscriber."""
         before = set(self.router.subscriptions())
         self.site = site
         self.router = TopicRouter(site)
