@@ -414,6 +414,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ok = True
     rates: dict[str, list[float]] = {name: [] for name, _w, _k in CASES}
+    cpu_us: dict[str, list[float]] = {name: [] for name, _w, _k in CASES}
     per_write: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
         for run in range(runs):
@@ -424,6 +425,8 @@ def main(argv: list[str] | None = None) -> int:
                 loss = r["sent"] - r["stored"]
                 ok &= loss == 0 and r["sent"] == n
                 rates[name].append(r["rate"])
+                busy = r["broker_cores"] if kind == "mosquitto_sub" else r["cores"]
+                cpu_us[name].append(busy / r["rate"] * 1e6 if r["rate"] else 0.0)
                 if name == "collector-1":
                     per_write.append(r["per_write"])
                 print(
@@ -441,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
     one = max(med["collector-1"], 1e-9)
     print()
     print(f"medians of {runs} run(s), MQTT {args.protocol}")
-    print(f"{'measure':14s} {'messages/s':>12s}  ratio")
+    print(f"{'measure':14s} {'messages/s':>12s} {'CPU µs/msg':>11s}  ratio")
     rows = (
         ("broker", f"{med['broker'] / paho:.1f}x paho (the physical limit here)"),
         ("paho", "anchor: bare paho counter, stock client"),
@@ -454,7 +457,13 @@ def main(argv: list[str] | None = None) -> int:
         ("collector-2", f"{med['collector-2'] / one:.2f}x collector-1 (target >= 1.6x)"),
     )
     for name, said in rows:
-        print(f"{name:14s} {med[name]:>12,.0f}  {said}")
+        cost = statistics.median(cpu_us[name])
+        print(f"{name:14s} {med[name]:>12,.0f} {cost:>11.1f}  {said}")
+    print(
+        "CPU µs/msg: CPU time of the consumer processes (the broker's, for `broker`) per "
+        "message while draining: what a message costs, whatever share of the shared cores "
+        "the run got"
+    )
     print(f"lost: {'0 in every run' if ok else 'SOME'}")
     if not ok:
         print("LOSS: a run did not store every message it was sent", file=sys.stderr)
