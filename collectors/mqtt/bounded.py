@@ -11,14 +11,6 @@ use memory out of proportion to the payload. In order:
    (`NaN`, `Infinity`, `1e400` refused), and no key twice in one object (the last value would
    otherwise win silently, and could carry a value past the range check).
 
-Step 4 has a fast path: orjson (~10x the standard decoder) reads a text it provably reads
-exactly as the strict decoder does (`_fast_document`): no backslash (so no escapes, and
-every `"` delimits a string), no exponent, no `-0`, no run of number characters longer than
-`FAST_NUMBER_CHARS` nor than `max_number_chars` (orjson turns an integer past 64 bits into
-a float, and checks no length), and as many
-`"key":` tokens in the text as keys in the document (none twice). Anything else, and any
-text orjson refuses, is read by the strict decoder, which gives the reason.
-
 `PayloadLimits` also carries the plausibility window every device timestamp must fall in
 (`collectors.mqtt.timestamps`).
 """
@@ -34,8 +26,6 @@ from datetime import UTC, date, datetime, time, timedelta
 from functools import cache
 from typing import Any
 from zoneinfo import ZoneInfo
-
-import orjson
 
 from core.config import MqttConfig, SiteConfig
 from core.errors import PayloadError
@@ -232,49 +222,8 @@ def _has_lone_surrogate(document: Any) -> bool:
     return False
 
 
-FAST_NUMBER_CHARS = 18
-"""Longest run of number characters (`-0-9.`) the fast path reads: any integer that long fits
-in 64 bits, any decimal is a finite double."""
-_NOT_FAST = object()
-_KEY = re.compile(r'"\s*:')
-
-
-@cache
-def _fast_refused(max_chars: int) -> re.Pattern[str]:
-    """What sends a text to the strict decoder: a backslash, an exponent, a negative zero,
-    a run of number characters longer than `FAST_NUMBER_CHARS` or `max_chars`."""
-    longest = min(FAST_NUMBER_CHARS, max_chars)
-    return re.compile(r"\\|[0-9][eE]|-0(?![0-9]*\.?[0-9]*[1-9])|[-0-9.]{" + f"{longest + 1},}}")
-
-
-def _fast_document(payload: bytes, text: str, max_chars: int) -> Any:
-    """The document as orjson reads it, when that is provably what the strict decoder
-    would return (module doc), else `_NOT_FAST`."""
-    if _fast_refused(max_chars).search(text):
-        return _NOT_FAST
-    try:
-        document = orjson.loads(payload)
-    except orjson.JSONDecodeError:
-        return _NOT_FAST  # the strict decoder says why
-    keys = 0
-    stack = [document]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, dict):
-            keys += len(node)
-            stack.extend(node.values())
-        elif isinstance(node, list):
-            stack.extend(node)
-    # a key given twice leaves fewer keys than `"key":` tokens (a string value that starts
-    # with `:` counts one too many: the strict decoder then reads it, correctly)
-    if keys != len(_KEY.findall(text)):
-        return _NOT_FAST
-    return document
-
-
-def load_json(payload: bytes, limits: PayloadLimits, *, fast: bool = True) -> Any:
-    """The payload as a JSON value, within `limits`, or `PayloadError` saying what is wrong.
-    `fast=False`: the strict decoder only (the fast path's reference, in tests)."""
+def load_json(payload: bytes, limits: PayloadLimits) -> Any:
+    """The payload as a JSON value, within `limits`, or `PayloadError` saying what is wrong."""
     if not payload:
         raise PayloadError("empty payload: no JSON (an empty retained message clears a topic)")
     if len(payload) > limits.max_bytes:
@@ -292,10 +241,6 @@ def load_json(payload: bytes, limits: PayloadLimits, *, fast: bool = True) -> An
         raise PayloadError("not JSON: a byte-order mark before the text (RFC 8259 §8.1)")
     if nesting_depth_exceeds(text, limits.max_depth):
         raise PayloadError(f"nested too deep: more than max_depth {limits.max_depth} levels")
-    if fast:
-        document = _fast_document(payload, text, limits.max_number_chars)
-        if document is not _NOT_FAST:
-            return document
     try:
         document = limits._decoder.decode(text)
     except json.JSONDecodeError as exc:
