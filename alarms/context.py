@@ -72,10 +72,8 @@ class Grid:
     day_type: IntArray
     complete: BoolArray
     """The hour has ended."""
-
-    @property
-    def working(self) -> BoolArray:
-        return np.isin(self.day_type, (WORKDAY, MAKEUP))
+    working: BoolArray
+    """The hour is on a working day (or a 调休 make-up day)."""
 
     def within(self, hours: tuple[int, int]) -> BoolArray:
         return (self.hour >= hours[0]) & (self.hour < hours[1])
@@ -143,7 +141,14 @@ class Context:
             np.zeros(n),
             np.zeros(n),
         )
-        return Grid(starts, frame.day, frame.hour, frame.day_type, starts + HOUR_MS <= self.now_ms)
+        return Grid(
+            starts,
+            frame.day,
+            frame.hour,
+            frame.day_type,
+            starts + HOUR_MS <= self.now_ms,
+            np.isin(frame.day_type, (WORKDAY, MAKEUP)),
+        )
 
     def hourly_use(self, meter_id: str, quantity: str | None = None) -> FloatArray:
         """The meter's use in each hour of the grid (the running hour so far), from its
@@ -197,6 +202,32 @@ class Context:
         ok[0] = False
         return np.where(ok, sums, np.nan)
 
+    @cached_property
+    def outdoor(self) -> FloatArray | None:
+        """The outdoor temperature's mean in each hour of the grid, from the site's first
+        weather station that reports; None when none does."""
+        for m in self.site.meters:
+            quantity = self.primary.get(m.id)
+            if m.kind is MeterKind.WEATHER and quantity is not None:
+                t = self.hourly_mean(m.id, quantity)
+                if np.isfinite(t).sum() >= 24:
+                    return t
+        return None
+
+    def outdoor_by_day(self, hours: tuple[int, int] | None = None) -> FloatArray | None:
+        """Per local day of the grid: the mean outdoor temperature over its `hours` (local,
+        [start, end); default the whole day), NaN with fewer than half of them known."""
+        t = self.outdoor
+        if t is None:
+            return None
+        days, index, _types, _ended = self.days
+        take = np.isfinite(t) if hours is None else np.isfinite(t) & self.grid.within(hours)
+        span = 24 if hours is None else hours[1] - hours[0]
+        n = np.bincount(index, weights=take, minlength=len(days))
+        sums = np.bincount(index, weights=np.where(take, t, 0.0), minlength=len(days))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(n * 2 >= span, sums / n, np.nan)
+
     def quarter_demand(self, meter_id: str) -> tuple[IntArray, FloatArray]:
         """The meter's mean power (kW) in each quarter hour of the window whose previous
         quarter hour has a reading: the 15-minute demand 需量 is measured by."""
@@ -231,5 +262,26 @@ def robust(values: FloatArray) -> tuple[float, float]:
     v = values[np.isfinite(values)]
     if len(v) == 0:
         return float("nan"), float("nan")
-    median = float(np.median(v))
-    return median, 1.4826 * float(np.median(np.abs(v - median)))
+    median = _median(v)
+    return median, 1.4826 * _median(np.abs(v - median))
+
+
+def percentile(values: FloatArray, q: float) -> float:
+    """`np.percentile(values, q)` (linear interpolation, the same arithmetic) of a non-empty
+    array, without its overhead."""
+    s = np.sort(values)
+    x = (len(s) - 1) * (q / 100)
+    i = int(np.floor(x))
+    if i + 1 >= len(s):
+        return float(s[-1])
+    a, b, g = s[i], s[i + 1], x - i
+    d = b - a
+    return float(b - d * (1 - g) if g >= 0.5 else a + d * g)
+
+
+def _median(v: FloatArray) -> float:
+    """`np.median` of a non-empty array, without its overhead (rules call it per meter and
+    hour at every evaluation): the middle value, or the mean of the two middle ones."""
+    s = np.sort(v)
+    k = len(s) // 2
+    return float(s[k]) if len(s) % 2 else float((s[k - 1] + s[k]) / 2)

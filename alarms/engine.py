@@ -20,7 +20,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Protocol
 
 from alarms.context import PRIMARY, Context, MeterState, OpsSample
@@ -223,13 +223,16 @@ class AlarmEngine:
             baselines=self._baselines,
         )
 
-    def evaluate(self, now_ms: int) -> list[Condition]:
+    def evaluate(self, now_ms: int, rules: Collection[str] | None = None) -> list[Condition]:
         """Every enabled rule's conditions at `now_ms` (a rule that fails is logged once and
-        named in `Health`; the others go on)."""
+        named in `Health`; the others go on). `rules`: only these (a replay that evaluates
+        some rules less often; the life cycle keeps the state of subjects not judged)."""
         started = time.perf_counter()
         ctx = self.context(now_ms)
         out: list[Condition] = []
         for rule in enabled(ctx):
+            if rules is not None and rule.name not in rules:
+                continue
             try:
                 found = rule.evaluate(ctx)
             except Exception as exc:
@@ -252,9 +255,10 @@ class AlarmEngine:
             log.info("alarm rule %s evaluates again", rule)
             self.health.recover(f"alarms {rule}")
 
-    def step(self, now_ms: int) -> list[Transition]:
-        """Evaluate, move the life cycle, store and dispatch what changed."""
-        conditions = self.evaluate(now_ms)
+    def step(self, now_ms: int, rules: Collection[str] | None = None) -> list[Transition]:
+        """Evaluate (`rules`: only these), move the life cycle, store and dispatch what
+        changed."""
+        conditions = self.evaluate(now_ms, rules)
         transitions = self.lifecycle.observe(conditions, now_ms)
         stored = self.alarms.record(transitions) if transitions else []
         self.alarms.refresh(self.lifecycle.open_alarms())

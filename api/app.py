@@ -9,8 +9,10 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from alarms.model import Dispatcher
 from alarms.store import AlarmStore, default_path
-from api.cache import ResponseCache
-from api.deps import Reader, SiteDep, StoreDep
+from api import fast
+from api.cache import Flights, ResponseCache
+from api.common import json_response
+from api.deps import Reader
 from api.errors import install_error_handler
 from api.keys import KeyStore
 from api.metrics import install_metrics, metrics_response
@@ -29,9 +31,9 @@ from api.routes import (
     whoami,
 )
 from api.routes import site as site_routes
-from api.routes.contracts import SavingsCache
 from api.routes.meters import ERRORS
-from api.schemas import HealthOut, PartOut
+from api.savings_cache import SavingsCache
+from api.schemas import HealthOut
 from api.status import CollectorStatus, OpsContext
 from core.config import SiteConfig
 from core.errors import StoreError
@@ -65,8 +67,15 @@ def create_app(
 ) -> FastAPI:
     # /docs is served by api/page.py with Swagger UI's files from dashboards/web/vendor/ (the
     # defaults load them from a CDN, which an intranet cannot reach); no ReDoc
+    # FastAPI's native OpenTelemetry is off: /metrics is ours, and its per-request check of
+    # the global providers (environment lookups) showed in the py-spy profile of every request
     app = FastAPI(
-        title="epcmon", description=DESCRIPTION, version="0.1.0", docs_url=None, redoc_url=None
+        title="epcmon",
+        description=DESCRIPTION,
+        version="0.1.0",
+        docs_url=None,
+        redoc_url=None,
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.site = site
     app.state.store = store
@@ -76,6 +85,7 @@ def create_app(
     app.state.health = health or Health()
     app.state.savings_cache = SavingsCache()
     app.state.response_cache = ResponseCache()
+    app.state.flights = Flights()
     app.state.bills_cache = bills.ResultCache()
     app.state.reports_dir = reports_dir or default_reports_dir(site, app.state.statements.path)
     app.state.alarms = alarms or AlarmStore(default_path(site, app.state.statements.path))
@@ -116,12 +126,12 @@ def create_app(
         app.include_router(router)
 
     @app.get("/healthz", response_model=HealthOut, tags=["operations"])
-    def healthz(site: SiteDep, store: StoreDep, response: Response) -> HealthOut:
+    async def healthz() -> Response:
         """Liveness: 200 when every part of the service runs and nothing is degraded; 503
         naming what is not (a part down with its last error, the store refusing writes, ...).
         No key needed: it carries states and error messages, no data."""
         try:
-            store.series_keys()
+            await fast.series_keys(store)
             state = "ok"
         except StoreError as exc:
             state = f"unavailable: {type(exc).__name__}"
@@ -130,18 +140,21 @@ def create_app(
             state = "degraded: " + snapshot.conditions["store"].detail
         problems = snapshot.problems()
         ok = state == "ok" and not problems
-        if not ok:
-            response.status_code = 503
-        return HealthOut(
-            status="ok" if ok else "degraded",
-            site=site.site.id,
-            store=state,
-            problems=problems,
-            parts={
-                name: PartOut(state=p.state, restarts=p.restarts, last_error=p.last_error or None)
+        body = {
+            "status": "ok" if ok else "degraded",
+            "site": site.site.id,
+            "store": state,
+            "problems": problems,
+            "parts": {
+                name: {
+                    "state": p.state,
+                    "restarts": p.restarts,
+                    "last_error": p.last_error or None,
+                }
                 for name, p in snapshot.parts.items()
             },
-        )
+        }
+        return json_response(body, status_code=200 if ok else 503)
 
     @app.get("/metrics", tags=["operations"], responses=ERRORS)
     def metrics(_who: Reader) -> Response:

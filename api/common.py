@@ -78,11 +78,12 @@ def csv_response(
     )
 
 
-def json_response(payload: object) -> Response:
+def json_response(payload: object, status_code: int = 200) -> Response:
     """Serialise with orjson, skipping FastAPI's response-model pass: series of thousands of
-    points are the API's hot path, and their shape is already fixed by the route."""
-    return json_bytes_response(orjson.dumps(payload))
+    points are the API's hot path, and their shape is already fixed by the route (the route
+    still declares its `response_model` for the OpenAPI document)."""
+    return json_bytes_response(orjson.dumps(payload), status_code)
 
 
-def json_bytes_response(body: bytes) -> Response:
-    return Response(body, media_type="application/json")
+def json_bytes_response(body: bytes, status_code: int = 200) -> Response:
+    return Response(body, status_code=status_code, media_type="application/json")

@@ -3,7 +3,10 @@
 A key is `epc_<id>_<secret>`: the id (8 hex characters) finds the row, the secret (32 random
 bytes) proves possession. Only SHA-256 of the whole key is stored; because the secret is
 256 random bits, a fast hash is enough (slow password hashes exist for guessable secrets).
-Comparison is constant-time. Roles: `admin`, `engineer`, `viewer` (read-only, for Grafana)
+Comparison is constant-time. A key that authenticated is remembered (by its full text) until
+the key table changes: `PRAGMA data_version` tells when another process (`epcmon keys revoke`)
+committed, and this store's own changes clear it, so a revoked key is refused at once; it
+spares each request the row lookup and the hash. Roles: `admin`, `engineer`, `viewer` (read-only, for Grafana)
 and `vendor`, which is bound to its contracts.
 """
 
@@ -50,6 +53,10 @@ class KeyInfo:
     revoked_ms: int | None
 
 
+_KNOWN_MAX = 4096
+"""Authenticated keys remembered at most (a site has tens)."""
+
+
 def _digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
@@ -66,6 +73,14 @@ class KeyStore:
             " role TEXT NOT NULL, contracts TEXT NOT NULL, name TEXT NOT NULL,"
             " created_ms INTEGER NOT NULL, revoked_ms INTEGER)"
         )
+        self._known: dict[str, Principal] = {}
+        self._generation = 0  # this store's own revocations (data_version does not see them)
+        self._version = self._data_version()
+
+    def _data_version(self) -> int:
+        """Changes whenever another connection commits to the file (SQLite's data_version)."""
+        (version,) = self._db.execute("PRAGMA data_version").fetchone()
+        return int(version)
 
     def close(self) -> None:
         self._db.close()
@@ -100,6 +115,8 @@ class KeyStore:
                 "UPDATE api_keys SET revoked_ms = ? WHERE key_id = ? AND revoked_ms IS NULL",
                 (int(time.time() * 1000), key_id),
             )
+            self._known.clear()
+            self._generation += 1
         if cur.rowcount == 0:
             raise NotFound(f"no active key {key_id!r}")
 
@@ -119,6 +136,14 @@ class KeyStore:
             return None
         key_id = parts[1]
         with self._lock:
+            version = self._data_version()
+            if version != self._version:  # another process changed the keys
+                self._known.clear()
+                self._version = version
+            generation = self._generation
+            known = self._known.get(key)
+            if known is not None:
+                return known
             row = self._db.execute(
                 "SELECT digest, role, contracts, name, revoked_ms FROM api_keys WHERE key_id = ?",
                 (key_id,),
@@ -127,4 +152,13 @@ class KeyStore:
             return None
         if not hmac.compare_digest(row[0], _digest(key)):
             return None
-        return Principal(key_id, Role(row[1]), frozenset(c for c in row[2].split(",") if c), row[3])
+        principal = Principal(
+            key_id, Role(row[1]), frozenset(c for c in row[2].split(",") if c), row[3]
+        )
+        with self._lock:
+            if len(self._known) >= _KNOWN_MAX:  # many keys: start over rather than grow
+                self._known.clear()
+            if self._data_version() == version and self._generation == generation:
+                # not revoked while we checked
+                self._known[key] = principal
+        return principal

@@ -119,6 +119,7 @@ SHOTS = (
     "phone.png",
     "bills.png",
     "intensity.png",
+    "alarms.png",
 )
 
 
@@ -160,10 +161,25 @@ def reference_world(tmp: Path, now_ms: int) -> tuple[Any, Any, Any, Any, dict[st
     return site, store, statements, keys, tokens
 
 
+def raise_alarms(site: Any, store: Any, statements: Any, tmp: Path, now_ms: int) -> Any:
+    """The alarms `epcmon run` would hold over the reference world: the real engine stepped
+    through the minutes after its newest readings (E-D07, silent for two hours, is offline)."""
+    from alarms.engine import AlarmEngine
+    from alarms.store import AlarmStore
+
+    alarms = AlarmStore(tmp / "alarms.sqlite3")
+    engine = AlarmEngine(site, store, alarms, statements=statements)
+    last = now_ms // 900_000 * 900_000 - 900_000  # the world's newest quarter hour
+    for minutes in (1, 6, 11):  # the other meters' 15-minute readings are not late yet
+        engine.step(last + minutes * 60_000)
+    return alarms
+
+
 def take_screenshots(out: Path) -> list[Path]:
     """Serve the reference world and photograph the engineer's overview, a meter's chart with
-    its tooltip, the vendor's contract page, a 390 px phone, and the engineer's department
-    bills of the last closed month (the first department expanded) and energy intensity."""
+    its tooltip, the vendor's contract page, a 390 px phone, the engineer's department bills
+    of the last closed month (the first department expanded), energy intensity and the
+    alarms the engine raised."""
     import tempfile
 
     from api.app import create_app
@@ -175,7 +191,8 @@ def take_screenshots(out: Path) -> list[Path]:
         t0 = time.perf_counter()
         site, store, statements, keys, tokens = reference_world(tmp, now_ms)
         print(f"reference world built in {time.perf_counter() - t0:.0f} s")
-        app = create_app(site, store, keys=keys, statements=statements, data_dir=tmp)
+        alarms = raise_alarms(site, store, statements, tmp, now_ms)
+        app = create_app(site, store, keys=keys, statements=statements, data_dir=tmp, alarms=alarms)
         written = []
         with serve(app) as url, browser(tmp / "chromium") as context:
 
@@ -231,7 +248,12 @@ def take_screenshots(out: Path) -> list[Path]:
             page = open_as("engineer", "en", 1280, 1000)
             page.locator("#s-intensity").screenshot(path=str(out / SHOTS[5]))
             page.close()
+
+            page = open_as("engineer", "zh", 1280, 1000)
+            page.locator("#s-alarms").screenshot(path=str(out / SHOTS[6]))
+            page.close()
             written = [out / name for name in SHOTS]
+        alarms.close()
         keys.close()
         store.close()
     return written

@@ -13,7 +13,12 @@ temporary directory, and measures in one run:
    store at >= 70 % of the raw rate;
 3. the hourly consumption of one meter-year of 1-minute counter data (525,600 points ->
    8,760 buckets), DuckDB beside InfluxDB on the same data (median of the runs after one
-   warm-up).
+   warm-up);
+4. `epcmon store copy` of a DuckDB history (the site's 116 meters x 4 quantities x 5,820
+   hours, 8 months: 2.7 M points in 464 series) into InfluxDB, beside its anchor in the same run: the same
+   points as raw line-protocol POSTs (encoded beforehand) into another database, half just
+   before the copy and half just after.
+   Target: >= 50 % of raw. Then the same copy resumed with nothing left: <= 2 s.
 """
 
 from __future__ import annotations
@@ -34,10 +39,11 @@ import httpx
 import numpy as np
 
 from bench.store import Row, median_time
-from core.config import InfluxConfig, load_site
+from core.config import InfluxConfig, SiteConfig, load_site
 from core.net import free_port
 from core.readings import ReadingBatch
 from storage.base import Every
+from storage.copy import MAX_MS, MIN_MS, CopyState, copy_history, plan_copy
 from storage.duckdb_store import DuckDBStore
 from storage.influx import InfluxStore
 from storage.influx.lineproto import encode
@@ -46,6 +52,7 @@ from storage.influx.schema import meter_tags, tags_of
 START_MS = 1_735_689_600_000  # 2025-01-01T00:00Z
 MINUTE_MS = 60_000
 LINES_PER_POST = 10_000
+COPY_BATCH = 100_000  # `epcmon store copy --batch`'s default
 SITE = Path(__file__).resolve().parents[1] / "sites/luan-admin-center.toml"
 
 
@@ -56,10 +63,28 @@ class Sizes:
     batch: int  # readings per store write
     year_minutes: int  # the counter series read back
     runs: int
+    copy_meters: int  # x 4 quantities, for the copy
+    copy_hours: int  # points per series of the copy
 
 
-DEFAULT = Sizes(meters=20, minutes=120_000, batch=100_000, year_minutes=525_600, runs=7)
-QUICK = Sizes(meters=4, minutes=5_000, batch=10_000, year_minutes=20_000, runs=2)
+DEFAULT = Sizes(
+    meters=20,
+    minutes=120_000,
+    batch=100_000,
+    year_minutes=525_600,
+    runs=7,
+    copy_meters=116,
+    copy_hours=5_820,
+)
+QUICK = Sizes(
+    meters=4,
+    minutes=5_000,
+    batch=10_000,
+    year_minutes=20_000,
+    runs=2,
+    copy_meters=4,
+    copy_hours=2_000,
+)
 
 
 def start_influxd(directory: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -211,6 +236,113 @@ def run(directory: Path, url: str, sizes: Sizes) -> list[Row]:
     return rows
 
 
+HOUR_MS = 3_600_000
+COPY_QUANTITIES = ("active_power", "energy_import", "reactive_power", "voltage")
+
+
+def copy_source(path: Path, names: np.ndarray, hours: int) -> int:
+    """A DuckDB history written as collectors write it: every series in every write (a day
+    per write here, so each row group holds all series, as in a live store)."""
+    rng = np.random.default_rng(7)
+    ts = START_MS + np.arange(hours, dtype=np.int64) * HOUR_MS
+    day = 24
+    with DuckDBStore(path) as store:
+        for first in range(0, hours, day):
+            part = ts[first : first + day]
+            store.write(
+                ReadingBatch.concat(
+                    [
+                        ReadingBatch.for_series(
+                            str(meter), quantity, part, np.round(rng.normal(40, 8, len(part)), 3)
+                        )
+                        for meter in names
+                        for quantity in COPY_QUANTITIES
+                    ]
+                )
+            )
+    return len(names) * len(COPY_QUANTITIES) * hours
+
+
+def post_raw(url: str, database: str, bodies: list[bytes]) -> float:
+    """Seconds to POST the bodies to `/write` one after the other (one HTTP session)."""
+    with httpx.Client(base_url=url, timeout=60) as session:
+        began = time.perf_counter()
+        for body in bodies:
+            answer = session.post(
+                "/write", params={"db": database, "precision": "ms"}, content=body
+            )
+            if answer.status_code != 204:
+                raise SystemExit(f"raw write failed: {answer.status_code} {answer.text}")
+        return time.perf_counter() - began
+
+
+def bench_copy(directory: Path, url: str, sizes: Sizes, site: SiteConfig) -> list[Row]:
+    names = np.array([m.id for m in site.meters[: sizes.copy_meters]], dtype=object)
+    source_path = directory / "copy-source.duckdb"
+    points = copy_source(source_path, names, sizes.copy_hours)
+    for database in ("copyraw", "copy"):
+        httpx.post(f"{url}/query", params={"q": f"CREATE DATABASE {database}"}).raise_for_status()
+    known = meter_tags(site)
+    config = InfluxConfig(url=url, mode="v1", database="copy", batch_lines=LINES_PER_POST)
+    state_path = directory / "copy-state.json"
+    with DuckDBStore(source_path) as source, InfluxStore(config, site=site) as destination:
+        # the anchor: the same points, encoded beforehand, posted raw
+        everything = CopyState(directory / "unused.json", "-", "-")
+        left = plan_copy(source, everything).left
+        bodies = [
+            body
+            for batch in source.read_after(left, {}, MIN_MS, MAX_MS, COPY_BATCH)
+            for body in encode(batch, lambda meter: tags_of(meter, known, site.site.id)).chunks(
+                LINES_PER_POST
+            )
+        ]
+        # half of the raw POSTs just before the copy, half just after: both meet the server
+        # in the states the copy goes through
+        halves = (bodies[: len(bodies) // 2], bodies[len(bodies) // 2 :])
+        raw_s = post_raw(url, "copyraw", halves[0])
+        timings = []
+        for _ in ("copy", "no-op resume"):
+            began = time.perf_counter()
+            state = CopyState.open(state_path, "duckdb:source", "influx:copy")
+            plan = plan_copy(source, state)
+            written = copy_history(source, destination, plan, state, batch_points=COPY_BATCH)
+            timings.append((time.perf_counter() - began, written))
+        raw_s += post_raw(url, "copyraw", halves[1])
+        del bodies, halves
+    (copy_s, copied), (noop_s, again) = timings
+    raw_rate, copy_rate = points / raw_s, copied / copy_s
+    ratio = copy_rate / raw_rate
+    verdict = judge(ratio >= 0.50, sizes)
+    print(
+        f"4. store copy DuckDB -> InfluxDB, {points:,} points of "
+        f"{len(names) * len(COPY_QUANTITIES)} series in batches of {COPY_BATCH:,}: "
+        f"{copy_s:.1f} s, {copy_rate / 1e3:.0f} k points/s = {ratio:.0%} of the same points as raw "
+        f"POSTs, half just before, half just after ({raw_rate / 1e3:.0f} k points/s)  (target >= 50 %) {verdict}"
+    )
+    noop_verdict = judge(noop_s <= 2.0, sizes)
+    print(
+        f"   the same copy resumed with nothing left: {noop_s * 1000:.0f} ms, {again} points "
+        f"written  (target <= 2 s) {noop_verdict}"
+    )
+    checks: list[Row] = []
+    if copied != points or again != 0:
+        print(f"   CHECK FAILED: copied {copied:,} of {points:,} points, then {again:,} again")
+        checks.append(Row("copy check", f"{copied:,} + {again:,}", f"{points:,} + 0", "FAILED"))
+    return [
+        *checks,
+        Row(
+            "raw /write POSTs of the copy's points", f"{raw_rate / 1e3:.0f} k points/s", "-", "info"
+        ),
+        Row(
+            "store copy DuckDB -> InfluxDB",
+            f"{copy_rate / 1e3:.0f} k points/s ({ratio:.0%})",
+            ">= 50 % of raw",
+            verdict,
+        ),
+        Row("store copy, no-op resume", f"{noop_s * 1000:.0f} ms", "<= 2 s", noop_verdict),
+    ]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.influx", description=(__doc__ or "").split("\n")[0]
@@ -231,6 +363,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         proc, url = start_influxd(Path(tmp))
         try:
             rows = run(Path(tmp), url, sizes)
+            rows += bench_copy(Path(tmp), url, sizes, load_site(SITE))
         finally:
             proc.terminate()
             proc.wait(timeout=30)

@@ -57,6 +57,8 @@ def check_storable(batch: ReadingBatch) -> None:
     if ts.dtype.kind not in "iu":  # floats or objects: compare without a lossy cast first
         ts = np.asarray(ts, dtype=np.float64)
         good = np.isfinite(ts) & (ts >= STORABLE_FROM_MS) & (ts < STORABLE_UNTIL_MS)
+    elif int(ts.min()) >= STORABLE_FROM_MS and int(ts.max()) < STORABLE_UNTIL_MS:
+        return  # the usual batch: two reductions, no mask
     else:
         good = storable(ts)
     if bool(good.all()):
@@ -128,8 +130,8 @@ class ReadingBatch:
     ) -> ReadingBatch:
         ts = np.asarray(ts_ms, dtype=np.int64)
         return cls(
-            meter_id=np.full(len(ts), meter_id, dtype=object),
-            quantity=np.full(len(ts), quantity, dtype=object),
+            meter_id=_repeated(meter_id, len(ts)),
+            quantity=_repeated(quantity, len(ts)),
             ts_ms=ts,
             value=np.asarray(value, dtype=np.float64),
         )
@@ -144,3 +146,11 @@ class ReadingBatch:
             ts_ms=np.concatenate([b.ts_ms for b in batches]),
             value=np.concatenate([b.value for b in batches]),
         )
+
+
+def _repeated(text: str, n: int) -> npt.NDArray[np.object_]:
+    """`n` references to the one string object (`np.full` makes a new string per element,
+    which the stores' column encoding would then have to hash one by one)."""
+    column = np.empty(n, dtype=object)
+    column.fill(text)
+    return column

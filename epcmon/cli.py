@@ -169,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = store_sub.add_parser(
         "copy",
         help="copy history from one store to another (e.g. DuckDB to InfluxDB), resumably",
-        description="Copy every series of one store into another, month by month in batches, "
+        description="Copy every series of one store into another in large batches, "
         "with a progress bar. Interrupted, it resumes where it stopped (--state). Secrets come "
         "from EPCMON_INFLUX_TOKEN / EPCMON_INFLUX_PASSWORD.",
     )
@@ -192,8 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument(
         "--batch",
         type=options.positive_int,
-        default=50_000,
-        help="points per write (default 50000)",
+        default=100_000,
+        help="points per write, across series (default 100000)",
     )
     c.add_argument(
         "--state",

@@ -21,6 +21,7 @@ import pyarrow as pa
 from core.config import SiteConfig
 from core.errors import ConfigError
 from core.readings import ReadingBatch, from_ms, to_ms
+from simulators.anomalies import truth_table
 from simulators.clock import AcceleratedClock, RealClock
 from simulators.faults import FaultPlan
 from simulators.history import INTERVALS, History, iter_history
@@ -145,6 +146,37 @@ _TRUTH = pa.schema(
         ("true_savings", pa.float64()),
     ]
 )
+
+
+_ANOMALIES = pa.schema(
+    [
+        ("kind", pa.string()),
+        ("meter", pa.string()),
+        ("start", pa.timestamp("ms", tz="UTC")),
+        ("end", pa.timestamp("ms", tz="UTC")),
+        ("category", pa.string()),
+        ("rule", pa.string()),
+        ("rules", pa.string()),
+        ("meters", pa.string()),
+        ("parameters", pa.string()),
+    ]
+)
+
+
+def anomalies_path(truth: Path) -> Path:
+    """Where `--truth FILE` lists the anomalies: FILE's name with `.anomalies` before its
+    suffix (truth.csv -> truth.anomalies.csv)."""
+    return truth.with_name(f"{truth.stem}.anomalies{truth.suffix}")
+
+
+def _anomalies_table(site: SiteConfig, plan: FaultPlan, start_ms: int, end_ms: int) -> pa.Table:
+    rows = [t.row() for t in truth_table(site, plan.anomalies, start_ms, end_ms)]
+    columns = {
+        name: [r[name] for r in rows] for name in _ANOMALIES.names if name not in ("start", "end")
+    }
+    columns["start"] = [r["start_ms"] for r in rows]
+    columns["end"] = [r["end_ms"] for r in rows]
+    return pa.table({name: columns[name] for name in _ANOMALIES.names}, schema=_ANOMALIES)
 
 
 def _readings_table(batch: ReadingBatch) -> pa.Table:
@@ -290,7 +322,7 @@ def run_history(site: SiteConfig, opts: HistoryOptions) -> int:
         if truth is not None:
             truth.close()
         raise
-    model = SiteModel(site, seed)
+    model = SiteModel(site, seed, faults.anomalies)
     began = time.perf_counter()
     readings = 0
     total_ms = int((end - start).total_seconds() * 1000)
@@ -316,14 +348,41 @@ def run_history(site: SiteConfig, opts: HistoryOptions) -> int:
         sink.close()
         if truth is not None:
             truth.close()
+    if opts.truth:
+        listed = _TableFile(anomalies_path(Path(opts.truth)), _ANOMALIES, "--truth")
+        try:
+            listed.write_table(_anomalies_table(site, faults, to_ms(start), to_ms(end)))
+        finally:
+            listed.close()
     took = time.perf_counter() - began
     print(
         f"{readings:,} readings of {len(opts.meters) or len(site.meters)} meters, "
         f"{from_ms(int(start.timestamp() * 1000)).isoformat()} to "
         f"{from_ms(int(end.timestamp() * 1000)).isoformat()} every {opts.interval} (seed {seed}) "
-        f"-> {out} in {took:.1f} s" + (f"; truth -> {opts.truth}" if opts.truth else "")
+        f"-> {out} in {took:.1f} s"
+        + (
+            f"; truth -> {opts.truth}, anomalies -> {anomalies_path(Path(opts.truth))}"
+            if opts.truth
+            else ""
+        )
     )
+    for t in truth_table(site, faults.anomalies, to_ms(start), to_ms(end)):
+        print(_describe(t.kind, t.meter, t.start_ms, t.end_ms, t.parameters))
     return 0
+
+
+def _describe(
+    kind: str, meter: str, start_ms: int, end_ms: int | None, params: dict[str, object]
+) -> str:
+    """One line of an injected anomaly, e.g. `anomaly leak at W-MAIN from ... to ... {...}`."""
+    when = from_ms(start_ms).isoformat()
+    if end_ms is None:
+        when = f"from {when} for good"
+    elif end_ms == start_ms:
+        when = f"at {when}"
+    else:
+        when = f"from {when} to {from_ms(end_ms).isoformat()}"
+    return f"anomaly {kind} at {meter} {when}" + (f" {params}" if params else "")
 
 
 # ------------------------------------------------------------------ serve
@@ -376,7 +435,7 @@ async def run_serve(site: SiteConfig, args: ServeArgs) -> int:
     else:
         clock = AcceleratedClock(speed, int(start.timestamp() * 1000) if start else None)
     faults = faults_for(site, args.faults, seed)
-    sim = SimulatedSite(site, clock=clock, seed=seed)
+    sim = SimulatedSite(site, clock=clock, seed=seed, anomalies=faults.anomalies)
     say(
         f"simulating {site.site.id} (seed {seed}) at {speed:g}x from {from_ms(clock()).isoformat()}"
     )
@@ -385,6 +444,8 @@ async def run_serve(site: SiteConfig, args: ServeArgs) -> int:
         say(f"fault on {meter_id}: {f.model_dump(exclude_defaults=True)}")
     for gateway_id, g in faults.gateways.items():
         say(f"fault on gateway {gateway_id}: {g.model_dump(exclude_defaults=True)}")
+    for t in truth_table(site, faults.anomalies):
+        say(_describe(t.kind, t.meter, t.start_ms, t.end_ms, t.parameters))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -124,8 +124,8 @@ def run_copy(args: argparse.Namespace) -> int:
     try:
         destination: TimeSeriesStore = open_store(destination_config, site, spool=False)
         try:
-            plan = plan_copy(source, start, end)
-            print(f"copying {plan.points:,} points of {len(plan.months)} series")
+            plan = plan_copy(source, state, start, end)
+            print(f"copying {plan.points:,} points of {len(plan.left)} series")
             with tqdm(
                 total=plan.points, unit="pt", unit_scale=True, disable=args.no_progress
             ) as bar:

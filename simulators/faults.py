@@ -30,8 +30,15 @@ Decisions are drawn from a generator seeded by (plan seed, meter id) or (plan se
 id), so a run with the same plan and the same sequence of requests sees the same faults. An
 empty plan injects nothing.
 
-`FaultPlan.parse(["E-D01:busy_rate=0.2,delay_s=1.5", "W-MAIN:offline", "gw-1:drop_rate=0.15"])`
-reads the CLI's `--fault` options; the keys say whether an id is a meter's or a gateway's.
+A plan also carries the anomalies with ground truth (`core.config.Anomaly`,
+`[[simulation.anomalies]]`): those that change what a meter reports (`silent`,
+`counter_reset`, `jump`) are played here, live and in a history; the physical ones (a leak,
+a chiller left on, a base-load step, a demand peak) by the model (`SiteModel(...,
+anomalies=plan.anomalies)`); `simulators.anomalies` holds their truth.
+
+`FaultPlan.parse(["E-D01:busy_rate=0.2,delay_s=1.5", "W-MAIN:offline", "gw-1:drop_rate=0.15",
+"W-MAIN:leak,start=2025-08-01T22:00:00+08:00,end=2025-08-03T08:00:00+08:00"])` reads the CLI's
+`--fault` options; the keys say whether an id is a meter's or a gateway's, or the anomaly.
 """
 
 from __future__ import annotations
@@ -47,11 +54,13 @@ import numpy.typing as npt
 from pydantic import ValidationError
 
 from collectors.modbus.decode import RegisterSpec, RegisterType
-from core.config import GatewayFaults, Meter, MeterFaults, SiteConfig
+from core.config import ANOMALY_KINDS, Anomaly, GatewayFaults, Meter, MeterFaults, SiteConfig
+from core.config.anomalies import unsuited
 from core.config.faults import GarbageKind
 from core.errors import ConfigError
 from core.quantities import QUANTITIES
 from simulators import rand
+from simulators.anomalies import DataAnomalies
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -110,6 +119,13 @@ class FaultPlan:
     meters: Mapping[str, MeterFaults] = field(default_factory=dict)
     seed: int = 0
     gateways: Mapping[str, GatewayFaults] = field(default_factory=dict)
+    anomalies: tuple[Anomaly, ...] = ()
+    """Anomalies with ground truth; the model plays the physical ones."""
+    data: DataAnomalies = field(init=False, repr=False, compare=False)
+    """The anomalies that change what meters report, by meter."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "data", DataAnomalies(self.anomalies))
 
     def for_meter(self, meter_id: str) -> MeterFaults | None:
         return self.meters.get(meter_id)
@@ -119,7 +135,7 @@ class FaultPlan:
 
     @property
     def empty(self) -> bool:
-        return not self.meters and not self.gateways
+        return not self.meters and not self.gateways and not self.anomalies
 
     @classmethod
     def from_site(cls, site: SiteConfig) -> FaultPlan:
@@ -127,14 +143,17 @@ class FaultPlan:
             dict(site.simulation.faults),
             site.simulation.seed,
             dict(site.simulation.gateway_faults),
+            site.simulation.anomalies,
         )
 
     def merged(self, other: FaultPlan) -> FaultPlan:
-        """This plan with `other`'s meters and gateways added (other wins per id)."""
+        """This plan with `other`'s meters and gateways added (other wins per id) and its
+        anomalies after this one's."""
         return FaultPlan(
             {**self.meters, **other.meters},
             other.seed if not other.empty else self.seed,
             {**self.gateways, **other.gateways},
+            (*self.anomalies, *other.anomalies),
         )
 
     @classmethod
@@ -143,6 +162,7 @@ class FaultPlan:
         ID is a meter (`MeterFaults`) or a gateway (`GatewayFaults`, e.g. `gw-1:drop_rate=0.15`)."""
         meters: dict[str, MeterFaults] = {}
         gateways: dict[str, GatewayFaults] = {}
+        anomalies: list[Anomaly] = []
         for spec in specs:
             target, sep, rest = spec.partition(":")
             if not sep or not target or not rest:
@@ -155,6 +175,10 @@ class FaultPlan:
                 key, eq, value = item.partition("=")
                 key = key.strip()
                 data[key] = value.strip() if eq else True
+            kinds = [k for k in data if k in ANOMALY_KINDS]
+            if kinds:
+                anomalies.append(_parse_anomaly(spec, target, kinds, data))
+                continue
             gateway_keys = sorted(k for k in data if k in _GATEWAY_KEYS)
             meter_keys = sorted(k for k in data if k not in _GATEWAY_KEYS)
             if gateway_keys and meter_keys:
@@ -176,7 +200,7 @@ class FaultPlan:
                 gateways[target] = parsed
             else:
                 meters[target] = parsed
-        return cls(meters, seed, gateways)
+        return cls(meters, seed, gateways, tuple(anomalies))
 
     def check(self, site: SiteConfig) -> None:
         for meter_id in self.meters:
@@ -185,6 +209,35 @@ class FaultPlan:
         for gateway_id in self.gateways:
             if gateway_id not in site.gateways_by_id:
                 raise ConfigError(f"fault for unknown gateway {gateway_id!r}", file=site.source)
+        for a in self.anomalies:
+            if a.meter not in site.meters_by_id:
+                raise ConfigError(f"{a.kind} at unknown meter {a.meter!r}", file=site.source)
+            reason = unsuited(a, site)
+            if reason is not None:
+                raise ConfigError(f"{a.kind} at {a.meter}: {reason}", file=site.source)
+
+
+def _parse_anomaly(
+    spec: str, target: str, kinds: Sequence[str], data: dict[str, object]
+) -> Anomaly:
+    """`METER:leak,start=...,end=...,flow_m3h=0.6` as an `Anomaly`."""
+    if len(kinds) > 1 or data[kinds[0]] is not True:
+        raise ConfigError(f"fault {spec!r}: name one anomaly, as a flag ({target}:leak,start=...)")
+    fields = {k: v for k, v in data.items() if k != kinds[0]}
+    if "kind" in fields or "meter" in fields:
+        raise ConfigError(f"fault {spec!r}: the meter comes before ':', the kind after it")
+    try:
+        return Anomaly.model_validate({"kind": kinds[0], "meter": target, **fields})
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        cause = err.get("ctx", {}).get("error")
+        where = ".".join(str(p) for p in err["loc"]) or getattr(cause, "key", "")
+        msg = str(cause) if isinstance(cause, ValueError) else err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif err["type"] == "missing":
+            msg = "required"
+        raise ConfigError(f"fault {spec!r}: {where}: {msg}", entity=f"meter {target!r}") from None
 
 
 def _offline(f: MeterFaults, now_ms: int) -> bool:
@@ -296,10 +349,13 @@ class FaultInjector:
 
     def offline(self, meter_id: str, now_ms: int) -> bool:
         f = self.plan.for_meter(meter_id)
-        return f is not None and _offline(f, now_ms)
+        return (f is not None and _offline(f, now_ms)) or self.plan.data.silent(meter_id, now_ms)
 
     def modbus(self, meter_id: str, now_ms: int) -> tuple[ModbusOutcome, float]:
         """What happens to one request: the outcome and the answer's delay (s)."""
+        if self.plan.data.silent(meter_id, now_ms):
+            self._count("silent")
+            return ModbusOutcome.OFFLINE, 0.0
         f = self.plan.for_meter(meter_id)
         if f is None:
             return ModbusOutcome.ANSWER, 0.0
@@ -359,11 +415,22 @@ class FaultInjector:
         values: dict[str, float],
         source: Callable[[int], dict[str, float]],
     ) -> dict[str, float]:
-        """Counter resets and spikes applied to one reading's values."""
+        """Counter resets, jumps and spikes applied to one reading's values."""
         f = self.plan.for_meter(meter_id)
-        if f is None:
+        events = self.plan.data.counter_events(meter_id)
+        if f is None and not events:
             return values
         out = dict(values)
+        if events:
+            for q in COUNTERS & out.keys():
+
+                def raw_at(at: int, q: str = q) -> float:
+                    return self._value_at(meter_id, q, at, source)
+
+                offset = self.plan.data.counter_offset(meter_id, now_ms, raw_at)
+                out[q] = max(0.0, out[q] + offset)
+        if f is None:
+            return out
         if f.counter_reset_at_ms is not None and now_ms >= f.counter_reset_at_ms:
             for q in COUNTERS & out.keys():
                 base = self._value_at(meter_id, q, f.counter_reset_at_ms, source)
@@ -406,6 +473,9 @@ class FaultInjector:
 
     def mqtt(self, meter_id: str, now_ms: int) -> tuple[bool, bool, bool, int]:
         """(publish at all, malformed, duplicate, clock skew ms) for one message."""
+        if self.plan.data.silent(meter_id, now_ms):
+            self._count("silent")
+            return False, False, False, 0
         f = self.plan.for_meter(meter_id)
         if f is None:
             return True, False, False, 0
@@ -462,13 +532,25 @@ def apply_to_series(
     all_values: Mapping[str, F64],
     *,
     site: SiteConfig | None = None,
+    counter_at: Callable[[int], float] | None = None,
 ) -> tuple[I64, F64]:
     """What a collector would have stored of one series from a faulty meter: readings lost
-    to timeouts, exceptions and malformed messages dropped, counters reset or wrapped,
-    spikes, device clock skew, duplicates."""
+    to timeouts, exceptions and malformed messages dropped, silent meters, counters reset,
+    jumped or wrapped, spikes, device clock skew, duplicates. `counter_at(ms)`: the true
+    counter at any instant (a reset or jump before `ts[0]` needs it; without it, the
+    series is interpolated)."""
     f = plan.for_meter(meter.id)
-    if f is None:
-        return ts, values
+    if not plan.data.affects(meter.id):
+        if f is None:
+            return ts, values
+    elif f is None:
+        f = MeterFaults()
+
+    def raw_at(at: int) -> float:
+        if counter_at is not None:
+            return counter_at(at)
+        return float(np.interp(at, ts, values))
+
     key = rand.key(plan.seed, "history-faults", meter.id)
     sec = ts // 1000
     v = values.astype(np.float64, copy=True)
@@ -477,6 +559,7 @@ def apply_to_series(
         lo = f.offline_from_ms if f.offline_from_ms is not None else np.iinfo(np.int64).min
         hi = f.offline_until_ms if f.offline_until_ms is not None else np.iinfo(np.int64).max
         keep &= ~((ts >= lo) & (ts < hi))
+    keep &= ~plan.data.silent_mask(meter.id, ts)
     if meter.modbus is not None:
         retries = 2
         timeout = 1.0
@@ -492,9 +575,11 @@ def apply_to_series(
         if f.malformed_rate:
             keep &= rand.uniform(key ^ 2, sec) >= f.malformed_rate
     if quantity in COUNTERS:
+        if plan.data.counter_events(meter.id):
+            v = np.maximum(v + plan.data.counter_offsets(meter.id, ts, raw_at), 0.0)
         if f.counter_reset_at_ms is not None:
             at = f.counter_reset_at_ms
-            base = float(np.interp(at, ts, values))
+            base = raw_at(at)
             after = ts >= at
             v[after] = np.maximum(v[after] - base, 0.0)
         if f.rollover and meter.modbus is not None:

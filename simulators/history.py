@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -35,6 +36,9 @@ from simulators.faults import FaultPlan, apply_to_series
 from simulators.model import Evaluation, SiteModel
 from simulators.roles import MeterSpec, local_midnight_ms
 from simulators.timegrid import MINUTE_MS, QUARTER_MS
+
+if TYPE_CHECKING:
+    from simulators.site import SimulatedSite
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -164,7 +168,14 @@ def iter_history(
     """`generate_history()` in chunks of `chunk_days` (default: 7 days at 1-5 minutes,
     56 days otherwise). `progress` is called with the ms of time covered after each."""
     a, b, step = _check_range(start, end, interval)
-    model = model or SiteModel(site, seed)
+    physics = tuple(x for x in faults.anomalies if x.physics) if faults is not None else ()
+    if model is None:
+        model = SiteModel(site, seed, physics)
+    elif physics and model.anomalies != physics:
+        raise ValueError(
+            "the model does not play the plan's anomalies: "
+            "pass SiteModel(site, seed, anomalies=plan.anomalies)"
+        )
     ids = tuple(meters) if meters is not None else tuple(m.id for m in site.meters)
     for mid in ids:
         site.meter(mid)  # raises NotFound
@@ -182,10 +193,11 @@ def iter_history(
         mode = np.repeat(ev.mode, 15)[: len(part)]
         state = state.advanced(part.sum(0), part[mode == 1].sum(0), part[mode == 2].sum(0))
     roots = {s.index: derive.root_of(s, model.spec.meters) for s in sel}
+    counters = _CountersAt(model)
     t = a
     while t < b:
         u = min(b, t + chunk)
-        part_h, state = _chunk(model, t, u, step, sel, wanted, roots, state, faults)
+        part_h, state = _chunk(model, t, u, step, sel, wanted, roots, state, faults, counters)
         if progress is not None:
             progress(u - t)
         yield part_h
@@ -236,6 +248,7 @@ def _chunk(
     roots: dict[int, int | None],
     state: CounterState,
     faults: FaultPlan | None,
+    counters: _CountersAt,
 ) -> tuple[History, CounterState]:
     q0 = a // QUARTER_MS
     q1 = -(-b // QUARTER_MS)
@@ -315,7 +328,9 @@ def _chunk(
             v = values[q]
             t_out = ts
             if faults is not None:
-                t_out, v = apply_to_series(faults, s.meter, q, ts, v, values, site=model.site)
+                t_out, v = apply_to_series(
+                    faults, s.meter, q, ts, v, values, site=model.site, counter_at=counters(s.id, q)
+                )
             labels.append((s.id, q))
             times.append(t_out)
             vals.append(np.asarray(v, dtype=np.float64))
@@ -339,6 +354,27 @@ def _chunk(
         meter_ids=tuple(s.id for s in sel),
     )
     return hist, new_state
+
+
+class _CountersAt:
+    """The true counters at any instant, for faults that reset or move them at an instant
+    outside the chunk at hand (the live site's values: the same numbers, computed a day at
+    a time, only when asked)."""
+
+    def __init__(self, model: SiteModel) -> None:
+        self._model = model
+        self._sim: SimulatedSite | None = None
+
+    def __call__(self, meter_id: str, quantity: str) -> Callable[[int], float]:
+        def at(ms: int) -> float:
+            if self._sim is None:
+                from simulators.site import SimulatedSite
+
+                m = self._model
+                self._sim = SimulatedSite(m.site, seed=m.seed, model=m, anomalies=m.anomalies)
+            return self._sim.values(meter_id, ms)[quantity]
+
+        return at
 
 
 def _exclusive_cumsum(e: F64) -> F64:

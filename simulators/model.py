@@ -34,11 +34,15 @@ Loads, in brief (sizes in `roles`):
   meal times, irrigation on dry mornings, cooling-tower make-up from the heat rejected
   (evaporation with four cycles of concentration), a closed loop's top-ups;
 - incomers: the sum of what they feed plus losses (busbar and cable I^2R, auxiliaries).
+
+Anomalies (a leak, a chiller left on, a base-load step, a demand peak: `anomalies=` of
+`SiteModel`, see `simulators.anomaly_physics`) add their loads in both worlds, so they show
+in every meter above the one they happen at and in the counters.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -46,8 +50,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from core.config import EndUse, SiteConfig
+from core.config import Anomaly, EndUse, SiteConfig
 from simulators import rand
+from simulators.anomaly_physics import PhysicsAnomalies
 from simulators.occupancy import Occupancy, Templates, occupancy, templates
 from simulators.roles import Role, SiteSpec, build_spec
 from simulators.timegrid import HOLIDAY, QUARTER_MS, LocalTimes, local_times
@@ -146,7 +151,7 @@ def _fir_lag(x: F64, tau_q: float, taps: int) -> F64:
 class SiteModel:
     """The site file's meters as a model; pure: the same quarters give the same numbers."""
 
-    def __init__(self, site: SiteConfig, seed: int = 0) -> None:
+    def __init__(self, site: SiteConfig, seed: int = 0, anomalies: Sequence[Anomaly] = ()) -> None:
         self.site = site
         self.seed = seed
         self.spec: SiteSpec = build_spec(site, seed)
@@ -168,6 +173,9 @@ class SiteModel:
         self._meeting_buildings = {
             s.building_index for s in self.spec.meters if s.role is Role.MEETING
         }
+        self._anomalies = PhysicsAnomalies(self, anomalies)
+        self.anomalies: tuple[Anomaly, ...] = self._anomalies.items
+        """The physical anomalies this model plays (the others are what meters report)."""
 
     def _office_group(self) -> _Offices:
         rows = []
@@ -211,7 +219,8 @@ class SiteModel:
         weeks = [19_737, 19_828, 19_919, 20_011]  # local days: mid Jan, Apr, Jul, Oct 2024
         mean = np.zeros(self.n_meters)
         for d in weeks:
-            mean += self.evaluate(d * 96, 7 * 96).actual.mean(axis=0) / len(weeks)
+            ev = self.evaluate(d * 96, 7 * 96, anomalies=False)
+            mean += ev.actual.mean(axis=0) / len(weeks)
         years = np.array(
             [2.0 + 4.0 * float(rand.uniform(s.key ^ 0x57A, [0])[0]) for s in self.spec.meters]
         )
@@ -223,7 +232,8 @@ class SiteModel:
 
     # ------------------------------------------------------------------ evaluation
 
-    def evaluate(self, q0: int, n: int) -> Evaluation:
+    def evaluate(self, q0: int, n: int, *, anomalies: bool = True) -> Evaluation:
+        """Quarters [q0, q0 + n); `anomalies=False`: as if none were configured."""
         qa = q0 - WARMUP
         ts = (qa + np.arange(n + WARMUP, dtype=np.int64)) * QUARTER_MS
         mid = ts + QUARTER_MS // 2
@@ -276,7 +286,11 @@ class SiteModel:
             own_c *= noise
 
         sl = slice(WARMUP, None)
+        one_world = own_c is own_a
         own_a, own_c = own_a[sl], own_c[sl]
+        mode = mode[sl]
+        if anomalies and self._anomalies:
+            self._anomalies.apply(q0, own_a, None if one_world else own_c, mode, self._roll_up)
         act, loss_a = self._roll_up(own_a)
         if own_c is own_a:
             cf, loss_c = act, loss_a
@@ -290,7 +304,7 @@ class SiteModel:
             losses_counterfactual=loss_c,
             actual=act,
             counterfactual=cf,
-            mode=mode[sl],
+            mode=mode,
             chw_pumps=chw[sl],
             temperature=wx.temperature[sl],
         )

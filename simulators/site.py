@@ -5,6 +5,7 @@
     sim.values("E-D01", now_ms)         # any instant
     sim.source("E-D01")                 # now_ms -> values, for a SimulatedUnit or a publisher
     sim.true_savings_kwh("E-TR1", a, b) # counterfactual - actual over [a, b)
+    SimulatedSite(site, anomalies=plan.anomalies)  # with a leak, a chiller left on, ...
 
 Values are those of `simulators.history` at the same instant: the model is evaluated one
 UTC day at a time (cached), minute by minute; counters are the start value plus the energy
@@ -16,13 +17,13 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
-from core.config import MeterKind, SiteConfig
+from core.config import Anomaly, MeterKind, SiteConfig
 from simulators import derive
 from simulators.clock import Clock, RealClock
 from simulators.history import (
@@ -64,12 +65,18 @@ class SimulatedSite:
         clock: Clock | Callable[[], int] | None = None,
         seed: int | None = None,
         model: SiteModel | None = None,
+        anomalies: Sequence[Anomaly] = (),
     ) -> None:
+        """`anomalies`: the physical ones are played by the model (the others are what the
+        servers report: give them to the servers' `FaultPlan`)."""
         self.site = site
         self.seed = site.simulation.seed if seed is None else seed
         self.clock: Callable[[], int] = clock or RealClock()
+        physics = tuple(a for a in anomalies if a.physics)
         self.model = (
-            model if model is not None and model.seed == self.seed else SiteModel(site, self.seed)
+            model
+            if model is not None and model.seed == self.seed and model.anomalies == physics
+            else SiteModel(site, self.seed, physics)
         )
         self._days: OrderedDict[int, _Day] = OrderedDict()
         self._starts: dict[int, CounterState] = {}

@@ -93,6 +93,39 @@ def _jump(size: float) -> Case:
     return Case("implausible_jump", batch, NIGHT, {"E-1": size >= 50, "TR-1": False})
 
 
+def _season_start() -> Case:
+    # a chiller idle all spring starts for the summer two hours ago and keeps running: its
+    # usual pace was nothing, but a pace kept is use, not a jump (the benchmark's clean year
+    # raised this on every heat pump's first winter morning)
+    start = NIGHT - 2 * HOUR
+    idle = during(lambda t: 0.0 * t, start, NIGHT, lambda t: 640.0 + 0 * t)  # 160 kWh a quarter
+    batch = ReadingBatch.concat(
+        [usual(START, NIGHT, skip=("CH-1",)), counter("CH-1", "energy_import", idle, START, NIGHT)]
+    )
+    return Case("implausible_jump", batch, NIGHT, {"CH-1": False, "E-1": False})
+
+
+COLD_FROM = local_ms(2025, 6, 10)
+"""A week of cold weather up to the judged night (a Tuesday to the next Wednesday)."""
+
+
+def _cold_snap(similar_weather_c: float) -> Case:
+    # heating doubles the department's use on cold days; the day judged is the sixth cold
+    # working day: like the five before it, not like the warm weeks
+    def heated(ts: Ints) -> npt.NDArray[np.float64]:
+        return np.asarray(np.where(ts >= COLD_FROM, 2.0, 1.0) * office(ts), dtype=np.float64)
+
+    def temperature(ts: Ints) -> npt.NDArray[np.float64]:
+        return np.where(ts >= COLD_FROM, 2.0, 25.0) + 0.0 * ts
+
+    batch = ReadingBatch.concat(
+        [usual(START, NIGHT, rates={"E-1": heated}, skip=("WX",)),
+         instant("WX", "outdoor_temperature", temperature, START, NIGHT)]
+    )  # fmt: skip
+    return Case("daily_use", batch, NIGHT, {"E-1": similar_weather_c == 0},
+                alarms={"similar_weather_c": similar_weather_c})  # fmt: skip
+
+
 def _dead_letters(new: int) -> Case:
     availability = Availability()
     availability.count("mqtt_dead_letters", 3)
@@ -195,6 +228,7 @@ CASES: dict[str, Callable[[], Case]] = {
     "reset 3 h ago is no longer held": lambda: _reset(3),
     "jump of 5000 kWh": lambda: _jump(5000),
     "step of 40 kWh is below min_step": lambda: _jump(40),
+    "plant starting for the season is no jump": _season_start,
     "12 dead letters": lambda: _dead_letters(12),
     "spool growing": lambda: _spool([0, 4, 9]),
     "spool draining": lambda: _spool([9, 4, 2]),
@@ -207,6 +241,8 @@ CASES: dict[str, Callable[[], Case]] = {
     "office hours are not judged": lambda: _out_of_hours(15, local_ms(2025, 6, 18, 11, 30)),
     "a day at twice the usual": lambda: _daily(2.0),
     "a day at +10 %": lambda: _daily(1.1),
+    "a cold day is judged against cold days": lambda: _cold_snap(3.0),
+    "... and against every day without the weather": lambda: _cold_snap(0.0),
     "base load +8 kWh/h": lambda: _base_load(8),
     "base load +1 kWh/h is noise": lambda: _base_load(1),
     "leak of 0.5 m3/h": lambda: _leak(0.5),

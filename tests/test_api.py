@@ -531,7 +531,7 @@ def test_series_cache_sees_new_data_at_once(world, client):
 def test_savings_cache_serves_stale_while_it_refreshes(world):
     import time as _time
 
-    from api.routes.contracts import SavingsCache
+    from api.savings_cache import SavingsCache
 
     cache = SavingsCache()
     contract = world.site.contracts[0]

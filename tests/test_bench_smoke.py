@@ -68,6 +68,8 @@ def test_influx_benchmark_quick_run(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert "InfluxStore.write" in done.stdout
     assert "same answer: yes" in done.stdout
+    assert "store copy DuckDB -> InfluxDB" in done.stdout  # and every point copied (else exit 1)
+    assert "store copy, no-op resume" in done.stdout
     assert list(tmp_path.iterdir()) == []
 
 

@@ -252,12 +252,16 @@ def test_c_a_collector_killed_with_sigkill_loses_nothing_it_acknowledged(mosquit
     try:
         second.wait_for("running")
         deadline = time.monotonic() + 120  # a loaded machine drains slowly; done is done
-        stored = 0
+        stored, progress = 0, []
         while time.monotonic() < deadline and stored < 10_000:
             stored = _stored_via_api(api_port, key)
-            time.sleep(0.2)  # the collector drains what the broker kept for it
+            progress.append(stored)
+            # the collector drains what the broker kept for it; ten series reads five times a
+            # second competed with its writes for the store
+            time.sleep(1.0)
         letters = read_dead_letters(tmp_path / "dead-letters.jsonl", limit=20)
-        assert stored == 10_000, (stored, letters, second.output[-3000:])
+        # slow or stuck: the count every 10 s tells which
+        assert stored == 10_000, (stored, progress[::10], letters, second.output[-3000:])
     finally:
         code = second.stop()
     assert code == 0, second.output

@@ -91,8 +91,11 @@ def test_demo_runs_end_to_end(tmp_path):
         assert re.search(r"department bills \d{4}-\d{2}: 57 departments", output_so_far)
         modbus_meter, mqtt_meter = "E-D01", "WX-ROOF"
         assert httpx.get(f"{base}/api/v1/meters", timeout=5).status_code == 401  # no key, no data
+        # the first minute is the demo's busiest (each closed month's report is written, the
+        # alarms read their reference weeks, the caches warm): an answer, not its speed, is
+        # what this test checks (bench.api and bench.page measure speed)
         with httpx.Client(
-            base_url=base, timeout=5, headers={"Authorization": f"Bearer {key}"}
+            base_url=base, timeout=30, headers={"Authorization": f"Bearer {key}"}
         ) as client:
             # the main job, within a minute of starting: the contract's monthly statements
             listing = client.get("/api/v1/contracts/epc-2025-01/statements").json()
@@ -146,9 +149,10 @@ def test_demo_runs_end_to_end(tmp_path):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-    pump.join(timeout=10)
-    assert proc.stdout is not None
-    proc.stdout.close()
+        # also when the test failed: a pipe left to the garbage collector fails a later test
+        pump.join(timeout=10)
+        assert proc.stdout is not None
+        proc.stdout.close()
     while not lines.empty():
         seen.append(lines.get_nowait())
     output = "".join(seen)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from alarms.context import Context, FloatArray, robust
+from alarms.context import BoolArray, Context, FloatArray, robust
 from alarms.rules.common import Judged, meter_label
 from alarms.rules.expected import (
     boundaries,
@@ -44,6 +44,7 @@ def out_of_hours(ctx: Context, s: OutOfHours) -> list[Judged]:
         return []
     idle = bool(_unoccupied(ctx)[hours].all())
     before = day_before(ctx)
+    masks = [same_hours(ctx, h, before) for h in hours.tolist()] if idle else []
     out = []
     for m in ctx.meters(s.kinds):
         use = ctx.hourly_use(m.id)
@@ -57,8 +58,8 @@ def out_of_hours(ctx: Context, s: OutOfHours) -> list[Judged]:
             )
             continue
         expected, limit = [], []
-        for h in hours.tolist():
-            ref = reference(use, same_hours(ctx, h, before), MIN_REFERENCE)
+        for same in masks:
+            ref = reference(use, same, MIN_REFERENCE)
             if ref is None:
                 break
             median, spread = ref
@@ -116,13 +117,14 @@ def daily_use(ctx: Context, s: DailyUse) -> list[Judged]:
         return []
     j = int(done[-1])  # the last day that has ended
     working = np.isin(types, (0, 3))
+    similar = similar_weather(ctx, j)
     out = []
     day = str(days[j])
     for m in ctx.meters(s.kinds):
         per_day = ctx.daily(ctx.hourly_use(m.id))
         if not np.isfinite(per_day[j]):
             continue
-        mask = (np.arange(len(days)) < j) & (working == working[j])
+        mask = (np.arange(len(days)) < j) & (working == working[j]) & similar
         ref = reference(per_day, mask, MIN_REFERENCE)
         if ref is None:
             continue
@@ -160,6 +162,23 @@ def daily_use(ctx: Context, s: DailyUse) -> list[Judged]:
     return out
 
 
+def similar_weather(ctx: Context, j: int, hours: tuple[int, int] | None = None) -> BoolArray:
+    """The days of the grid whose mean outdoor temperature (over `hours`) was within
+    `[alarms] similar_weather_c` of day j's: a meter's reference days. Heating and cooling
+    follow the weather, so a cold snap or the season's first hot day is judged against days
+    like it, and not judged at all while fewer than the reference needs have been seen. All
+    days when the setting is 0, the site reports no outdoor temperature, or day j has none."""
+    days = ctx.days[0]
+    every = np.ones(len(days), dtype=bool)
+    within = ctx.settings.similar_weather_c
+    t = ctx.outdoor_by_day(hours) if within > 0 else None
+    if t is None or not np.isfinite(t[j]):
+        return every
+    with np.errstate(invalid="ignore"):
+        near: BoolArray = np.abs(t - t[j]) <= within
+    return near
+
+
 def _nights(ctx: Context, use: FloatArray) -> tuple[np.ndarray, FloatArray, FloatArray]:
     """Per local day of the grid: how many of its night hours have ended, and the mean and
     the least use over them (NaN unless each of those hours is known)."""
@@ -187,7 +206,8 @@ def base_load(ctx: Context, s: BaseLoad) -> list[Judged]:
         if len(whole) == 0 or not np.isfinite(mean[whole[-1]]):
             continue
         j = int(whole[-1])
-        ref = reference(mean, (np.arange(len(mean)) < j) & (n == full), 7)
+        similar = similar_weather(ctx, j, ctx.settings.night_hours)
+        ref = reference(mean, (np.arange(len(mean)) < j) & (n == full) & similar, 7)
         if ref is None:
             continue
         median, spread = ref

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from alarms.context import Context, OpsSample
+from alarms.context import Context, OpsSample, percentile
 from alarms.rules.common import Judged, duration, meter_label
 from alarms.window import SeriesView
 from core.config.alarms import (
@@ -105,7 +105,7 @@ def implausible_jump(ctx: Context, s: ImplausibleJump) -> list[Judged]:
         known = hourly[np.isfinite(hourly)]
         if len(known) < 24:
             continue  # no idea yet what this meter can use
-        typical_max = float(np.percentile(known, 99))
+        typical_max = percentile(known, 99)
         limit_per_h = s.factor * max(typical_max, 1e-6)
         ts, v = _counter_samples(view)
         keep = ts >= hold_from - 3_600_000
@@ -114,7 +114,13 @@ def implausible_jump(ctx: Context, s: ImplausibleJump) -> list[Judged]:
         hours = np.diff(ts) / 3_600_000
         with np.errstate(divide="ignore", invalid="ignore"):
             rate = np.where(hours > 0, step / hours, np.inf)
-        jump = (step >= max(s.min_step, 0.0)) & (rate > limit_per_h) & (ts[1:] >= hold_from)
+        fast = rate > limit_per_h
+        # a jump stands alone: the register steps and then counts at its usual pace again.
+        # Plant starting for the season keeps using at the new pace (a chiller idle all
+        # spring has a usual pace of nothing), so a step is judged once the next one is in
+        alone = np.zeros(len(step), dtype=bool)
+        alone[:-1] = ~fast[1:]
+        jump = (step >= max(s.min_step, 0.0)) & fast & alone & (ts[1:] >= hold_from)
         label = meter_label(ctx.site, m.id)
         if jump.any():
             i = int(np.flatnonzero(jump)[-1])

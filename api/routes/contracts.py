@@ -10,19 +10,21 @@ from __future__ import annotations
 
 import logging
 import tempfile
-import threading
-import time
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import orjson
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
-from api.common import Format, csv_response, json_response
-from api.deps import AnyKey, SiteDep, StoreDep
+from api import fast
+from api.cache import ResponseCache
+from api.common import Format, csv_response, json_bytes_response, json_response
+from api.deps import AnyKey, SiteDep
 from api.errors import BadRequest
 from api.keys import Principal
 from api.routes.meters import ERRORS
+from api.savings_cache import SavingsCache
 from api.schemas import (
     BaselineOut,
     ContractSummaryOut,
@@ -38,7 +40,6 @@ from processing.contract import (
     SavingsResult,
     Statement,
     check_month_closed,
-    compute_savings,
     parse_month,
 )
 from processing.savings import PeriodSavings
@@ -49,8 +50,6 @@ router = APIRouter(prefix="/api/v1/contracts", tags=["contracts"])
 log = logging.getLogger("epcmon.api")
 
 Utility = UtilityName
-CACHE_S = 60.0
-"""Savings are recomputed at most once a minute per contract and utility (dashboards poll)."""
 
 
 def visible_contract(site: SiteConfig, who: Principal, contract_id: str) -> Contract:
@@ -68,115 +67,29 @@ def baseline_of(request: Request, contract: Contract, utility: Utility) -> Basel
     if utility not in contract.utility_names():
         raise NotFound(f"contract {contract.id} has no {utility} boundary")
     cache: SavingsCache = request.app.state.savings_cache
-    baseline = cache.baseline(statements_of(request), contract.id, utility)
+    return found_baseline(
+        contract, utility, cache.baseline(statements_of(request), contract.id, utility)
+    )
+
+
+async def baseline_async(request: Request, contract: Contract, utility: Utility) -> Baseline:
+    """`baseline_of` on the event loop when the baseline is cached, else in a worker thread."""
+    if utility not in contract.utility_names():
+        raise NotFound(f"contract {contract.id} has no {utility} boundary")
+    cache: SavingsCache = request.app.state.savings_cache
+    hit = cache.cached_baseline(contract.id, utility)
+    if hit is None:
+        return await fast.blocking(lambda: baseline_of(request, contract, utility))
+    return found_baseline(contract, utility, hit[0])
+
+
+def found_baseline(contract: Contract, utility: Utility, baseline: Baseline | None) -> Baseline:
     if baseline is None:
         raise InsufficientData(
             f"contract {contract.id}: no {utility} baseline has been fitted yet "
             f"(epcmon baseline fit --contract {contract.id})"
         )
     return baseline
-
-
-class SavingsCache:
-    """Savings per (contract, utility, baseline), recomputed at most every `CACHE_S`; one
-    computation at a time per key, so fifty dashboards asking at once compute it once."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._key_locks: dict[tuple[str, str, str], threading.Lock] = {}
-        self._entries: dict[tuple[str, str, str], tuple[float, SavingsResult]] = {}
-        self._baselines: dict[tuple[str, str], tuple[float, Baseline | None]] = {}
-
-    def baseline(
-        self, statements: StatementStore, contract_id: str, utility: str
-    ) -> Baseline | None:
-        """The stored baseline, re-read at most every `CACHE_S` (parsing its JSON per request
-        cost more than the request)."""
-        key = (contract_id, utility)
-        with self._lock:
-            hit = self._baselines.get(key)
-            if hit is not None and time.monotonic() - hit[0] < CACHE_S:
-                return hit[1]
-        baseline = statements.latest_baseline(contract_id, utility)
-        with self._lock:
-            self._baselines[key] = (time.monotonic(), baseline)
-        return baseline
-
-    def get(
-        self,
-        site: SiteConfig,
-        store: TimeSeriesStore,
-        contract: Contract,
-        utility: Utility,
-        baseline: Baseline,
-    ) -> SavingsResult:
-        """The cached result; a stale one is returned at once while a worker thread refreshes
-        it (stale-while-revalidate), so only the very first request waits for the computation."""
-        key = (contract.id, utility, baseline.fitted_at)
-        with self._lock:
-            hit = self._entries.get(key)
-            key_lock = self._key_locks.setdefault(key, threading.Lock())
-        if hit is not None:
-            if time.monotonic() - hit[0] >= CACHE_S and key_lock.acquire(blocking=False):
-                threading.Thread(
-                    target=self._refresh,
-                    args=(key, key_lock, site, store, contract, utility, baseline),
-                    daemon=True,
-                ).start()
-            return hit[1]
-        with key_lock:  # nothing cached yet: one computation, the others wait for it
-            with self._lock:
-                hit = self._entries.get(key)
-            if hit is not None:
-                return hit[1]
-            return self._compute(key, site, store, contract, utility, baseline)
-
-    def _compute(
-        self,
-        key: tuple[str, str, str],
-        site: SiteConfig,
-        store: TimeSeriesStore,
-        contract: Contract,
-        utility: Utility,
-        baseline: Baseline,
-    ) -> SavingsResult:
-        result = compute_savings(site, contract.id, store, utility=utility, baseline=baseline)
-        with self._lock:
-            self._entries[key] = (time.monotonic(), result)
-        return result
-
-    def _refresh(
-        self,
-        key: tuple[str, str, str],
-        key_lock: threading.Lock,
-        site: SiteConfig,
-        store: TimeSeriesStore,
-        contract: Contract,
-        utility: Utility,
-        baseline: Baseline,
-    ) -> None:
-        try:
-            self._compute(key, site, store, contract, utility, baseline)
-        except Exception:  # the stale result stays; the next request tries again
-            log.exception("refreshing the savings of %s failed", contract.id)
-        finally:
-            key_lock.release()
-
-    def warm(self, site: SiteConfig, store: TimeSeriesStore, statements: StatementStore) -> int:
-        """Compute every contract's savings that has a baseline (at start, off the request
-        path); return how many were computed."""
-        done = 0
-        for contract in site.contracts:
-            for utility in contract.utility_names():
-                baseline = self.baseline(statements, contract.id, utility)
-                if baseline is None:
-                    continue
-                try:
-                    self.get(site, store, contract, utility, baseline)
-                    done += 1
-                except InsufficientData as exc:
-                    log.info("no savings to warm for %s (%s): %s", contract.id, utility, exc)
-        return done
 
 
 def period_row(p: PeriodSavings, unit: str) -> dict[str, Any]:
@@ -273,11 +186,9 @@ def contract_baseline(
 
 
 @router.get("/{contract_id}/savings", responses=_ok(list[SavingsRowOut], csv=True))
-def contract_savings(
+async def contract_savings(
     who: AnyKey,
     request: Request,
-    site: SiteDep,
-    store: StoreDep,
     contract_id: str,
     period: Annotated[Literal["day", "month", "year", "total"], Query()] = "month",
     utility: Utility = "electricity",
@@ -285,16 +196,32 @@ def contract_savings(
 ) -> Response:
     """Avoided energy per day, month, contract year or in total, with its uncertainty at 68 %
     and 90 %, and the cumulative sum (`cumulative` on month rows)."""
+    state = request.app.state
+    site: SiteConfig = state.site
+    store: TimeSeriesStore = state.store
     contract = visible_contract(site, who, contract_id)
-    baseline = baseline_of(request, contract, utility)
-    result = request.app.state.savings_cache.get(site, store, contract, utility, baseline)
-    rows = savings_rows(result, period)
+    baseline = await baseline_async(request, contract, utility)
+    cache: SavingsCache = state.savings_cache
+    hit = cache.cached(site, store, contract, utility, baseline)
+    if hit is None:  # the first request computes it (once: the others wait for it)
+        hit = await fast.blocking(
+            lambda: cache.get_stamped(site, store, contract, utility, baseline)
+        )
+    stamp, result = hit
     if format == "csv":
+        rows = savings_rows(result, period)
         header = list(rows[0]) if rows else ["period"]
         return csv_response(
             header, ([r[h] for h in header] for r in rows), f"{contract.id}-savings-{period}.csv"
         )
-    return json_response(rows)
+    # the body is serialised once per computed result (dashboards poll the same question)
+    bodies: ResponseCache = state.response_cache
+    key = ("savings", contract.id, utility, baseline.fitted_at, stamp, period)
+    body = bodies.get(key)
+    if body is None:
+        body = orjson.dumps(savings_rows(result, period))
+        bodies.put(key, body)
+    return json_bytes_response(body)
 
 
 @router.get("/{contract_id}/statements", responses=_ok(list[StatementEntryOut]))

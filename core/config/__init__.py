@@ -21,6 +21,7 @@ The package, one job a module:
 | `alarms` | the alarm rules `epcmon run` evaluates, their thresholds, raising and clearing |
 | `notify` | where alarms are delivered: e-mail, webhooks, WeCom, DingTalk, Alertmanager |
 | `faults` | the simulators' settings and fault schema |
+| `anomalies` | the simulators' anomalies with their true start and end (what alarms should catch) |
 | `site` | `SiteConfig`, the root, and `[api]` |
 | `references` | the cross-references checked after validation |
 | `environment` | what the environment overrides (and the secrets it alone carries) |
@@ -28,6 +29,7 @@ The package, one job a module:
 """
 
 from core.config.alarms import RULE_NAMES, AlarmRules, AlarmsConfig, RuleSettings
+from core.config.anomalies import ANOMALY_KINDS, Anomaly, AnomalyKind
 from core.config.base import EntityId
 from core.config.billing import AllocationRule, BillingConfig, Pool
 from core.config.contracts import (
@@ -81,6 +83,7 @@ from core.config.storage import SECRET_ENV, InfluxConfig, SpoolConfig, StorageCo
 from core.config.topics import MqttRoute
 
 __all__ = [
+    "ANOMALY_KINDS",
     "INFLUX_ENV_PREFIX",
     "KWH_PER_GJ",
     "MODEL_NAMES",
@@ -91,6 +94,8 @@ __all__ = [
     "AlarmsConfig",
     "AlertmanagerChannel",
     "AllocationRule",
+    "Anomaly",
+    "AnomalyKind",
     "ApiConfig",
     "BaselineSettings",
     "BillingConfig",

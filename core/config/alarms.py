@@ -72,7 +72,9 @@ class ImplausibleJump(RuleSettings):
     min_step: float = Field(default=50.0, ge=0)
     """... when it is also at least this much (kWh, m³)."""
     hold_s: int = Field(default=3600, ge=0, le=7 * 86_400)
-    """The alarm stays active this long after the jump was seen."""
+    """The alarm stays active this long after the jump was seen. A jump stands alone: it is
+    judged once the next reading shows the usual pace again (plant starting for the season
+    keeps its new pace, and is use, not a jump)."""
 
 
 class DeadLetters(RuleSettings):
@@ -297,6 +299,10 @@ class AlarmsConfig(_Model):
     """Local hours [start, end) that are the night (base load, leaks)."""
     reference_days: int = Field(default=28, ge=7, le=90)
     """Days of a meter's own history its expected use is learned from."""
+    similar_weather_c: float = Field(default=3.0, ge=0, le=20)
+    """A meter's daily use and base load are judged against the reference days whose mean
+    outdoor temperature was within this many °C of the judged day's (the site's weather
+    station; heating and cooling follow the weather). 0: against every reference day."""
     late_s: int = Field(default=900, ge=0, le=86_400)
     """Readings arriving up to this late (device timestamps, spool replays) are still seen."""
     rules: AlarmRules = AlarmRules()

@@ -1,5 +1,6 @@
 """The simulators' settings and the fault schema: `[simulation]`,
-`[simulation.faults.<meter>]`, `[simulation.gateway_faults.<gateway>]`."""
+`[simulation.faults.<meter>]`, `[simulation.gateway_faults.<gateway>]` (the anomalies of
+`[[simulation.anomalies]]` are in `core.config.anomalies`)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from core.config.anomalies import Anomaly
 from core.config.base import EntityId, FieldError, _Model
 
 
@@ -100,6 +102,10 @@ class SimulationConfig(_Model):
     """Faults by meter id; none unless listed."""
     gateway_faults: dict[EntityId, GatewayFaults] = Field(default_factory=dict)
     """Faults by gateway id (dropped connections, garbage answers); none unless listed."""
+    anomalies: tuple[Anomaly, ...] = ()
+    """Anomalies with their true start and end (a leak, a chiller left on, a base-load step,
+    a demand peak, a silent meter, a counter reset, a jump), for measuring how well alarms
+    catch them; none unless listed."""
 
     @field_validator("start")
     @classmethod

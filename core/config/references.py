@@ -7,6 +7,7 @@ from collections.abc import Collection
 
 from core.calendar import CHINA_TIMEZONES
 from core.config.alarms import check_alarm_references
+from core.config.anomalies import check_anomaly_references
 from core.config.billing import check_billing_references
 from core.config.places import MeterKind
 from core.config.site import SiteConfig
@@ -139,6 +140,7 @@ def check_references(cfg: SiteConfig, path: str, known_profiles: Collection[str]
     for gateway_id in cfg.simulation.gateway_faults:
         if gateway_id not in cfg.gateways_by_id:
             raise fail("[simulation]", f"gateway_faults.{gateway_id}", f"no gateway {gateway_id!r}")
+    check_anomaly_references(cfg, fail)
     # a cycle in parent links would make hierarchy queries loop
     for m in cfg.meters:
         seen = {m.id}

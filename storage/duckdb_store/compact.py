@@ -96,7 +96,7 @@ def free_fraction(store: DuckDBStore) -> float:
 
 
 def journal_entry(
-    sid: npt.NDArray[np.int64], ts: npt.NDArray[np.int64], value: npt.NDArray[np.float64]
+    sid: npt.NDArray[np.int32], ts: npt.NDArray[np.int64], value: npt.NDArray[np.float64]
 ) -> pa.Table:
     return pa.table(
         {

@@ -32,7 +32,7 @@ import contextlib
 import logging
 import shutil
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import duckdb
@@ -43,8 +43,8 @@ import pyarrow as pa
 from core.errors import StoreError, StoreUnavailable
 from core.readings import Reading, ReadingBatch, check_storable
 from storage.base import Agg, Every, Series, increase_per_bucket
-from storage.columns import factorize_pairs, series_time_order
-from storage.duckdb_store import compact, retention
+from storage.columns import factorize_pairs, group_by_series
+from storage.duckdb_store import bulk, compact, retention
 from storage.duckdb_store.compact import Compacted
 from storage.duckdb_store.connection import DuckDBFile
 from storage.duckdb_store.files import first_line, is_invalidated
@@ -122,7 +122,7 @@ class DuckDBStore(DuckDBFile):
             cursor = self._cursor()
             pairs, pair_keys = factorize_pairs(batch.meter_id, batch.quantity)
             # Only writers change the maps, and this writer holds _write_lock: read freely.
-            pair_sid = np.empty(len(pair_keys), dtype=np.int64)
+            pair_sid = np.empty(len(pair_keys), dtype=np.int32)
             pair_max = np.empty(len(pair_keys), dtype=np.int64)
             new_series: list[tuple[int, str, str]] = []
             next_sid = max(self._key_by_sid, default=0) + 1
@@ -135,12 +135,21 @@ class DuckDBStore(DuckDBFile):
                 pair_sid[i] = known
                 pair_max[i] = self._max_ts.get(known, np.iinfo(np.int64).min)
 
-            order = series_time_order(pairs, batch.ts_ms)
-            pairs = pairs[order]
-            sid = pair_sid[pairs]
-            ts = np.asarray(batch.ts_ms, dtype=np.int64)[order]
-            value = np.asarray(batch.value, dtype=np.float64)[order]
-            overlap = ts <= pair_max[pairs]
+            # Grouped by series, time-ordered: each series is one run of rows.
+            order, pairs, ts = group_by_series(pairs, np.asarray(batch.ts_ms, dtype=np.int64))
+            value = np.asarray(batch.value, dtype=np.float64)
+            if order is not None:
+                value = value[order]
+            last = np.flatnonzero(np.append(pairs[1:] != pairs[:-1], True))
+            run_pairs = pairs[last]
+            runs = np.diff(last, prepend=-1)
+            sid = np.repeat(pair_sid[run_pairs], runs)
+            # A run overlaps what is stored only if its first (oldest) row does.
+            first_ts = ts[last - runs + 1]
+            if bool((first_ts <= pair_max[run_pairs]).any()):
+                overlap = ts <= pair_max[pairs]
+            else:
+                overlap = None  # the usual batch: newer than everything stored, pure appends
             try:
                 self._transaction(cursor, new_series, sid, ts, value, overlap)
             except duckdb.Error as exc:
@@ -154,11 +163,10 @@ class DuckDBStore(DuckDBFile):
                     f"writing {len(ts)} points to DuckDB store {self._path} failed: "
                     f"{first_line(exc)}"
                 ) from exc
-            if self._journal is not None:
-                self._journal.append(compact.journal_entry(sid, ts, value))
+            if self._journal is not None:  # copies: the batch's arrays are the caller's
+                self._journal.append(compact.journal_entry(sid, ts.copy(), value.copy()))
 
-            # Rows are grouped by series, time-ordered: the last row of each run is its newest.
-            last = np.flatnonzero(np.append(pairs[1:] != pairs[:-1], True))
+            # The last row of each run is its series' newest.
             with self._meta_lock:
                 for s, meter_id, quantity in new_series:
                     self._sid_by_key[(meter_id, quantity)] = s
@@ -175,10 +183,10 @@ class DuckDBStore(DuckDBFile):
         self,
         cursor: duckdb.DuckDBPyConnection,
         new_series: list[tuple[int, str, str]],
-        sid: npt.NDArray[np.int64],
+        sid: npt.NDArray[np.int32],
         ts: npt.NDArray[np.int64],
         value: npt.NDArray[np.float64],
-        overlap: npt.NDArray[np.bool_],
+        overlap: npt.NDArray[np.bool_] | None,
     ) -> None:
         """One transaction: new series, the points they replace deleted, the points added.
         On any failure it is rolled back if DuckDB still has it (a failed COMMIT has already
@@ -191,6 +199,11 @@ class DuckDBStore(DuckDBFile):
                 "value": pa.array(value, type=pa.float64()),
             }
         )
+        if not new_series and overlap is None:
+            # The usual batch, newer than everything stored: one statement, its own
+            # transaction (~10 % less than BEGIN, a registered view, INSERT and COMMIT).
+            cursor.from_arrow(table).insert_into("readings")
+            return
         # Registered outside the transaction: unregistering inside an aborted one fails
         # and would hide the error that aborted it.
         cursor.register("_epcmon_batch", table)
@@ -202,7 +215,7 @@ class DuckDBStore(DuckDBFile):
                         "INSERT INTO series (series_id, meter_id, quantity) VALUES (?, ?, ?)",
                         new_series,
                     )
-                if overlap.any():
+                if overlap is not None and overlap.any():
                     self._delete_existing(cursor, sid[overlap], ts[overlap])
                 cursor.execute(
                     "INSERT INTO readings SELECT series_id, ts, value FROM _epcmon_batch"
@@ -219,7 +232,7 @@ class DuckDBStore(DuckDBFile):
     @staticmethod
     def _delete_existing(
         cursor: duckdb.DuckDBPyConnection,
-        sid: npt.NDArray[np.int64],
+        sid: npt.NDArray[np.int32],
         ts: npt.NDArray[np.int64],
     ) -> None:
         overlap = pa.table(
@@ -355,6 +368,26 @@ class DuckDBStore(DuckDBFile):
         self._check_open()
         with self._meta_lock:
             return sorted(self._sid_by_key)
+
+    # -- bulk reads (`epcmon store copy`) ----------------------------------------------
+
+    def census(
+        self, start_ms: int, end_ms: int, after: Mapping[tuple[str, str], int]
+    ) -> dict[tuple[str, str], int]:
+        """Points per series in [start, end) newer than the series' mark in `after`."""
+        return bulk.census(self, start_ms, end_ms, after)
+
+    def read_after(
+        self,
+        left: Mapping[tuple[str, str], int],
+        after: Mapping[tuple[str, str], int],
+        start_ms: int,
+        end_ms: int,
+        rows: int,
+    ) -> Iterator[ReadingBatch]:
+        """Those points (`left`: from `census`) in batches of about `rows`, grouped by
+        series in the order of `left`, time-ordered within each."""
+        return bulk.read_after(self, left, after, start_ms, end_ms, rows)
 
     # -- retention and compaction -----------------------------------------------------
 

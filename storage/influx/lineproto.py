@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from core.readings import ReadingBatch
-from storage.columns import factorize_pairs, series_time_order
+from storage.columns import factorize_pairs, group_by_series
 from storage.influx.schema import FIELD
 
 Precision = Literal["ms", "s"]
@@ -99,10 +99,10 @@ def encode(
     if len(batch) == 0:
         return Lines(b"", np.zeros(1, dtype=np.int64), 0)
     pairs, keys = factorize_pairs(batch.meter_id, batch.quantity)
-    order = series_time_order(pairs, np.asarray(batch.ts_ms, dtype=np.int64))
-    value = np.asarray(batch.value, dtype=np.float64)[order]
-    ts = np.asarray(batch.ts_ms, dtype=np.int64)[order]
-    pairs = pairs[order]
+    order, pairs, ts = group_by_series(pairs, np.asarray(batch.ts_ms, dtype=np.int64))
+    value = np.asarray(batch.value, dtype=np.float64)
+    if order is not None:
+        value = value[order]
     finite = np.isfinite(value)
     skipped = int(len(value) - np.count_nonzero(finite))
     if skipped:

@@ -32,6 +32,7 @@ from core.config import InfluxConfig, SiteConfig
 from core.errors import BadReadings, StoreError, StoreUnavailable
 from core.readings import Reading, ReadingBatch, check_storable
 from storage.base import Agg, Every, Series, increase_per_bucket, local_midnight_ms, time_zone
+from storage.influx import bulk
 from storage.influx import influxql as q
 from storage.influx.lineproto import encode
 from storage.influx.schema import FIELD, meter_tags, tags_of
@@ -403,6 +404,26 @@ class InfluxStore:
         """Every (meter, quantity) the database holds, sorted."""
         (tables,) = self._tables(q.SERIES_KEYS)
         return sorted({(str(row[1]), table.name) for table in tables for row in table.values})
+
+    # -- bulk reads (`epcmon store copy`) ----------------------------------------------
+
+    def census(
+        self, start_ms: int, end_ms: int, after: Mapping[tuple[str, str], int]
+    ) -> dict[tuple[str, str], int]:
+        """Points per series in [start, end) newer than the series' mark in `after`."""
+        return bulk.census(self, start_ms, end_ms, after)
+
+    def read_after(
+        self,
+        left: Mapping[tuple[str, str], int],
+        after: Mapping[tuple[str, str], int],
+        start_ms: int,
+        end_ms: int,
+        rows: int,
+    ) -> Iterator[ReadingBatch]:
+        """Those points (`left`: from `census`), series by series in the order of `left`,
+        time-ordered, in batches of at most `rows` (CSV answers parsed by Arrow)."""
+        return bulk.read_after(self, left, after, start_ms, end_ms, rows)
 
 
 # -- combining per-day partials ----------------------------------------------------------

@@ -231,5 +231,26 @@ class QueryClient:
             raise StoreError(f"{self._where}: HTTP {answer.status_code}: {answer.text[:200]!r}")
         return parsed
 
+    def query_csv(self, statement: str) -> bytes:
+        """The CSV answer to one statement (`name,tags,time,<columns>`; empty when nothing
+        matches), for bulk reads parsed column-wise."""
+        params = {**self._params, "q": statement}
+        try:
+            answer = self._client.get("/query", params=params, headers={"Accept": "text/csv"})
+        except httpx.TransportError as exc:
+            raise StoreUnavailable(f"{self._where}: {type(exc).__name__}: {exc}") from exc
+        if answer.status_code in (401, 403):
+            raise StoreUnavailable(
+                f"{self._where}: HTTP {answer.status_code}, credentials refused: "
+                f"{_server_says(answer.content)}"
+            )
+        if answer.status_code >= 500:
+            raise StoreUnavailable(
+                f"{self._where}: HTTP {answer.status_code}: {_server_says(answer.content)}"
+            )
+        if answer.status_code >= 300:
+            raise StoreError(f"{self._where}: HTTP {answer.status_code}: {answer.text[:200]!r}")
+        return answer.content
+
     def close(self) -> None:
         self._client.close()
