@@ -1,18 +1,25 @@
 """MQTT ingest end to end: Mosquitto -> collector -> DuckDB, manual ack after commit.
 
-Figures printed beside their anchor, all from one run on the local Mosquitto:
-- the ceiling: a bare paho QoS 1 subscriber that only counts (auto-ack);
-- one collector process (`MqttSubscriber` -> `StoreWriter` -> `DuckDBStore`);
-- two collector processes on a `$share` subscription (each with its own DuckDB file: one
-  process owns a DuckDB file; with InfluxDB they would share one store).
+Figures printed beside their anchors, all from the same run on the local Mosquitto, on one
+MQTT protocol version (`--protocol`, default `[mqtt] protocol`'s):
+- broker: what Mosquitto delivers to a minimal fast client (`mosquitto_sub`, C libmosquitto,
+  QoS 1, persistent session): the physical limit on this machine;
+- paho: a bare paho-mqtt QoS 1 subscriber that only counts (auto-ack, stock client, no
+  per-message lock or shared counter): the honest ceiling of a Python client;
+- paho-lean: the same counter on `collectors.mqtt.lean.LeanClient` (the client the collector
+  uses): the ceiling of our client without our pipeline;
+- collector-1: one collector process (`MqttSubscriber` -> `StoreWriter` -> `DuckDBStore`),
+  with the mean messages per store transaction;
+- collector-2: two collector processes on a `$share` subscription (each with its own DuckDB
+  file: one process owns a DuckDB file; with InfluxDB they would share one store).
 
 Each consumer first registers its persistent session, goes offline, the publisher then
 queues N QoS 1 messages in the broker (counting PUBACKs, i.e. what the broker really took),
 and the consumers reconnect and drain: the time from the first to the last message received
 is the sustained rate, independent of how fast one Python publisher can publish. Every run
-checks that all N messages were stored (zero loss).
+checks that all N messages were stored (zero loss). `--runs` runs (3), medians printed.
 
-    python -m bench.ingest_mqtt [--messages N] [--quick]
+    python -m bench.ingest_mqtt [--messages N] [--runs R] [--protocol 5|3.1.1] [--quick]
 """
 
 from __future__ import annotations
@@ -21,8 +28,10 @@ import argparse
 import asyncio
 import json
 import multiprocessing as mp
+import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -36,6 +45,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from core.config import MqttConfig
 from core.net import free_port
 
 PREFIX = "bench/meter"
@@ -65,13 +75,14 @@ def start_broker(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
     raise RuntimeError("mosquitto did not start")
 
 
-def site_dict(port: int, client_id: str, shared: bool) -> dict[str, Any]:
+def site_dict(port: int, client_id: str, shared: bool, protocol: str) -> dict[str, Any]:
     return {
         "site": {"id": "bench", "name": "bench", "latitude": 31.7, "longitude": 116.5},
         "mqtt": {
             "url": f"mqtt://127.0.0.1:{port}",
             "client_id": client_id,
             "shared_group": GROUP if shared else "",
+            "protocol": protocol,
             "buffer_messages": 20_000,
         },
         "buildings": [{"id": "b", "name": "b", "floor_area_m2": 1000}],
@@ -97,14 +108,35 @@ def site_dict(port: int, client_id: str, shared: bool) -> dict[str, Any]:
     }
 
 
-def register_session(port: int, client_id: str, topic_filter: str) -> None:
+def _client(client_id: str, protocol: str, lean: bool = False) -> mqtt.Client:
+    from collectors.mqtt.lean import LeanClient
+
+    cls = LeanClient if lean else mqtt.Client
+    if protocol == "5":
+        return cls(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    return cls(
+        CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        protocol=mqtt.MQTTv311,
+        clean_session=False,
+    )
+
+
+def _connect_persistent(client: mqtt.Client, port: int, protocol: str, fresh: bool) -> None:
+    if protocol == "5":
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = 3600
+        client.connect("127.0.0.1", port, clean_start=fresh, properties=props)
+    else:
+        client.connect("127.0.0.1", port)
+
+
+def register_session(port: int, client_id: str, topic_filter: str, protocol: str) -> None:
     """Create a persistent session with the subscription, then go offline."""
     subscribed = threading.Event()
-    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    c = _client(client_id, protocol)
     c.on_subscribe = lambda *_args: subscribed.set()
-    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-    props.SessionExpiryInterval = 3600
-    c.connect("127.0.0.1", port, clean_start=True, properties=props)
+    _connect_persistent(c, port, protocol, fresh=True)
     c.loop_start()
     c.subscribe(topic_filter, qos=1)
     if not subscribed.wait(10):
@@ -136,14 +168,18 @@ def publish(port: int, n: int) -> int:
     return acked
 
 
-def _connect_persistent(client: mqtt.Client, port: int) -> None:
-    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-    props.SessionExpiryInterval = 3600
-    client.connect("127.0.0.1", port, clean_start=False, properties=props)
-
-
-def bare_counter(port: int, client_id: str, total: Any, goal: int, out: Any) -> None:
-    """The ceiling: count messages, auto-ack, nothing else."""
+def bare_counter(
+    port: int,
+    client_id: str,
+    protocol: str,
+    lean: bool,
+    total: Any,
+    goal: int,
+    out: Any,
+    start: Any,
+) -> None:
+    """A ceiling: count messages, auto-ack, nothing else. No lock per message: the main
+    thread adds the count to the processes' shared `total` every 10 ms, until `goal`."""
     count = 0
     first = last = 0.0
 
@@ -153,23 +189,51 @@ def bare_counter(port: int, client_id: str, total: Any, goal: int, out: Any) -> 
         if count == 0:
             first = last
         count += 1
-        with total.get_lock():
-            total.value += 1
 
-    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    c = _client(client_id, protocol, lean)
     c.on_message = on_message
-    _connect_persistent(c, port)
+    start.wait(60)
+    cpu = _cpu()
+    _connect_persistent(c, port, protocol, fresh=False)
     c.loop_start()
+    added = 0
     deadline = time.monotonic() + 180
-    while total.value < goal and time.monotonic() < deadline:
-        time.sleep(0.02)  # the network thread counts; this one only waits for the goal
+    while time.monotonic() < deadline:
+        seen = count
+        with total.get_lock():
+            total.value += seen - added
+            reached = total.value >= goal
+        added = seen
+        if reached:
+            break
+        time.sleep(0.01)  # the network thread counts; this one adds it up for the others
     c.disconnect()
     c.loop_stop()
-    out.put((count, count, first, last))
+    out.put((count, count, first, last, 0, _cpu() - cpu))
+
+
+def broker_ceiling(port: int, client_id: str, protocol: str, goal: int) -> tuple[int, float]:
+    """What the broker delivers to `mosquitto_sub` (C, QoS 1, auto-ack): (messages, seconds
+    from the first to the last), from the receive times it prints."""
+    binary = shutil.which("mosquitto_sub") or "/usr/bin/mosquitto_sub"
+    args = [binary, "-h", "127.0.0.1", "-p", str(port), "-i", client_id, "-c", "-q", "1"]
+    args += ["-t", f"{PREFIX}/#", "-C", str(goal), "-F", "%U", "-W", "180"]
+    args += ["-V", "5", "-x", "3600"] if protocol == "5" else ["-V", "311"]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=200, check=True)
+    times = [float(line) for line in done.stdout.split()]
+    return len(times), (times[-1] - times[0]) if len(times) > 1 else 0.0
 
 
 def collector(
-    port: int, client_id: str, shared: bool, total: Any, goal: int, store_path: str, out: Any
+    port: int,
+    client_id: str,
+    shared: bool,
+    protocol: str,
+    total: Any,
+    goal: int,
+    store_path: str,
+    out: Any,
+    start: Any,
 ) -> None:
     """One collector process: MqttSubscriber -> StoreWriter -> DuckDBStore, ack after commit."""
     from collectors.availability import Availability
@@ -180,15 +244,15 @@ def collector(
     from storage.deadletters import DeadLetters
     from storage.duckdb_store import DuckDBStore
 
-    site = parse_site(site_dict(port, client_id, shared))
+    site = parse_site(site_dict(port, client_id, shared, protocol))
     store = DuckDBStore(store_path)
     availability = Availability()
     first: list[float] = []
+    writes = [0]
 
     class CountingWriter(StoreWriter):
         async def __call__(self, batch: ReadingBatch) -> None:
-            if not first:
-                first.append(time.perf_counter())
+            writes[0] += 1
             await super().__call__(batch)
             with total.get_lock():
                 total.value += len(batch) // 2  # two readings per message
@@ -204,6 +268,7 @@ def collector(
         stop = asyncio.Event()
         task = asyncio.create_task(sub.run(stop))
         await sub.wait_connected(10)
+        first.append(time.perf_counter())  # the broker sends the queue from now on
         deadline = time.monotonic() + 180
         while total.value < goal and time.monotonic() < deadline:
             await asyncio.sleep(0.01)  # the subscriber task does the work; wait for the goal
@@ -212,10 +277,23 @@ def collector(
         await task
         return last
 
+    start.wait(60)  # every process imported and ready: connect together
+    cpu = _cpu()
     last = asyncio.run(main())
     stored = sum(len(store.read_raw(f"M{i:03d}", "power", 0, END_MS)) for i in range(METERS))
     store.close()
-    out.put((availability.counters["mqtt_messages"], stored, first[0] if first else last, last))
+    received = availability.counters["mqtt_messages"]
+    cpu = _cpu() - cpu  # before reading the store back
+    out.put((received, stored, first[0] if first else last, last, writes[0], cpu))
+
+
+def _cpu(pid: int | None = None) -> float:
+    """CPU seconds (user + system) used so far by this process, or by process `pid`."""
+    if pid is None:
+        times = os.times()
+        return times.user + times.system
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def collect_results(queue: Any, procs: list[Any], timeout: float = 240) -> list[Any]:
@@ -233,7 +311,20 @@ def collect_results(queue: Any, procs: list[Any], timeout: float = 240) -> list[
     return results
 
 
-def run_case(name: str, workers: int, n: int, kind: str, workdir: Path) -> dict[str, float]:
+CASES = (
+    ("broker", 1, "mosquitto_sub"),
+    ("paho", 1, "bare"),
+    ("paho-lean", 1, "lean"),
+    ("collector-1", 1, "collector"),
+    ("collector-2", 2, "collector"),
+)
+
+
+def run_case(
+    name: str, workers: int, n: int, kind: str, workdir: Path, protocol: str | None = None
+) -> dict[str, Any]:
+    """One case (`CASES`): `workers` consumers of `kind` drain `n` queued messages."""
+    protocol = protocol or MqttConfig().protocol
     broker, port = start_broker(workdir / name)
     ctx = mp.get_context("spawn")
     try:
@@ -242,14 +333,14 @@ def run_case(name: str, workers: int, n: int, kind: str, workdir: Path) -> dict[
         ids = [f"{name}-{i}" for i in range(workers)]
         stores = [str(workdir / f"{cid}.duckdb") for cid in ids]
         # 1. sessions: each consumer subscribes once and goes offline
-        if kind == "bare":
-            topic = f"$share/{GROUP}/{PREFIX}/#" if shared else f"{PREFIX}/#"
-            for cid in ids:
-                register_session(port, cid, topic)
-        else:
+        if kind == "collector":
             zero = ctx.Value("q", 0)
+            start = ctx.Barrier(workers)
             procs = [
-                ctx.Process(target=collector, args=(port, cid, shared, zero, 0, path, queue))
+                ctx.Process(
+                    target=collector,
+                    args=(port, cid, shared, protocol, zero, 0, path, queue, start),
+                )
                 for cid, path in zip(ids, stores, strict=True)
             ]
             for p in procs:
@@ -257,19 +348,42 @@ def run_case(name: str, workers: int, n: int, kind: str, workdir: Path) -> dict[
             collect_results(queue, procs)
             for p in procs:
                 p.join()
+        else:
+            topic = f"$share/{GROUP}/{PREFIX}/#" if shared else f"{PREFIX}/#"
+            for cid in ids:
+                register_session(port, cid, topic, protocol)
         # 2. the broker queues n messages for the offline sessions
         sent = publish(port, n)
         # 3. the consumers come back and drain
+        broker_cpu = _cpu(broker.pid)
+        if kind == "mosquitto_sub":
+            received, seconds = broker_ceiling(port, ids[0], protocol, sent)
+            rate = received / seconds if seconds > 0 else 0.0
+            return {
+                "sent": sent,
+                "received": received,
+                "stored": received,
+                "rate": rate,
+                "cores": 0.0,
+                "broker_cores": (_cpu(broker.pid) - broker_cpu) / seconds if seconds else 0.0,
+            }
         total = ctx.Value("q", 0)
-        if kind == "bare":
+        start = ctx.Barrier(workers)
+        if kind == "collector":
             procs = [
-                ctx.Process(target=bare_counter, args=(port, cid, total, sent, queue))
-                for cid in ids
+                ctx.Process(
+                    target=collector,
+                    args=(port, cid, shared, protocol, total, sent, path, queue, start),
+                )
+                for cid, path in zip(ids, stores, strict=True)
             ]
         else:
             procs = [
-                ctx.Process(target=collector, args=(port, cid, shared, total, sent, path, queue))
-                for cid, path in zip(ids, stores, strict=True)
+                ctx.Process(
+                    target=bare_counter,
+                    args=(port, cid, protocol, kind == "lean", total, sent, queue, start),
+                )
+                for cid in ids
             ]
         for p in procs:
             p.start()
@@ -278,6 +392,8 @@ def run_case(name: str, workers: int, n: int, kind: str, workdir: Path) -> dict[
             p.join(timeout=30)
         received = sum(r[0] for r in results)
         stored = sum(r[1] for r in results)
+        writes = sum(r[4] for r in results)
+        broker_cpu = _cpu(broker.pid) - broker_cpu
         active = [r for r in results if r[0]]
         first = min((r[2] for r in active), default=0.0)
         last = max((r[3] for r in active), default=0.0)
@@ -287,7 +403,12 @@ def run_case(name: str, workers: int, n: int, kind: str, workdir: Path) -> dict[
             "received": received,
             "stored": stored,
             "rate": rate,
+            "per_write": received / writes if writes else 0.0,
             "split": [r[0] for r in results],
+            # cores busy while draining (the consumers' CPU includes connecting and, for
+            # the collectors, stopping: an upper bound)
+            "cores": sum(r[5] for r in results) / (last - first) if last > first else 0.0,
+            "broker_cores": broker_cpu / (last - first) if last > first else 0.0,
         }
     finally:
         broker.terminate()
@@ -299,42 +420,69 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--messages", type=int, default=100_000)
-    parser.add_argument("--quick", action="store_true", help="500 messages: a smoke test")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--protocol", choices=("5", "3.1.1"), default=MqttConfig().protocol)
+    parser.add_argument("--quick", action="store_true", help="500 messages, 1 run: a smoke test")
     args = parser.parse_args(argv)
     n = 500 if args.quick else args.messages
+    runs = 1 if args.quick else args.runs
     print(
-        f"epcmon MQTT ingest benchmark: {n:,} QoS 1 messages (2 readings each), 2 cores, local Mosquitto"
+        f"epcmon MQTT ingest benchmark: {n:,} QoS 1 messages (2 readings each), MQTT "
+        f"{args.protocol}, local Mosquitto, {runs} run(s)"
     )
     ok = True
+    rates: dict[str, list[float]] = {name: [] for name, _w, _k in CASES}
+    cpu_us: dict[str, list[float]] = {name: [] for name, _w, _k in CASES}
+    per_write: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
-        workdir = Path(tmp)
-        rows = []
-        for name, workers, kind in (
-            ("ceiling", 1, "bare"),
-            ("collector-1", 1, "collector"),
-            ("collector-2", 2, "collector"),
-        ):
-            (workdir / name).mkdir()
-            r = run_case(name, workers, n, kind, workdir)
-            rows.append((name, workers, kind, r))
-            loss = r["sent"] - (r["stored"] if kind == "collector" else r["received"])
-            ok &= loss == 0 and r["sent"] == n
-            print(
-                f"  {name:12s} {workers} process(es): {r['rate']:>9,.0f} messages/s "
-                f"({2 * r['rate']:,.0f} readings/s), sent {r['sent']:,}, "
-                f"{'stored' if kind == 'collector' else 'received'} {r['stored'] if kind == 'collector' else r['received']:,}, "
-                f"lost {loss}"
-            )
-    ceiling = rows[0][3]["rate"]
+        for run in range(runs):
+            workdir = Path(tmp) / f"run{run}"
+            for name, workers, kind in CASES:
+                (workdir / name).mkdir(parents=True)
+                r = run_case(name, workers, n, kind, workdir, args.protocol)
+                loss = r["sent"] - r["stored"]
+                ok &= loss == 0 and r["sent"] == n
+                rates[name].append(r["rate"])
+                busy = r["broker_cores"] if kind == "mosquitto_sub" else r["cores"]
+                cpu_us[name].append(busy / r["rate"] * 1e6 if r["rate"] else 0.0)
+                if name == "collector-1":
+                    per_write.append(r["per_write"])
+                print(
+                    f"  run {run + 1} {name:12s} {workers} process(es): {r['rate']:>9,.0f} "
+                    f"messages/s, sent {r['sent']:,}, "
+                    f"{'stored' if kind == 'collector' else 'received'} {r['stored']:,}, "
+                    f"lost {loss}; cores busy: consumers {r['cores']:.2f}, broker "
+                    f"{r['broker_cores']:.2f}",
+                    flush=True,
+                )
+            ratio = rates["collector-1"][-1] / max(rates["paho"][-1], 1e-9)
+            print(f"  run {run + 1}: collector-1 / paho {ratio:.0%}", flush=True)
+    med = {name: statistics.median(v) for name, v in rates.items()}
+    paho = max(med["paho"], 1e-9)
+    one = max(med["collector-1"], 1e-9)
     print()
-    print(f"{'measure':36s} {'messages/s':>12s} {'of ceiling':>11s}  target")
-    for name, _w, _kind, r in rows:
-        target = {
-            "ceiling": "anchor ~20,000 messages/s",
-            "collector-1": ">= 50 % of the ceiling, zero loss",
-            "collector-2": "more than one process, zero loss",
-        }[name]
-        print(f"{name:36s} {r['rate']:>12,.0f} {r['rate'] / ceiling:>10.0%}  {target}")
+    print(f"medians of {runs} run(s), MQTT {args.protocol}")
+    print(f"{'measure':14s} {'messages/s':>12s} {'CPU µs/msg':>11s}  ratio")
+    rows = (
+        ("broker", f"{med['broker'] / paho:.1f}x paho (the physical limit here)"),
+        ("paho", "anchor: bare paho counter, stock client"),
+        ("paho-lean", f"{med['paho-lean'] / paho:.0%} of paho (our client, no pipeline)"),
+        (
+            "collector-1",
+            f"{one / paho:.0%} of paho (target >= 80 %), {one / max(med['paho-lean'], 1e-9):.0%} "
+            f"of paho-lean, {statistics.median(per_write):,.0f} messages per store write",
+        ),
+        ("collector-2", f"{med['collector-2'] / one:.2f}x collector-1 (target >= 1.6x)"),
+    )
+    for name, said in rows:
+        cost = statistics.median(cpu_us[name])
+        print(f"{name:14s} {med[name]:>12,.0f} {cost:>11.1f}  {said}")
+    print(
+        "CPU µs/msg: CPU time of the consumer processes (the broker's, for `broker`) per "
+        "message while draining: what a message costs, whatever share of the shared cores "
+        "the run got"
+    )
+    print(f"lost: {'0 in every run' if ok else 'SOME'}")
     if not ok:
         print("LOSS: a run did not store every message it was sent", file=sys.stderr)
         return 1

@@ -1,9 +1,12 @@
 """The paho-mqtt glue: one client and its network thread, and the messages it delivers.
 
 paho-mqtt's network thread hands each message to the subscriber's asyncio loop as an `Item`,
-tagged with the connection it came on. Message ids belong to one network connection: a
-message that outlived its connection (paho reconnected, or the subscriber did) is never
-acknowledged; the broker sends it again on the new one.
+tagged with the connection it came on, through the link's `Inbox` (`collectors.mqtt.inbox`:
+batches cut by `[mqtt] batch_linger_ms`, `batch_max_messages` and `batch_max_bytes`, one
+wake-up of the loop per batch). Message ids belong to one network connection: a message that
+outlived its connection (paho reconnected, or the subscriber did) is never acknowledged; the
+broker sends it again on the new one. The client is paho's with a lean PUBLISH path
+(`collectors.mqtt.lean`).
 
 Backpressure: at most `mqtt.buffer_messages` messages are held between receipt and ack. When
 the buffer is full, paho's network thread waits in `on_message`, so it stops reading the
@@ -26,12 +29,17 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from core.readings import Reading
+from collectors.mqtt.columns import Columns
+from collectors.mqtt.inbox import Inbox
+from collectors.mqtt.lean import LEAN, LeanClient, LeanMessage
 
 if TYPE_CHECKING:
     from collectors.mqtt.subscriber import MqttSubscriber
 
 log = logging.getLogger("epcmon.mqtt")
+
+Message = LeanMessage | mqtt.MQTTMessage
+"""A received message: lean (`collectors.mqtt.lean`), or paho's own for QoS 2."""
 
 PASSWORD_ENV = "EPCMON_MQTT_PASSWORD"
 
@@ -46,24 +54,32 @@ class Link:
         self.lock = threading.Lock()
         self.generation = 0
         self.connected = False
-        self.slots = threading.BoundedSemaphore(sub.site.mqtt.buffer_messages)
+        cfg = sub.site.mqtt
+        self.inbox: Inbox[Item] = Inbox(
+            loop,
+            capacity=cfg.buffer_messages,
+            linger_s=cfg.batch_linger_ms / 1000,
+            max_messages=cfg.batch_max_messages,
+            max_bytes=cfg.batch_max_bytes,
+            on_full=lambda: sub.availability.count("mqtt_backpressure_waits"),
+        )
         self.closing = threading.Event()
+        client_class = LeanClient if LEAN else mqtt.Client
         if sub.v5:
-            client = mqtt.Client(
+            client = client_class(
                 CallbackAPIVersion.VERSION2,
                 client_id=sub.client_id,
                 protocol=mqtt.MQTTv5,
                 manual_ack=True,
             )
         else:
-            client = mqtt.Client(
+            client = client_class(
                 CallbackAPIVersion.VERSION2,
                 client_id=sub.client_id,
                 protocol=mqtt.MQTTv311,
                 clean_session=False,
                 manual_ack=True,
             )
-        cfg = sub.site.mqtt
         if cfg.username:
             client.username_pw_set(cfg.username, os.environ.get(PASSWORD_ENV))
         client.reconnect_delay_set(min_delay=1, max_delay=30)
@@ -91,6 +107,7 @@ class Link:
     def close(self) -> None:
         """Disconnect and stop the network thread; what it delivered stays unacknowledged."""
         self.closing.set()
+        self.inbox.close()
         with self.lock:
             self.generation += 1  # nothing received so far may be acked any more
             self.connected = False
@@ -99,17 +116,22 @@ class Link:
 
     def ack(self, items: Sequence[Item]) -> int:
         """Acknowledge `items` (in receive order) if their connection is still up; how many."""
-        acked = 0
+        client = self.client
         with self.lock:
-            for item in items:
-                if item.generation == self.generation and self.connected:
-                    self.client.ack(item.message.mid, item.message.qos)
-                    acked += 1
-        return acked
+            if not self.connected:
+                return 0
+            live = [item for item in items if item.generation == self.generation]
+            if isinstance(client, LeanClient):
+                client.ack_many([i.message.mid for i in live if i.message.qos == 1])
+                one_by_one = [i for i in live if i.message.qos == 2]
+            else:
+                one_by_one = live
+            for item in one_by_one:
+                client.ack(item.message.mid, item.message.qos)
+        return len(live)
 
     def release(self, n: int) -> None:
-        for _ in range(n):
-            self.slots.release()
+        self.inbox.release(n)
 
     def _call(self, callback: Callable[..., object], *args: object) -> bool:
         try:
@@ -147,16 +169,10 @@ class Link:
         log.log(level, "MQTT disconnected from %s:%d: %s", sub.host, sub.port, reason)
         self._call(sub._set_connected, self, False)
 
-    def _on_message(self, _c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
-        # Backpressure: wait for room, so paho stops reading the socket while we are full.
-        if not self.slots.acquire(blocking=False):
-            self._sub.availability.count("mqtt_backpressure_waits")
-            while not self.slots.acquire(timeout=0.1):
-                if self.closing.is_set():
-                    return  # unacknowledged: the broker delivers it again
-        item = Item(self, self.generation, message)
-        if self.closing.is_set() or not self._call(self._sub._enqueue, item):
-            self.slots.release()
+    def _on_message(self, _c: mqtt.Client, _u: object, message: Message) -> None:
+        # Backpressure: `put` waits for room, so paho stops reading the socket while we are
+        # full; once closed it takes nothing (unacknowledged: the broker delivers it again).
+        self.inbox.put(Item(self, self.generation, message), len(message.payload))
 
 
 @dataclass(slots=True)
@@ -165,16 +181,20 @@ class Item:
 
     link: Link
     generation: int
-    message: mqtt.MQTTMessage
+    message: Message
     topic: str = ""
     received_ms: int = 0
-    readings: list[Reading] | None = None
+    columns: Columns | None = None
+    """The batch's readings, of which this message's are `start:stop`; None: nothing to
+    store (a dead letter)."""
+    start: int = 0
+    stop: int = 0
     reason: str = ""
     dead_written: bool = False
     stored: bool = False
 
 
-def topic_of(message: mqtt.MQTTMessage) -> str:
+def topic_of(message: Message) -> str:
     """The message's topic as text, even if a broker let invalid UTF-8 through."""
     try:
         return message.topic

@@ -25,13 +25,14 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 
 from collectors.availability import Availability
+from collectors.mqtt.columns import Columns
 from collectors.mqtt.discovery import Discovery
 from collectors.mqtt.link import Item, topic_of
 from collectors.mqtt.payload import PayloadLimits, Record
 from collectors.mqtt.routing import Route, TopicRouter, Unrouted
 from core.config import PayloadFormat
 from core.errors import PayloadError, StoreError
-from core.readings import Reading, ReadingBatch
+from core.readings import ReadingBatch
 from storage.deadletters import DeadLetter, DeadLetters
 
 log = logging.getLogger("epcmon.mqtt")
@@ -67,9 +68,22 @@ class Outcomes:
         self._parse_records = parse
         self._reported: set[str] = set()
 
-    def parse(self, item: Item, received_ms: int) -> None:
-        """The item's readings, or the reason it is a dead letter (or, for a message naming
-        meters not all configured, both)."""
+    def parse_run(self, items: Sequence[Item], received_ms: int) -> None:
+        """Parse a run's messages into one `Columns` (`parse`); each meter that sent a
+        usable message is reported up once."""
+        columns = Columns()
+        seen: dict[str, None] = {}
+        for item in items:
+            item.received_ms = received_ms
+            self.parse(item, received_ms, columns)
+            if item.columns is not None:
+                seen.update(dict.fromkeys(columns.meter_id[item.start : item.stop]))
+        for meter_id in seen:
+            self.availability.ok(meter_id, received_ms)
+
+    def parse(self, item: Item, received_ms: int, columns: Columns) -> None:
+        """The item's readings (appended to `columns`), or the reason it is a dead letter
+        (or, for a message naming meters not all configured, both)."""
         message = item.message
         item.topic = topic_of(message)
         payload = bytes(message.payload)
@@ -90,9 +104,11 @@ class Outcomes:
                 reason = f"unknown meter: no meter is mapped to topic {item.topic[:200]!r} ({exc})"
                 self.discovery.saw(self.router.unrouted(item.topic), payload, received_ms, reason)
                 raise PayloadError(reason) from exc
-            item.readings = self._readings(item, route, records, payload, received_ms)
+            item.start = len(columns)
+            item.stop = self._readings(item, route, records, payload, received_ms, columns)
+            item.columns = columns
         except PayloadError as exc:
-            item.readings = None
+            item.columns = None
             item.reason = str(exc)
         except Exception as exc:  # a parser bug: the message still gets an outcome
             item.reason = f"parser failed: {type(exc).__name__}: {exc}"
@@ -104,26 +120,34 @@ class Outcomes:
                 exc,
                 exc_info=True,
             )
-        else:
-            for meter_id in {r.meter_id: None for r in item.readings or ()}:
-                self.availability.ok(meter_id, received_ms)
 
     def _readings(
-        self, item: Item, route: Route, records: list[Record], payload: bytes, received_ms: int
-    ) -> list[Reading]:
-        """The records' readings, each of the meter its route gives; the meters a message
-        names that are not configured are noted, and make it a dead letter too."""
+        self,
+        item: Item,
+        route: Route,
+        records: list[Record],
+        payload: bytes,
+        received_ms: int,
+        columns: Columns,
+    ) -> int:
+        """Append the records' readings to `columns`, each of the meter its route gives, and
+        return the end of their span; the meters a message names that are not configured
+        are noted, and make it a dead letter too (appending nothing if no meter is known)."""
+        stop = len(columns)
         if not route.names:
             meter_id = route.meter_id
-            return [Reading(meter_id, q, r.ts_ms, v) for r in records for q, v in r.values]
-        readings: list[Reading] = []
+            for record in records:
+                stop = columns.add(meter_id, record)
+            return stop
+        known_meters: dict[str, None] = {}
         unknown: dict[str, None] = {}
         for record in records:
             known = route.meter_of(record.names)
             if known is None:
                 unknown[route.candidate(record.names)] = None
                 continue
-            readings.extend(Reading(known, q, record.ts_ms, v) for q, v in record.values)
+            known_meters[known] = None
+            stop = columns.add(known, record)
         if unknown:
             shown = ", ".join(list(unknown)[:10]) + (" ..." if len(unknown) > 10 else "")
             reason = (
@@ -133,11 +157,11 @@ class Outcomes:
             for meter_id in unknown:
                 where = Unrouted(item.topic, route.route, meter_id)
                 self.discovery.saw(where, payload, received_ms, reason)
-            if not readings:
+            if not known_meters:
                 raise PayloadError(reason)
-            stored = len({r.meter_id for r in readings})
+            stored = len(known_meters)
             item.reason = f"{reason}; the readings of the {stored} configured ones are stored"
-        return readings
+        return stop
 
     def _report_once(self, key: str, text: str, *args: object, exc_info: bool = False) -> None:
         """Log the first occurrence of a kind of problem (a flood must not flood the log)."""
@@ -153,13 +177,13 @@ class Outcomes:
         await self._write_dead_letters(items)
         if self.discovery.due():
             await asyncio.to_thread(self.discovery.flush)
-        pending = [i for i in items if i.readings and not i.stored]
+        pending = [i for i in items if i.columns is not None and i.stop > i.start and not i.stored]
         if not pending:
             return
+        columns = pending[0].columns
+        assert columns is not None  # one run, one `Columns`
         try:
-            await self._sink(
-                ReadingBatch.from_readings(r for i in pending for r in i.readings or ())
-            )
+            await self._sink(columns.batch([(i.start, i.stop) for i in pending]))
         except StoreError as exc:
             raise Fault(f"the store refuses writes: {exc}") from exc
         except Exception as exc:
@@ -180,11 +204,12 @@ class Outcomes:
         """Write message by message; the ones the store refuses become dead letters."""
         for item in pending:
             try:
-                await self._sink(ReadingBatch.from_readings(item.readings or ()))
+                assert item.columns is not None
+                await self._sink(item.columns.batch([(item.start, item.stop)]))
             except StoreError as exc:
                 raise Fault(f"the store refuses writes: {exc}") from exc
             except Exception as exc:
-                item.readings = None
+                item.columns = None
                 item.reason = f"store refused: {type(exc).__name__}: {exc}"
                 item.dead_written = False  # a message with unknown meters was written before
                 self.availability.count("mqtt_store_rejects")
@@ -220,7 +245,9 @@ class Outcomes:
         acked = link.ack(items)
         link.release(len(items))
         self.availability.count("mqtt_messages", acked)
-        self.availability.count("mqtt_readings", sum(len(i.readings or ()) for i in items))
+        self.availability.count(
+            "mqtt_readings", sum(i.stop - i.start for i in items if i.columns is not None)
+        )
         if acked < len(items):
             # committed, but the connection they came on is gone: the broker sends them
             # again and the idempotent store takes them once

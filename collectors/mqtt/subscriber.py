@@ -1,8 +1,10 @@
 """The MQTT subscriber: the only MQTT code that touches the network.
 
-`run()` takes runs of the messages paho delivers (`collectors.mqtt.link`), gives each its
-outcome, stored or dead-lettered, and acknowledges them only after that is committed, in the
-order received (`manual_ack=True`; `collectors.mqtt.outcomes`).
+`run()` takes batches of the messages paho delivers (`collectors.mqtt.link`; cut by time and
+size, `[mqtt] batch_linger_ms`, `batch_max_messages`, `batch_max_bytes`), gives each message
+its outcome, stored or dead-lettered, in one store transaction per batch, and acknowledges
+them only after that is committed, in the order received (`manual_ack=True`;
+`collectors.mqtt.outcomes`).
 
 **Store faults pause ingest and never lose an ack.** A run that cannot be committed (the
 store refuses writes, the dead letters cannot be written) acknowledges nothing: the run is
@@ -60,7 +62,6 @@ class MqttSubscriber:
         dead_letters: DeadLetters,
         availability: Availability,
         *,
-        max_batch: int = 5_000,
         client_id: str | None = None,
         health: Health | None = None,
         hold_s: float = HOLD_S,
@@ -78,7 +79,6 @@ class MqttSubscriber:
         self._outcomes = Outcomes(
             self.router, self.limits, sink, dead_letters, availability, parse, self.discovery
         )
-        self._max_batch = max_batch
         cfg = site.mqtt
         self.v5 = cfg.protocol == "5"
         self.client_id = client_id or cfg.client_id or f"epcmon-{site.site.id}"
@@ -87,17 +87,10 @@ class MqttSubscriber:
         self._hold_s = min(hold_s, cfg.keepalive_s / 2)
         self._retry_max_s = retry_max_s
         self._connected = asyncio.Event()
-        self._queue: asyncio.Queue[Item] | None = None
         self._link: Link | None = None
         self.paused = False
 
     # --- called on our loop from paho's thread (by `Link`) --------------------------------
-    def _enqueue(self, item: Item) -> None:
-        if self._queue is None or item.link is not self._link:
-            item.link.release(1)  # from a link we closed: the broker sends it again
-            return
-        self._queue.put_nowait(item)
-
     def _set_connected(self, link: Link, up: bool) -> None:
         if link is not self._link:
             return
@@ -111,8 +104,8 @@ class MqttSubscriber:
         """Route by `site` from now on (its meters, routes and payload formats), and change
         the subscriptions on the live connection: the session, and every message held or
         in flight, stay. Returns the topic filters (subscribed, unsubscribed). The
-        connection's own settings (`[mqtt]` url, client id, protocol...) are not changed
-        here: those need a new subscriber."""
+        connection's own settings (`[mqtt]` url, client id, protocol, the `batch_*` keys...)
+        are not changed here: those need a new subscriber."""
         before = set(self.router.subscriptions())
         self.site = site
         self.router = TopicRouter(site)
@@ -136,10 +129,10 @@ class MqttSubscriber:
 
     @property
     def buffered(self) -> int:
-        return self._queue.qsize() if self._queue is not None else 0
+        """Messages received and not yet taken into a batch."""
+        return self._link.inbox.waiting if self._link is not None else 0
 
     async def run(self, stop: asyncio.Event) -> None:
-        self._queue = asyncio.Queue()
         self._connected.clear()
         self._open()
         try:
@@ -151,7 +144,6 @@ class MqttSubscriber:
                     await self._handle(items, stop)
         finally:
             await self._drop_link()
-            self._queue = None
             await asyncio.to_thread(self.discovery.flush)  # the last second's devices
             if self.paused:  # stopped (or failed) while paused: the condition ends with us
                 self.paused = False
@@ -163,32 +155,18 @@ class MqttSubscriber:
 
     async def _drop_link(self) -> None:
         """Disconnect and forget every message held: none of them is acknowledged."""
-        link, self._link = self._link, None
+        link, self._link = self._link, None  # its inbox, unacknowledged, goes with it
         self._connected.clear()
-        queue = self._queue
-        while queue is not None and not queue.empty():
-            queue.get_nowait()  # unacknowledged: the broker delivers them again
         if link is not None:
             # joins paho's thread, which may be waiting out a reconnect delay
             await asyncio.to_thread(link.close)
 
     async def _next_run(self, stop: asyncio.Event) -> list[Item] | None:
-        """The next run of messages still ackable (maybe none), or None once `stop` is set."""
-        assert self._queue is not None
-        queue = self._queue
-        if queue.empty():
-            getter = asyncio.ensure_future(queue.get())
-            stopper = asyncio.ensure_future(stop.wait())
-            done, _ = await asyncio.wait({getter, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            stopper.cancel()
-            if getter not in done:
-                getter.cancel()
-                return None
-            items = [getter.result()]
-        else:
-            items = [queue.get_nowait()]
-        while len(items) < self._max_batch and not queue.empty():
-            items.append(queue.get_nowait())
+        """The next batch of messages still ackable (maybe none), or None once `stop` is set."""
+        assert self._link is not None
+        items = await self._link.inbox.take(stop)
+        if items is None:
+            return None
         live = []
         for item in items:
             if item.generation == item.link.generation:
@@ -198,10 +176,7 @@ class MqttSubscriber:
         return live
 
     async def _handle(self, items: list[Item], stop: asyncio.Event) -> None:
-        received_ms = int(time.time() * 1000)
-        for item in items:
-            item.received_ms = received_ms
-            self._outcomes.parse(item, received_ms)
+        self._outcomes.parse_run(items, int(time.time() * 1000))
         try:
             await self._outcomes.commit(items)
         except Fault as fault:

@@ -37,6 +37,16 @@ class MqttConfig(_Model):
     buffer_messages: int = Field(default=10_000, ge=1, le=1_000_000)
     """Messages held in the collector between receipt and commit; when full, reading from
     the broker pauses (the broker keeps the rest in our persistent session)."""
+    batch_linger_ms: int = Field(default=50, ge=0, le=5_000)
+    """How long the collector waits for more messages after the first of a batch before it
+    commits them in one store transaction: a lone message is stored and acknowledged
+    within this (plus the write); under load a batch fills to `batch_max_messages` first.
+    0: commit whatever has arrived at once (more, smaller transactions)."""
+    batch_max_messages: int = Field(default=5_000, ge=1, le=1_000_000)
+    """Most messages committed (and acknowledged) in one store transaction."""
+    batch_max_bytes: int = Field(default=8 * 1024 * 1024, ge=1_024, le=1024 * 1024 * 1024)
+    """Most payload bytes in one batch: a batch ends at whichever of this and
+    `batch_max_messages` comes first (a batch always takes at least one message)."""
     routes: dict[str, MqttRoute] = Field(default_factory=dict)
     """Topic patterns that map many devices to meters: `[mqtt.routes.NAME]`."""
     max_payload_bytes: int = Field(default=65_536, ge=256, le=16 * 1024 * 1024)
