@@ -76,7 +76,8 @@ def serve_service(
     from api.keys import KeyStore
     from bench.api import site_for
     from core.config import SiteConfig
-    from epcmon.runtime import Service, Shard, stop_on_signals
+    from epcmon.collecting import Shard
+    from epcmon.runtime import Service, stop_on_signals
     from storage.duckdb_store import DuckDBStore
 
     site: SiteConfig = site_for(Path(store_path), Path(keys_path), port, mqtt_port=mqtt_port)
