@@ -217,7 +217,7 @@ async def test_sighup_adds_a_meter_without_losing_a_message(tmp_path, mosquitto)
     base_ms = (int(time.time()) - 3600) * 1000  # an hour ago: one second apart, all distinct
     publisher = Publisher(mosquitto.port, f"{prefix}/m1", base_ms)
     try:
-        await out.wait_for("MQTT connected")
+        await out.wait_for("MQTT subscribed")  # what is published from here on is ours
         publisher.start()
         async with httpx.AsyncClient(
             base_url=f"http://127.0.0.1:{api_port}",
@@ -236,6 +236,7 @@ async def test_sighup_adds_a_meter_without_losing_a_message(tmp_path, mosquitto)
             line = await out.wait_for("reload:", after=mark)
             assert "added meters E-2, M-2" in line, line
             assert "added gateways gw-new" in line, line
+            await out.wait_for("MQTT subscribed", after=mark)  # the new meter's topic
             publisher.publish(f"{prefix}/m2", base_ms, 3.0)
 
             async def new_meters_stored() -> bool:

@@ -28,6 +28,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from collectors.mqtt.columns import Columns
 from collectors.mqtt.inbox import Inbox
@@ -86,6 +87,7 @@ class Link:
         client.on_connect = self._on_connect
         client.on_message = self._on_message
         client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
         self.client = client
 
     def open(self) -> None:
@@ -154,8 +156,23 @@ class Link:
         log.info("MQTT connected to %s:%d as %s", sub.host, sub.port, sub.client_id)
         filters = sub.router.subscriptions()
         if filters:
-            client.subscribe([(f, 1) for f in filters])
-        self._call(sub._set_connected, self, True)
+            client.subscribe([(f, 1) for f in filters])  # connected once the broker says so
+        else:
+            self._call(sub._set_connected, self, True)
+
+    def _on_subscribe(
+        self, _c: mqtt.Client, _u: object, _mid: int, reasons: list[ReasonCode], _p: Properties
+    ) -> None:
+        # the broker routes messages to our session from here on: before this line, what is
+        # published for our topics is not ours to lose (an installer's test can wait for it)
+        refused = sum(r.is_failure for r in reasons)
+        if refused:
+            log.warning(
+                "MQTT broker refused %d of %d topic filters (its ACL?): those meters are not "
+                "collected", refused, len(reasons),
+            )  # fmt: skip
+        log.info("MQTT subscribed to %d topic filters", len(reasons) - refused)
+        self._call(self._sub._set_connected, self, True)
 
     def _on_disconnect(
         self, _c: mqtt.Client, _u: object, _f: object, reason: object, _p: object

@@ -125,6 +125,7 @@ class MqttSubscriber:
 
     # --- the loop -------------------------------------------------------------------------
     async def wait_connected(self, timeout: float) -> None:
+        """Until connected and subscribed (the broker routes our topics to the session)."""
         await asyncio.wait_for(self._connected.wait(), timeout)
 
     @property
