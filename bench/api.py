@@ -38,7 +38,6 @@ from core.net import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 YEAR_START = 1_735_660_800_000  # 2024-12-31T16:00Z = 2025-01-01 00:00 in Shanghai
-STEP = 900_000
 P99_MS = 50.0
 ANCHOR_SHARE = 0.40
 ANCHOR = "bare FastAPI async def route (anchor)"

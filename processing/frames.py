@@ -7,7 +7,7 @@ index by them; `energy` is NaN where the consumption is unknown or not fit to us
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -32,10 +32,6 @@ DAY_TYPE_CODES: dict[DayType, int] = {t: i for i, t in enumerate(DAY_TYPES)}
 WORKDAY, WEEKEND, HOLIDAY, MAKEUP = range(4)
 
 _EPOCH = np.datetime64("1970-01-01", "D")
-
-
-def as_days(days: Sequence[date] | DayArray) -> DayArray:
-    return np.asarray(days, dtype="datetime64[D]")
 
 
 def to_date(day: np.datetime64) -> date:

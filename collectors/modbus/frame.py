@@ -28,11 +28,8 @@ from __future__ import annotations
 from collections.abc import Container
 from dataclasses import dataclass
 
-MBAP_HEADER = 7
-"""Bytes before the function code: transaction id, protocol id, length, unit id."""
 MAX_LENGTH_FIELD = 254
 """Unit id + a PDU of at most 253 bytes."""
-READ_FUNCTIONS = (3, 4)
 
 
 @dataclass(frozen=True, slots=True)

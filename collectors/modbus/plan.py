@@ -14,7 +14,6 @@ from collectors.modbus.decode import RegisterSpec
 from collectors.profiles import Profile
 from core.quantities import QUANTITIES, conversion_factor
 
-DEFAULT_MAX_GAP = 16
 """The default `gap_fill` of a profile."""
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
@@ -71,7 +72,7 @@ class Gate:
                 self._cond.notify_all()
 
 
-class DuckDBFile:
+class DuckDBFile(ABC):
     """One DuckDB file (or `":memory:"`) opened by this process, and its connection."""
 
     def __init__(self, path: str | Path) -> None:
@@ -102,9 +103,9 @@ class DuckDBFile:
             self._release_file()
             raise StoreUnavailable(open_failure(self._path, exc)) from exc
 
+    @abstractmethod
     def _load_state(self, con: duckdb.DuckDBPyConnection) -> None:
         """Read what the store remembers of the file (at open, and after a reopen)."""
-        raise NotImplementedError
 
     # -- dropping and reopening ----------------------------------------------------------
 
