@@ -34,6 +34,7 @@ INTERVAL_S = 1.0
 TIMEOUT_S = 0.3
 RUN_S = 8.0
 TOLERANCE = 0.10
+MACHINE_STALLS = 1  # intervals per meter allowed outside the tolerance (see _check_cadence)
 
 
 def _site(port: int) -> SiteConfig:
@@ -96,8 +97,16 @@ def _check_cadence(stamps: dict[str, list[int]], skip: set[str]) -> tuple[float,
         gaps = [(b - a) / 1000 for a, b in itertools.pairwise(ts)][1:]
         median = statistics.median(gaps)
         assert abs(median - INTERVAL_S) <= TOLERANCE * INTERVAL_S, (meter, gaps)
-        off = max(abs(g - INTERVAL_S) for g in gaps)
-        assert off <= TOLERANCE * INTERVAL_S, (meter, gaps)
+        # One interval may be stretched by the shared machine pausing the whole process (a
+        # control run saw 1.28 s once under CI load); the fault this test found disturbed the
+        # meters behind the dead one in every probe cycle, which is more than one interval.
+        outliers = [g for g in gaps if abs(g - INTERVAL_S) > TOLERANCE * INTERVAL_S]
+        assert len(outliers) <= MACHINE_STALLS, (meter, gaps)
+        off = (
+            sorted(abs(g - INTERVAL_S) for g in gaps)[-1 - len(outliers)]
+            if len(gaps) > len(outliers)
+            else 0.0
+        )
         worst_median = max(worst_median, abs(median - INTERVAL_S))
         worst = max(worst, off)
     return worst_median, worst
