@@ -136,6 +136,18 @@ class ReadingBatch:
             value=np.asarray(value, dtype=np.float64),
         )
 
+    def with_meter_prefix(self, prefix: str) -> ReadingBatch:
+        """The same readings with `prefix` before every meter id (a portfolio's `site/`);
+        one string object per distinct meter, as the stores' column encoding prefers."""
+        named: dict[str, str] = {}
+        meter_id = np.empty(len(self.meter_id), dtype=object)
+        for i, m in enumerate(self.meter_id):
+            q = named.get(m)
+            if q is None:
+                q = named[m] = prefix + m
+            meter_id[i] = q
+        return ReadingBatch(meter_id, self.quantity, self.ts_ms, self.value)
+
     @classmethod
     def concat(cls, batches: Sequence[ReadingBatch]) -> ReadingBatch:
         if not batches:
