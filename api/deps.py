@@ -79,6 +79,12 @@ class KeyAuth(SecurityBase):
         request.state.key_id = principal.key_id  # for the access log: the id, never the key
         if principal.role not in self.roles:
             raise HTTPException(403, f"role {principal.role.value!r} may not use this resource")
+        if principal.sites:  # a site-scoped key, on one site's routes
+            site: SiteConfig | None = getattr(state, "site", None)
+            if site is not None and site.site.id not in principal.sites:
+                raise HTTPException(
+                    403, f"this key is scoped to site(s) {', '.join(sorted(principal.sites))}"
+                )
         return principal
 
 

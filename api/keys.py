@@ -7,7 +7,9 @@ Comparison is constant-time. A key that authenticated is remembered (by its full
 the key table changes: `PRAGMA data_version` tells when another process (`epcmon keys revoke`)
 committed, and this store's own changes clear it, so a revoked key is refused at once; it
 spares each request the row lookup and the hash. Roles: `admin`, `engineer`, `viewer` (read-only, for Grafana)
-and `vendor`, which is bound to its contracts.
+and `vendor`, which is bound to its contracts. In a portfolio (many sites in one deployment)
+the other roles can be scoped to sites: a county's facility office sees its own site, the
+city's office (no sites named) sees them all; a vendor sees its contracts at whichever site.
 """
 
 from __future__ import annotations
@@ -38,9 +40,14 @@ class Principal:
     role: Role
     contracts: frozenset[str]
     name: str
+    sites: frozenset[str] = frozenset()
+    """The sites the key may see; empty: every site (vendors: wherever their contracts are)."""
 
     def may_see_contract(self, contract_id: str) -> bool:
         return self.role is not Role.VENDOR or contract_id in self.contracts
+
+    def may_see_site(self, site_id: str) -> bool:
+        return not self.sites or site_id in self.sites
 
 
 @dataclass(frozen=True)
@@ -51,10 +58,15 @@ class KeyInfo:
     name: str
     created_ms: int
     revoked_ms: int | None
+    sites: tuple[str, ...] = ()
 
 
 _KNOWN_MAX = 4096
 """Authenticated keys remembered at most (a site has tens)."""
+
+
+def _ids(column: str) -> tuple[str, ...]:
+    return tuple(c for c in column.split(",") if c)
 
 
 def _digest(key: str) -> str:
@@ -71,8 +83,11 @@ class KeyStore:
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS api_keys (key_id TEXT PRIMARY KEY, digest TEXT NOT NULL,"
             " role TEXT NOT NULL, contracts TEXT NOT NULL, name TEXT NOT NULL,"
-            " created_ms INTEGER NOT NULL, revoked_ms INTEGER)"
+            " created_ms INTEGER NOT NULL, revoked_ms INTEGER, sites TEXT NOT NULL DEFAULT '')"
         )
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(api_keys)")}
+        if "sites" not in columns:  # a keys file from before portfolios: every key sees all
+            self._db.execute("ALTER TABLE api_keys ADD COLUMN sites TEXT NOT NULL DEFAULT ''")
         self._known: dict[str, Principal] = {}
         self._generation = 0  # this store's own revocations (data_version does not see them)
         self._version = self._data_version()
@@ -86,18 +101,28 @@ class KeyStore:
         self._db.close()
 
     def create(
-        self, role: Role, *, contracts: tuple[str, ...] = (), name: str = ""
+        self,
+        role: Role,
+        *,
+        contracts: tuple[str, ...] = (),
+        name: str = "",
+        sites: tuple[str, ...] = (),
     ) -> tuple[str, str]:
         """A new key: (key_id, the key). The key is not stored and cannot be shown again."""
         if role is Role.VENDOR and not contracts:
             raise ConfigError("a vendor key needs --contract (the contracts it may see)")
         if role is not Role.VENDOR and contracts:
             raise ConfigError("only vendor keys are bound to contracts")
+        if role is Role.VENDOR and sites:
+            raise ConfigError(
+                "a vendor key is bound to its contracts, wherever they are: no --scope-site"
+            )
         key_id = secrets.token_hex(4)
         key = f"epc_{key_id}_{secrets.token_urlsafe(32)}"
         with self._lock:
             self._db.execute(
-                "INSERT INTO api_keys VALUES (?, ?, ?, ?, ?, ?, NULL)",
+                "INSERT INTO api_keys (key_id, digest, role, contracts, name, created_ms, sites)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
                     key_id,
                     _digest(key),
@@ -105,6 +130,7 @@ class KeyStore:
                     ",".join(contracts),
                     name,
                     int(time.time() * 1000),
+                    ",".join(sites),
                 ),
             )
         return key_id, key
@@ -123,12 +149,10 @@ class KeyStore:
     def list(self) -> list[KeyInfo]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT key_id, role, contracts, name, created_ms, revoked_ms FROM api_keys ORDER BY created_ms"
+                "SELECT key_id, role, contracts, name, created_ms, revoked_ms, sites"
+                " FROM api_keys ORDER BY created_ms"
             ).fetchall()
-        return [
-            KeyInfo(r[0], Role(r[1]), tuple(c for c in r[2].split(",") if c), r[3], r[4], r[5])
-            for r in rows
-        ]
+        return [KeyInfo(r[0], Role(r[1]), _ids(r[2]), r[3], r[4], r[5], _ids(r[6])) for r in rows]
 
     def authenticate(self, key: str) -> Principal | None:
         parts = key.split("_")
@@ -145,7 +169,8 @@ class KeyStore:
             if known is not None:
                 return known
             row = self._db.execute(
-                "SELECT digest, role, contracts, name, revoked_ms FROM api_keys WHERE key_id = ?",
+                "SELECT digest, role, contracts, name, revoked_ms, sites FROM api_keys"
+                " WHERE key_id = ?",
                 (key_id,),
             ).fetchone()
         if row is None or row[4] is not None:
@@ -153,7 +178,7 @@ class KeyStore:
         if not hmac.compare_digest(row[0], _digest(key)):
             return None
         principal = Principal(
-            key_id, Role(row[1]), frozenset(c for c in row[2].split(",") if c), row[3]
+            key_id, Role(row[1]), frozenset(_ids(row[2])), row[3], frozenset(_ids(row[5]))
         )
         with self._lock:
             if len(self._known) >= _KNOWN_MAX:  # many keys: start over rather than grow

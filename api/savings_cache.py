@@ -50,8 +50,9 @@ class SavingsCache:
             if hit is not None and time.monotonic() - hit[0] < CACHE_S:
                 return hit[1]
         baseline = statements.latest_baseline(contract_id, utility)
-        with self._lock:
-            self._baselines[key] = (time.monotonic(), baseline)
+        if baseline is not None:  # none yet: asked again next time (the recompute fits one)
+            with self._lock:
+                self._baselines[key] = (time.monotonic(), baseline)
         return baseline
 
     def get(

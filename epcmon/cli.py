@@ -92,7 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=commands.demo)
 
     def service_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--site", default=DEFAULT_SITE, help=f"site file (default {DEFAULT_SITE})")
+        p.add_argument(
+            "--site",
+            default=DEFAULT_SITE,
+            help=f"site file, or a portfolio directory (default {DEFAULT_SITE})",
+        )
         p.add_argument(
             "--data-dir", default="data", help="dead letters and other state (default ./data)"
         )
@@ -207,13 +211,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--site",
         default=DEFAULT_SITE,
-        help=f"site file (default {DEFAULT_SITE}): where the keys live",
+        help=f"site file or portfolio directory (default {DEFAULT_SITE}): where the keys live",
     )
     keys_sub = p.add_subparsers(dest="keys_command", required=True, metavar="KEYS_COMMAND")
     k = keys_sub.add_parser("create", help="create a key and print it once")
     k.add_argument("--role", required=True, choices=["admin", "engineer", "viewer", "vendor"])
     k.add_argument(
         "--contract", action="append", help="a contract a vendor key may see (repeatable)"
+    )
+    k.add_argument(
+        "--scope-site",
+        action="append",
+        metavar="SITE",
+        help="in a portfolio: a site an admin/engineer/viewer key may see (repeatable; "
+        "default: every site)",
     )
     k.add_argument("--name", default="", help="who or what the key is for")
     k.set_defaults(func=commands.keys)

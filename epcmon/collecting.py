@@ -16,7 +16,7 @@ from collectors.writer import StoreWriter
 from core.config import Gateway, SiteConfig
 from core.errors import ConfigError
 from core.health import Health
-from epcmon.supervisor import PartRun, Supervisor
+from epcmon.supervisor import PartRun, Parts
 from storage.base import TimeSeriesStore
 from storage.deadletters import DeadLetters
 from storage.devices import DEVICES_FILE, UnconfiguredDevices
@@ -111,7 +111,7 @@ class Collectors:
         ]
         return [p for p in pollers if p.plans]
 
-    async def reload(self, site: SiteConfig, supervisor: Supervisor) -> None:
+    async def reload(self, site: SiteConfig, supervisor: Parts) -> None:
         """Apply `site` (validated): pollers of gateways added, removed or changed (their
         settings or their meters) are started, stopped or replaced as parts of `supervisor`;
         the others keep polling. The subscriber routes by `site` on its live connection."""

@@ -21,6 +21,7 @@ from core.errors import ConfigError
 if TYPE_CHECKING:
     from api.keys import KeyStore
     from core.config import SiteConfig
+    from epcmon.runtime import Role
 
 
 # ------------------------------------------------------------------ checks of what the user named
@@ -127,12 +128,14 @@ def demo(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from epcmon.collecting import Shard
-    from epcmon.runtime import Role, run_service
-    from epcmon.sites import load
+    from epcmon.runtime import run_service
+    from epcmon.sites import is_portfolio, load
 
-    site = load(args.site)
     role: Role = args.role
     data_dir = _directory(args.data_dir, "--data-dir")
+    if is_portfolio(args.site):
+        return _run_portfolio(args, role, data_dir)
+    site = load(args.site)
     # before anything starts: a bad keys file is the site's error (a collector's /metrics
     # takes the API's keys too)
     _open_keys(site).close()
@@ -140,6 +143,19 @@ def run(args: argparse.Namespace) -> int:
         asyncio.run(run_service(site, role=role, shard=Shard.parse(args.shard), data_dir=data_dir))
     except ConfigError as exc:
         raise _in_site_file(exc, site) from exc
+    return 0
+
+
+def _run_portfolio(args: argparse.Namespace, role: Role, data_dir: Path) -> int:
+    from epcmon.collecting import Shard
+    from epcmon.portfolio_runtime import run_portfolio
+    from epcmon.sites import load_portfolio
+
+    portfolio = load_portfolio(args.site)
+    _open_keys(portfolio.sites[0]).close()  # a bad keys file is a user error before anything runs
+    asyncio.run(
+        run_portfolio(portfolio, role=role, shard=Shard.parse(args.shard), data_dir=data_dir)
+    )
     return 0
 
 
@@ -202,20 +218,34 @@ def store_copy(args: argparse.Namespace) -> int:
 
 def keys(args: argparse.Namespace) -> int:
     from api.keys import Role
-    from epcmon.sites import load
+    from epcmon.sites import is_portfolio, load, load_portfolio
 
-    site = load(args.site)
+    sites = load_portfolio(args.site).sites if is_portfolio(args.site) else (load(args.site),)
+    site = sites[0]  # a portfolio's sites share its [api] keys_path
     keys = _open_keys(site)
     try:
         if args.keys_command == "create":
             contracts = tuple(args.contract or ())
-            known = {c.id for c in site.contracts}
+            known = {c.id for s in sites for c in s.contracts}
             for c in contracts:
                 if c not in known:
-                    raise ConfigError(f"no contract {c!r} in {site.source}", key="--contract")
-            key_id, key = keys.create(Role(args.role), contracts=contracts, name=args.name)
+                    raise ConfigError(f"no contract {c!r} in {args.site}", key="--contract")
+            scope = tuple(getattr(args, "scope_site", None) or ())
+            site_ids = {s.site.id for s in sites}
+            for sid in scope:
+                if sid not in site_ids:
+                    known_ids = ", ".join(sorted(site_ids))
+                    raise ConfigError(
+                        f"no site {sid!r} in {args.site} (known: {known_ids})", key="--scope-site"
+                    )
+            key_id, key = keys.create(
+                Role(args.role), contracts=contracts, name=args.name, sites=scope
+            )
             print(
-                f"key id {key_id} ({args.role}{', contracts ' + ', '.join(contracts) if contracts else ''})"
+                f"key id {key_id} ({args.role}"
+                + (f", contracts {', '.join(contracts)}" if contracts else "")
+                + (f", sites {', '.join(scope)}" if scope else "")
+                + ")"
             )
             print(key)
             print("This is the only time the key is shown: store it now.", file=sys.stderr)
@@ -230,6 +260,7 @@ def keys(args: argparse.Namespace) -> int:
                         "role": k.role.value,
                         "state": "revoked" if k.revoked_ms else "active",
                         "contracts": list(k.contracts),
+                        "sites": list(k.sites),
                         "name": k.name,
                         "created_ms": k.created_ms,
                         "revoked_ms": k.revoked_ms,
@@ -240,9 +271,8 @@ def keys(args: argparse.Namespace) -> int:
         else:
             for k in keys.list():
                 state = "revoked" if k.revoked_ms else "active"
-                print(
-                    f"{k.key_id}  {k.role.value:8s}  {state:7s}  {','.join(k.contracts) or '-':20s}  {k.name}"
-                )
+                shown = ",".join(k.contracts) or ",".join(f"site:{s}" for s in k.sites) or "-"
+                print(f"{k.key_id}  {k.role.value:8s}  {state:7s}  {shown:20s}  {k.name}")
     finally:
         keys.close()
     return 0

@@ -19,13 +19,15 @@ error). A good one is compared with the running configuration (`changes`) and ap
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
-from core.config import SiteConfig
+from core.config import Portfolio, SiteConfig
 from core.errors import ConfigError
+
+T = TypeVar("T")
 
 log = logging.getLogger("epcmon.run")
 
@@ -141,8 +143,19 @@ def read_site(path: str | Path) -> SiteConfig | None:
     naming the error) when it is bad, so the running configuration stays."""
     from epcmon.sites import load
 
+    return _read(load, path)
+
+
+def read_portfolio(path: str | Path) -> Portfolio | None:
+    """The portfolio directory at `path`, as `read_site` reads a site file."""
+    from epcmon.sites import load_portfolio
+
+    return _read(load_portfolio, path)
+
+
+def _read(loader: Callable[[str | Path], T], path: str | Path) -> T | None:
     try:
-        return load(path)
+        return loader(path)
     except ConfigError as exc:
         log.error(
             "reload failed: %s; keeping the running configuration", " ".join(str(exc).split())

@@ -11,7 +11,7 @@ import logging
 import signal
 import socket
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 from fastapi import FastAPI
 
@@ -30,7 +30,7 @@ from core.health import Health
 from epcmon.api_server import ApiPart
 from epcmon.collecting import Collectors, Shard
 from epcmon.reload import Changes, changes, read_site, restart_line
-from epcmon.supervisor import Supervisor
+from epcmon.supervisor import Parts, Supervisor
 from processing.schedule import Recompute
 from processing.statements import StatementStore
 from reports.build import reports_dir
@@ -56,7 +56,11 @@ def stop_on_signals(stop: asyncio.Event) -> None:
         loop.add_signal_handler(sig, stop.set)
 
 
-def reload_on_sighup(service: Service, path: str | Path) -> list[asyncio.Task[object]]:
+class Reloadable(Protocol):
+    async def reload_file(self, path: str | Path) -> object: ...
+
+
+def reload_on_sighup(service: Reloadable, path: str | Path) -> list[asyncio.Task[object]]:
     """SIGHUP re-reads the site file at `path` into `service`; the tasks it started, for
     the caller to wait for at the end."""
     tasks: list[asyncio.Task[object]] = []
@@ -105,11 +109,12 @@ class Service:
         keys: KeyStore | None = None,
         health: Health | None = None,
         dispatcher: Dispatcher | None = None,
+        parts: Parts | None = None,
     ) -> None:
         self.site = site
         self.store = store
-        self.health = health or Health()
-        self.supervisor = Supervisor(self.health)
+        self.supervisor: Parts = parts or Supervisor(health or Health())
+        self.health = self.supervisor.health
         self.collectors: Collectors | None = None
         self.statements: StatementStore | None = None
         self.alarms: AlarmStore | None = None

@@ -10,7 +10,16 @@ from pathlib import Path
 from typing import Any
 
 from collectors.profiles import load_profiles
-from core.config import SiteConfig, load_site, with_environment
+from core.config import (
+    PORTFOLIO_FILE,
+    Portfolio,
+    SiteConfig,
+    load_portfolio_file,
+    load_site,
+    with_environment,
+)
+from core.config.environment import influx_from_environment
+from core.config.portfolio import in_portfolio
 from core.errors import ConfigError
 
 
@@ -40,6 +49,64 @@ def load(path: str | Path, environ: Mapping[str, str] | None = None) -> SiteConf
                     key=f"modbus.{key}",
                 )
     return site
+
+
+def is_portfolio(path: str | Path) -> bool:
+    """A directory (with `portfolio.toml`) is a portfolio; a file is one site."""
+    return Path(path).is_dir()
+
+
+def load_portfolio(path: str | Path, environ: Mapping[str, str] | None = None) -> Portfolio:
+    """Load the portfolio directory `path`: `portfolio.toml` and every other `*.toml` in it
+    (each a site file, validated as `load` does), with the shared `[storage]` and `[api]`
+    put in each site. Site ids and contract ids must be unique across the portfolio (a
+    vendor key names its contracts, across sites)."""
+    env = os.environ if environ is None else environ
+    directory = Path(path)
+    head = directory / PORTFOLIO_FILE
+    if not head.is_file():
+        raise ConfigError(
+            f"a portfolio directory needs {PORTFOLIO_FILE} ([portfolio] id and name)",
+            file=str(directory),
+        )
+    file = load_portfolio_file(head)
+    storage = file.storage.model_copy(
+        update={"influx": influx_from_environment(file.storage.influx, env)}
+    )
+    paths = sorted(p for p in directory.glob("*.toml") if p.name != PORTFOLIO_FILE)
+    if not paths:
+        raise ConfigError("no site files (*.toml) beside portfolio.toml", file=str(directory))
+    sites: list[SiteConfig] = []
+    seen: dict[str, str] = {}
+    contracts: dict[str, str] = {}
+    for p in paths:
+        site = in_portfolio(load(p, env), storage, file.api)
+        if site.site.id in seen:
+            raise ConfigError(
+                f"site id {site.site.id!r} is also the id of {seen[site.site.id]}",
+                file=str(p),
+                entity="[site]",
+                key="id",
+            )
+        seen[site.site.id] = str(p)
+        for c in site.contracts:
+            if c.id in contracts:
+                raise ConfigError(
+                    f"contract id {c.id!r} is also a contract of {contracts[c.id]} (contract "
+                    "ids are unique across a portfolio: vendor keys name them)",
+                    file=str(p),
+                    entity=f"contract {c.id!r}",
+                    key="id",
+                )
+            contracts[c.id] = str(p)
+        sites.append(site)
+    return Portfolio(
+        info=file.portfolio,
+        storage=storage,
+        api=file.api,
+        sites=tuple(sites),
+        source=str(directory),
+    )
 
 
 def uncovered_years(site: SiteConfig) -> list[int]:

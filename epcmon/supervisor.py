@@ -25,6 +25,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from core.errors import ConfigError
 from core.health import Health
@@ -174,3 +175,50 @@ class Supervisor:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(halt.wait(), timeout=delay)
         self.health.part_state(name, "stopped")
+
+
+class Parts(Protocol):
+    """What a service adds its parts to: the `Supervisor`, or one site's `Scoped` view of a
+    portfolio's."""
+
+    health: Health
+
+    def add(self, name: str, run: PartRun) -> None: ...
+
+    async def remove(self, name: str) -> None: ...
+
+    async def replace(self, name: str, run: PartRun) -> None: ...
+
+    @property
+    def names(self) -> list[str]: ...
+
+    async def run(self, stop: asyncio.Event) -> None: ...
+
+
+class Scoped:
+    """One site's parts on a portfolio's supervisor: the same calls as `Supervisor`'s, each
+    part named `<prefix><name>` (`county-a/recompute`), so `/healthz` tells the sites apart
+    and a site's reload replaces only its own parts."""
+
+    def __init__(self, supervisor: Supervisor, prefix: str) -> None:
+        self.supervisor = supervisor
+        self.prefix = prefix
+        self.health = supervisor.health
+
+    def add(self, name: str, run: PartRun) -> None:
+        self.supervisor.add(self.prefix + name, run)
+
+    async def remove(self, name: str) -> None:
+        await self.supervisor.remove(self.prefix + name)
+
+    async def replace(self, name: str, run: PartRun) -> None:
+        await self.supervisor.replace(self.prefix + name, run)
+
+    @property
+    def names(self) -> list[str]:
+        cut = len(self.prefix)
+        return [n[cut:] for n in self.supervisor.names if n.startswith(self.prefix)]
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """The portfolio runs the shared supervisor; a site's view only waits with it."""
+        await stop.wait()

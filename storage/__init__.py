@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from core.config import SiteConfig, StorageConfig
 from core.errors import ConfigError
@@ -23,9 +23,11 @@ def open_store(
     spool: bool = True,
     environ: Mapping[str, str] | None = None,
     health: Health | None = None,
+    sites: Sequence[SiteConfig] = (),
 ) -> TimeSeriesStore:
     """The store `config` describes. InfluxDB gets its secrets from the environment
-    (`EPCMON_INFLUX_TOKEN`, `EPCMON_INFLUX_PASSWORD`), the site's meter tags from `site`, and
+    (`EPCMON_INFLUX_TOKEN`, `EPCMON_INFLUX_PASSWORD`), the site's meter tags from `site` (a
+    portfolio's from `sites`, its meters stored as `<site>/<meter>`), and
     the durable spool in front of it unless `spool=False` (e.g. for `epcmon store copy`,
     which should stop, and resume later, rather than spool); the spool reports to `health`.
 
@@ -50,7 +52,7 @@ def open_store(
         log.warning("EPCMON_INFLUX_TOKEN is not set: writes to %s are unauthenticated", influx.url)
     if influx.mode == "v1" and influx.username and password is None:
         log.warning("EPCMON_INFLUX_PASSWORD is not set for InfluxDB user %r", influx.username)
-    store = InfluxStore(influx, token=token, password=password, site=site)
+    store = InfluxStore(influx, token=token, password=password, site=site, sites=sites)
     if not spool:
         return store
     try:

@@ -25,6 +25,7 @@ The package, one job a module:
 | `site` | `SiteConfig`, the root, and `[api]` |
 | `references` | the cross-references checked after validation |
 | `environment` | what the environment overrides (and the secrets it alone carries) |
+| `portfolio` | a directory of site files served by one deployment: `portfolio.toml` |
 | `loading` | TOML in, `SiteConfig` or one `ConfigError` out |
 """
 
@@ -57,7 +58,7 @@ from core.config.contracts import (
 from core.config.environment import INFLUX_ENV_PREFIX, influx_from_environment, with_environment
 from core.config.faults import GatewayFaults, MeterFaults, SimulationConfig
 from core.config.intensity import IntensityConfig, IntensityTarget, Metric
-from core.config.loading import load_site, parse_site
+from core.config.loading import load_portfolio_file, load_site, parse_site
 from core.config.meters import Gateway, Meter, ModbusSource
 from core.config.mqtt import MqttConfig, MqttSource, PayloadField, PayloadFormat
 from core.config.notify import (
@@ -77,6 +78,7 @@ from core.config.places import (
     SiteInfo,
     Tenant,
 )
+from core.config.portfolio import PORTFOLIO_FILE, Portfolio, PortfolioFile, PortfolioInfo
 from core.config.reports import ReportsConfig
 from core.config.site import ApiConfig, ScheduleConfig, SiteConfig, contract_weather_station
 from core.config.storage import SECRET_ENV, InfluxConfig, SpoolConfig, StorageConfig
@@ -87,6 +89,7 @@ __all__ = [
     "INFLUX_ENV_PREFIX",
     "KWH_PER_GJ",
     "MODEL_NAMES",
+    "PORTFOLIO_FILE",
     "RULE_NAMES",
     "SECRET_ENV",
     "UTILITY_NAMES",
@@ -129,6 +132,9 @@ __all__ = [
     "PayloadField",
     "PayloadFormat",
     "Pool",
+    "Portfolio",
+    "PortfolioFile",
+    "PortfolioInfo",
     "ReportsConfig",
     "RuleSettings",
     "ScheduleConfig",
@@ -152,6 +158,7 @@ __all__ = [
     "WecomChannel",
     "contract_weather_station",
     "influx_from_environment",
+    "load_portfolio_file",
     "load_site",
     "parse_site",
     "with_environment",

@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from core.config.base import FieldError
+from core.config.portfolio import PortfolioFile
 from core.config.references import check_references
 from core.config.site import SiteConfig
 from core.errors import ConfigError
@@ -118,6 +119,21 @@ def parse_site(
 
 def load_site(path: str | Path, *, known_profiles: Collection[str] | None = None) -> SiteConfig:
     """Read, validate and cross-check a site file. Raises `ConfigError`, never half-loads."""
+    return parse_site(read_toml(path), source=str(path), known_profiles=known_profiles)
+
+
+def load_portfolio_file(path: str | Path) -> PortfolioFile:
+    """Read and validate a portfolio's `portfolio.toml`. Raises `ConfigError`."""
+    data = read_toml(path)
+    try:
+        return PortfolioFile.model_validate(data)
+    except ValidationError as err:
+        raise _from_validation_error(str(path), data, err) from None
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """A TOML file's document; a file that cannot be read, is not UTF-8 or not TOML is a
+    `ConfigError` naming it."""
     p = Path(path)
     try:
         text = p.read_bytes().decode("utf-8")
@@ -131,7 +147,6 @@ def load_site(path: str | Path, *, known_profiles: Collection[str] | None = None
             file=str(p),
         ) from None
     try:
-        data = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"not valid TOML: {exc}", file=str(p)) from None
-    return parse_site(data, source=str(p), known_profiles=known_profiles)

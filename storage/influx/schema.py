@@ -7,7 +7,8 @@
   `SELECT mean("value") FROM "power" WHERE "meter" = 'E-D01' AND $timeFilter GROUP BY time(1h)`.
 - **field**: `value`, always a float in the quantity's canonical unit (an integer once and a
   float later would be a type conflict the server refuses).
-- **tags**, all ids from the site file, never measured values or free text:
+- **tags**, all ids from the site file, never measured values or free text (in a portfolio's
+  shared store `meter` is `<site>/<meter>`, and `site` its site):
   `meter` (always), and when the store knows the site: `site`, `building`, `kind`
   (`electricity`, `water`, `thermal`, `weather`) and `tenant` (omitted for meters that meter
   no tenant). Cardinality is bounded by the site file: one series per (meter, quantity), at
@@ -22,7 +23,7 @@ with the new tags would stand beside the old one instead of replacing it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from core.config import SiteConfig
 
@@ -33,16 +34,19 @@ TAG_KEYS = ("building", "kind", "meter", "site", "tenant")
 """Every tag key epcmon writes, in the sorted order line protocol prefers."""
 
 
-def meter_tags(site: SiteConfig | None) -> Mapping[str, Mapping[str, str]]:
-    """Tags of every meter the site file knows, by meter id (without the `meter` tag)."""
-    if site is None:
-        return {}
+def meter_tags(
+    site: SiteConfig | None, sites: Sequence[SiteConfig] = ()
+) -> Mapping[str, Mapping[str, str]]:
+    """Tags of every meter the site file knows, by meter id (without the `meter` tag); of a
+    portfolio's `sites`, by `<site>/<meter>` (the ids its shared store holds)."""
     tags: dict[str, dict[str, str]] = {}
-    for meter in site.meters:
-        these = {"building": meter.building, "kind": meter.kind.value, "site": site.site.id}
-        if meter.tenant is not None:
-            these["tenant"] = meter.tenant
-        tags[meter.id] = these
+    for one, prefix in [(site, "")] * (site is not None) + [(s, f"{s.site.id}/") for s in sites]:
+        assert one is not None
+        for meter in one.meters:
+            these = {"building": meter.building, "kind": meter.kind.value, "site": one.site.id}
+            if meter.tenant is not None:
+                these["tenant"] = meter.tenant
+            tags[prefix + meter.id] = these
     return tags
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from types import TracebackType
 from typing import Self
@@ -67,11 +67,14 @@ class InfluxStore:
         token: str | None = None,
         password: str | None = None,
         site: SiteConfig | None = None,
+        sites: Sequence[SiteConfig] = (),
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        """`site`: the one site whose meters it stores; `sites`: a portfolio's, whose meters
+        it stores as `<site>/<meter>` (tags from their files either way)."""
         self.config = config
         self._sleep = sleep
-        self._known_tags = meter_tags(site)
+        self._known_tags = meter_tags(site, sites)
         self._site_id = site.site.id if site is not None else None
         self._tags: dict[str, dict[str, str]] = {}
         self._tags_lock = threading.Lock()

@@ -1,0 +1,307 @@
+"""The portfolio's routes: its sites, and every site's energy, intensity and avoided energy with
+their totals (uncertainty combined by root sum of squares) and rankings.
+
+What a key sees: admin/engineer/viewer keys the sites they are scoped to (all when none);
+a vendor key only its contracts, at whichever sites they are, and nothing of the buildings
+(no consumption, no intensity). The figures are `processing.portfolio`'s, from each site's
+own savings (the same cached results its contract routes serve).
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import FileResponse, Response
+
+from api.common import csv_response, json_response
+from api.deps import AnyKey
+from api.errors import BadRequest
+from api.keys import Principal, Role
+from api.routes.bills import ResultCache
+from api.routes.meters import ERRORS
+from api.savings_cache import SavingsCache
+from core.config import Contract, Portfolio, SiteConfig, UtilityName
+from core.errors import InsufficientData
+from dashboards.web import ROOT
+from processing.bills import last_closed_month, parse_month
+from processing.contract import SavingsResult
+from processing.portfolio import (
+    ContractFigures,
+    PortfolioFigures,
+    SiteFigures,
+    Window,
+    portfolio_figures,
+    site_energy,
+    site_figures,
+)
+from processing.statements import MonthEntry, StatementStore
+
+router = APIRouter(prefix="/api/v1", tags=["portfolio"])
+FiguresCache = ResultCache
+"""Each site's consumption per window (a read of its root meters), refreshed at most once a
+minute; the savings come from each site's own savings cache."""
+
+MonthQ = Annotated[str | None, Query(pattern=r"^\d{4}-\d{2}$", description="YYYY-MM (local)")]
+
+
+def _portfolio(request: Request) -> Portfolio:
+    portfolio: Portfolio = request.app.state.portfolio
+    return portfolio
+
+
+def visible_sites(request: Request, who: Principal) -> list[SiteConfig]:
+    """The sites' current files (a reload updates them) that the key may see."""
+    apps = request.app.state.site_apps
+    sites = [apps[s.site.id].state.site for s in _portfolio(request).sites if s.site.id in apps]
+    if who.role is Role.VENDOR:
+        return [s for s in sites if any(who.may_see_contract(c.id) for c in s.contracts)]
+    return [s for s in sites if who.may_see_site(s.site.id)]
+
+
+@router.get("/sites", responses=ERRORS)
+def list_sites(request: Request, who: AnyKey) -> Response:
+    """The portfolio's sites this key may see, with where their routes and pages are."""
+    out = []
+    for s in visible_sites(request, who):
+        row: dict[str, Any] = {
+            "id": s.site.id,
+            "name": s.site.name,
+            "name_en": s.site.name_en,
+            "contracts": [c.id for c in s.contracts if who.may_see_contract(c.id)],
+            "api": f"/api/v1/sites/{s.site.id}",
+            "page": f"/sites/{s.site.id}/",
+        }
+        if who.role is not Role.VENDOR:
+            row |= {
+                "floor_area_m2": sum(b.floor_area_m2 for b in s.buildings),
+                "buildings": len(s.buildings),
+                "meters": len(s.meters),
+                "staff": sum(t.staff for t in s.tenants),
+            }
+        out.append(row)
+    return json_response(out)
+
+
+def _window(request: Request, first: str | None, last: str | None, year: int | None) -> Window:
+    default = last_closed_month(_portfolio(request).sites[0])
+    try:
+        last_day = parse_month(last or default)
+        first_day = parse_month(first) if first else _months_before(last_day, 11)
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
+    if first_day > last_day:
+        raise BadRequest(f"first {first} is after last {last or default}")
+    if (last_day.year - first_day.year) * 12 + last_day.month - first_day.month >= 120:
+        raise BadRequest("at most 120 months at once")
+    return Window(first_day, last_day, year)
+
+
+def _months_before(day: date, n: int) -> date:
+    index = day.year * 12 + day.month - 1 - n
+    return date(index // 12, index % 12 + 1, 1)
+
+
+def _site_figures(
+    request: Request, site: SiteConfig, window: Window, who: Principal
+) -> SiteFigures:
+    app = request.app.state.site_apps[site.site.id]
+    savings: SavingsCache = app.state.savings_cache
+    statements: StatementStore = app.state.statements
+    store = app.state.store
+
+    def savings_of(s: SiteConfig, c: Contract, u: UtilityName) -> SavingsResult | None:
+        baseline = savings.baseline(statements, c.id, u)
+        if baseline is None:
+            return None
+        try:
+            return savings.get(s, store, c, u, baseline)
+        except InsufficientData:
+            return None
+
+    def months_of(_s: SiteConfig, c: Contract, u: UtilityName) -> list[MonthEntry]:
+        return statements.months(c.id, u)
+
+    energy = (0.0, 0.0)
+    if who.role is not Role.VENDOR:  # what the roots measured: building data
+        cache: ResultCache = request.app.state.figures_cache
+        window_months = (window.first, window.last)
+        energy = cache.get((site.site.id, window_months), lambda: site_energy(site, store, window))
+    return site_figures(
+        site, energy, window, savings_of, months_of, lambda c: who.may_see_contract(c.id)
+    )
+
+
+def _contract(c: ContractFigures) -> dict[str, Any]:
+    return {
+        "id": c.contract_id,
+        "name": c.name,
+        "vendor": c.vendor,
+        "utility": c.utility,
+        "unit": c.unit,
+        "start": c.start.isoformat() if c.start else None,
+        "end": c.end.isoformat() if c.end else None,
+        "adjusted_baseline": c.adjusted_baseline,
+        "actual": c.actual,
+        "avoided": c.avoided,
+        "u90": c.u90,
+        "statements": {
+            "final": c.status.final,
+            "provisional": c.status.provisional,
+            "unreliable": c.status.unreliable,
+            "last_final": c.status.last_final,
+        },
+        "note": c.note or None,
+    }
+
+
+def _site(s: SiteFigures, building: bool) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "id": s.site_id,
+        "name": s.name,
+        "avoided_kwh": s.avoided_kwh,
+        "u90_kwh": s.u90_kwh,
+        "contracts": [_contract(c) for c in s.contracts],
+    }
+    if building:
+        row |= {
+            "floor_area_m2": s.floor_area_m2,
+            "staff": s.staff,
+            "kwh": s.kwh,
+            "water_m3": s.water_m3,
+            "kwh_per_m2": s.kwh_per_m2,
+        }
+    return row
+
+
+def figures_body(figures: PortfolioFigures, building: bool) -> dict[str, Any]:
+    w = figures.window
+    sites = {s.site_id: s for s in figures.sites}
+    totals: dict[str, Any] = {
+        "sites": len(figures.sites),
+        "contracts": sum(len(s.contracts) for s in figures.sites),
+        "avoided_kwh": figures.avoided_kwh,
+        "u90_kwh": figures.u90_kwh,
+        "interval_90_kwh": [
+            figures.avoided_kwh - figures.u90_kwh,
+            figures.avoided_kwh + figures.u90_kwh,
+        ],
+        "adjusted_baseline_kwh": figures.adjusted_baseline_kwh,
+    }
+    ranking: dict[str, Any] = {
+        "by_savings": [
+            {"site": i, "avoided_kwh": sites[i].avoided_kwh, "u90_kwh": sites[i].u90_kwh}
+            for i in figures.by_savings
+            if sites[i].contracts
+        ]
+    }
+    if building:
+        totals |= {
+            "floor_area_m2": figures.floor_area_m2,
+            "kwh": figures.kwh,
+            "water_m3": figures.water_m3,
+            "kwh_per_m2": figures.kwh_per_m2,
+        }
+        ranking["by_intensity"] = [
+            {"site": i, "kwh_per_m2": sites[i].kwh_per_m2, "kwh": sites[i].kwh}
+            for i in figures.by_intensity
+        ]
+    return {
+        "window": {
+            "first": w.first.strftime("%Y-%m"),
+            "last": w.last.strftime("%Y-%m"),
+            "contract_year": w.year,
+        },
+        "totals": totals,
+        "ranking": ranking,
+        "sites": [_site(s, building) for s in figures.sites],
+        "method": "avoided energy per contract (IPMVP, each contract's own baseline and "
+        "interval); the portfolio's 90 % uncertainty is the root sum of squares of the "
+        "contracts' absolute 90 % uncertainties (independent baselines)",
+    }
+
+
+def _figures(request: Request, who: Principal, window: Window) -> PortfolioFigures:
+    sites = [_site_figures(request, s, window, who) for s in visible_sites(request, who)]
+    return portfolio_figures(window, sites)
+
+
+@router.get("/portfolio", responses=ERRORS)
+def portfolio(
+    request: Request,
+    who: AnyKey,
+    first: MonthQ = None,
+    last: MonthQ = None,
+    year: Annotated[
+        int | None,
+        Query(ge=1, le=30, description="each contract's contract year N instead of the months"),
+    ] = None,
+    format: Literal["json", "csv"] = "json",
+) -> Response:
+    """Every visible site's consumption (kWh, m³), intensity (kWh/m²) and avoided energy over
+    the local months `first`..`last` (default: the last 12 closed months), with the
+    portfolio's totals, its 90 % interval (root sum of squares) and the sites ranked by
+    intensity and by savings. `year=N`: each contract's N-th contract year for the savings."""
+    figures = _figures(request, who, _window(request, first, last, year))
+    building = who.role is not Role.VENDOR
+    if format == "csv":
+        return _csv(figures, building, f"portfolio-{figures.window.last:%Y-%m}.csv")
+    return json_response(figures_body(figures, building))
+
+
+def _csv(figures: PortfolioFigures, building: bool, filename: str) -> Response:
+    header = ["site", "name", "contract", "vendor", "utility", "unit", "avoided", "u90"]
+    header += ["statements_final", "statements_provisional"]
+    if building:
+        header += ["floor_area_m2", "kwh", "water_m3", "kwh_per_m2"]
+    rows: list[list[object]] = []
+    for s in figures.sites:
+        energy = [s.floor_area_m2, s.kwh, s.water_m3, s.kwh_per_m2] if building else []
+        for c in s.contracts or (None,):
+            row: list[object] = [s.site_id, s.name]
+            if c is None:
+                row += [""] * 8
+            else:
+                row += [c.contract_id, c.vendor, c.utility, c.unit, c.avoided, c.u90]
+                row += [c.status.final, c.status.provisional]
+            rows.append(row + energy)
+    total: list[object] = ["total", "", "", "", "", "kWh", figures.avoided_kwh, figures.u90_kwh]
+    total += ["", ""]
+    if building:
+        total += [figures.floor_area_m2, figures.kwh, figures.water_m3, figures.kwh_per_m2]
+    rows.append(total)
+    return csv_response(header, rows, filename)
+
+
+@router.get("/portfolio/report", responses=ERRORS)
+def portfolio_report(
+    request: Request,
+    who: AnyKey,
+    month: MonthQ = None,
+    format: Literal["json", "csv"] = "json",
+) -> Response:
+    """The monthly energy report at portfolio level: the month, and the 12 months through
+    it, for every visible site, with totals and rankings (default: the last closed month)."""
+    single = _window(request, month, month, None)
+    year = Window(_months_before(single.last, 11), single.last)
+    building = who.role is not Role.VENDOR
+    month_figures = _figures(request, who, single)
+    if format == "csv":
+        return _csv(month_figures, building, f"portfolio-report-{single.last:%Y-%m}.csv")
+    portfolio_info = _portfolio(request).info
+    return json_response(
+        {
+            "portfolio": {"id": portfolio_info.id, "name": portfolio_info.name},
+            "month": figures_body(month_figures, building),
+            "twelve_months": figures_body(_figures(request, who, year), building),
+        }
+    )
+
+
+@router.get("/", include_in_schema=False)
+def page() -> FileResponse:
+    """The portfolio page: the sites, their ranking and totals, links to each site's page."""
+    return FileResponse(
+        ROOT / "portfolio.html", media_type="text/html", headers={"Cache-Control": "no-cache"}
+    )

@@ -1,0 +1,193 @@
+"""One deployment serving a portfolio of sites: `epcmon run --site DIR`.
+
+Every site runs as it would alone (a `Service`: its collectors, recompute, alarms, reports
+and API routes), over its own view of the one shared store (`storage.scoped.SiteStore`: its
+meters stored as `<site>/<meter>`), with its parts on the portfolio's one supervisor, named
+`<site>/<part>`. What the sites share runs once: the store's spool drain or DuckDB
+maintenance, and the API listener, which serves the portfolio's routes and every site's
+(`api.portfolio`).
+
+    service = PortfolioService(portfolio, store, data_dir, role="all")
+    port = await service.start()
+    await service.run(stop)
+    service.close()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from api.keys import KeyStore
+from api.portfolio import create_portfolio_app
+from core.config import Portfolio
+from core.health import Health
+from epcmon.api_server import ApiPart
+from epcmon.collecting import Shard
+from epcmon.reload import read_portfolio
+from epcmon.runtime import Role, Service, _warm, reload_on_sighup, stop_on_signals
+from epcmon.supervisor import Scoped, Supervisor
+from storage.base import TimeSeriesStore
+from storage.duckdb_store import DuckDBStore, StoreMaintenance
+from storage.scoped import SiteStore
+from storage.spool import SpoolDrain, SpoolingStore
+
+log = logging.getLogger("epcmon.run")
+
+
+class PortfolioService:
+    """The sites' services over one store and one supervisor, and the one API (module doc)."""
+
+    def __init__(
+        self,
+        portfolio: Portfolio,
+        store: TimeSeriesStore,
+        data_dir: Path,
+        *,
+        role: Role = "all",
+        shard: Shard = Shard(),
+        mqtt_url: str | None = None,
+        keys: KeyStore | None = None,
+        health: Health | None = None,
+    ) -> None:
+        self.portfolio = portfolio
+        self.store = store
+        self.health = health or Health()
+        self.supervisor = Supervisor(self.health)
+        self.keys = keys or KeyStore(portfolio.api.keys_path)
+        self.role = role
+        self.sites: dict[str, Service] = {}
+        for site in portfolio.sites:
+            sid = site.site.id
+            self.sites[sid] = Service(
+                site,
+                SiteStore(store, sid),
+                data_dir / "sites" / sid,
+                role=role,
+                shard=shard,
+                mqtt_url=mqtt_url,
+                keys=self.keys,
+                parts=Scoped(self.supervisor, f"{sid}/"),
+            )
+        if role in ("all", "collector") and isinstance(store, SpoolingStore):
+            self.supervisor.add("spool-drain", SpoolDrain(store).run)
+        if isinstance(store, DuckDBStore):
+            first = portfolio.sites[0]
+            maintenance = StoreMaintenance(
+                store, portfolio.storage.retention, first.site.timezone, self.health
+            )
+            self.supervisor.add("store-maintenance", maintenance.run)
+        self.app: FastAPI | None = None
+        self._api: ApiPart | None = None
+        self._background: list[asyncio.Task[None]] = []
+        if role in ("all", "api"):
+            site_apps = {sid: s.app for sid, s in self.sites.items() if s.app is not None}
+            self.app = create_portfolio_app(
+                portfolio, site_apps, keys=self.keys, store=store, health=self.health
+            )
+            self._api = ApiPart(
+                self.app, portfolio.api.host, portfolio.api.port, source=portfolio.source
+            )
+
+    def describe(self) -> list[str]:
+        lines = [
+            f"portfolio {self.portfolio.info.id}: {len(self.sites)} sites, "
+            f"{self.portfolio.meters} meters"
+        ]
+        for sid, service in self.sites.items():
+            lines += [f"  {sid}: {line}" for line in service.describe()]
+        return lines
+
+    async def start(self) -> int | None:
+        if self._api is None:
+            return None
+        port = await self._api.start()
+        self.supervisor.add("api", self._api.run)
+        for service in self.sites.values():
+            if service.app is not None:
+                self._background.append(asyncio.create_task(_warm(service.app)))
+        return port
+
+    async def run(self, stop: asyncio.Event) -> None:
+        try:
+            await self.supervisor.run(stop)
+        finally:
+            for task in self._background:
+                task.cancel()
+            await asyncio.gather(*self._background, return_exceptions=True)
+
+    async def reload_file(self, path: str | Path) -> None:
+        """SIGHUP: re-read the portfolio; each site's new file goes to its service. Sites added
+        or removed take a restart (said in the log)."""
+        portfolio = await asyncio.to_thread(read_portfolio, path)
+        if portfolio is None:
+            return
+        new = set(portfolio.sites_by_id)
+        old = set(self.sites)
+        if new != old:
+            log.warning(
+                "reload: sites added (%s) or removed (%s) take a restart of epcmon run",
+                ", ".join(sorted(new - old)) or "none",
+                ", ".join(sorted(old - new)) or "none",
+            )
+        for sid in sorted(new & old):
+            await self.sites[sid].reload(portfolio.site(sid))
+        self.portfolio = portfolio
+        if self.app is not None:
+            self.app.state.portfolio = portfolio
+
+    def close(self) -> None:
+        for service in self.sites.values():
+            service.close()
+        self.keys.close()
+
+
+async def run_portfolio(portfolio: Portfolio, *, role: Role, shard: Shard, data_dir: Path) -> None:
+    """`epcmon run --site DIR`: `run_service` for a portfolio directory."""
+    import storage
+
+    def say(text: str) -> None:
+        print(text, flush=True)
+
+    stop = asyncio.Event()
+    stop_on_signals(stop)
+    health = Health()
+    store = storage.open_store(portfolio.storage, None, health=health, sites=portfolio.sites)
+    where = (
+        portfolio.storage.path
+        if portfolio.storage.backend == "duckdb"
+        else portfolio.storage.influx.url
+    )
+    say(f"store: {portfolio.storage.backend} {where} (meters stored as <site>/<meter>)")
+    service: PortfolioService | None = None
+    reloads: list[asyncio.Task[object]] = []
+    try:
+        service = PortfolioService(
+            portfolio, store, data_dir, role=role, shard=shard, health=health
+        )
+        for line in service.describe():
+            say(line)
+        port = await service.start()
+        if port is not None:
+            say(f"API on http://{portfolio.api.host}:{port} (sites under /sites/<site>/)")
+        reloads = reload_on_sighup(service, portfolio.source)
+        say(
+            f"running {len(service.supervisor.names)} parts of {len(service.sites)} sites; "
+            "SIGHUP reloads the portfolio, Ctrl-C or SIGTERM stops"
+        )
+        await service.run(stop)
+    finally:
+        stop.set()
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+        if reloads:
+            await asyncio.gather(*reloads, return_exceptions=True)
+        if service is not None:
+            service.close()
+        store.close()
+        say("stopped")
