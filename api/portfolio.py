@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from fastapi import FastAPI, Response
+from fastapi.responses import FileResponse, RedirectResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.common import json_response
@@ -28,6 +29,7 @@ from api.routes import portfolio as portfolio_routes
 from core.config import Portfolio
 from core.errors import StoreError
 from core.health import Health
+from dashboards.web import ROOT
 from storage.base import TimeSeriesStore
 
 API = "/api/v1"
@@ -58,6 +60,13 @@ def create_portfolio_app(
     app.state.figures_cache = portfolio_routes.FiguresCache()
     install_error_handler(app)
     app.include_router(portfolio_routes.router)
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        """The portfolio page: the sites ranked, the totals, links to each site's page."""
+        return FileResponse(
+            ROOT / "portfolio.html", media_type="text/html", headers={"Cache-Control": "no-cache"}
+        )
 
     @app.get("/healthz", tags=["operations"])
     def healthz() -> Response:
@@ -109,6 +118,11 @@ class PortfolioRouter:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        if path.startswith("/sites/") and path.count("/") == 2 and path[7:] in self.site_apps:
+            # the site's page uses relative addresses: they need the trailing slash
+            await RedirectResponse(path + "/", status_code=308)(scope, receive, send)
             return
         target, path = self.route(scope)
         if target is self.app:

@@ -13,7 +13,7 @@ from datetime import date
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import Response
 
 from api.common import csv_response, json_response
 from api.deps import AnyKey
@@ -24,7 +24,6 @@ from api.routes.meters import ERRORS
 from api.savings_cache import SavingsCache
 from core.config import Contract, Portfolio, SiteConfig, UtilityName
 from core.errors import InsufficientData
-from dashboards.web import ROOT
 from processing.bills import last_closed_month, parse_month
 from processing.contract import SavingsResult
 from processing.portfolio import (
@@ -299,9 +298,8 @@ def portfolio_report(
     )
 
 
-@router.get("/", include_in_schema=False)
-def page() -> FileResponse:
-    """The portfolio page: the sites, their ranking and totals, links to each site's page."""
-    return FileResponse(
-        ROOT / "portfolio.html", media_type="text/html", headers={"Cache-Control": "no-cache"}
-    )
+@router.get("/portfolio/info")
+def portfolio_info(request: Request) -> Response:
+    """The portfolio's id and name, for the page's title (no key: it carries no data)."""
+    info = _portfolio(request).info
+    return json_response({"id": info.id, "name": info.name, "name_en": info.name_en})

@@ -28,6 +28,10 @@ class WhoAmIOut(BaseModel):
         "consumption, operations): every role but `vendor`"
     )
     contracts: list[ContractRef] = Field(description="the contracts this key may see")
+    sites: list[str] = Field(
+        default_factory=list,
+        description="in a portfolio: the sites this key is scoped to (empty: every site)",
+    )
 
 
 @router.get("/whoami", response_model=WhoAmIOut, responses=ERRORS)
@@ -40,4 +44,5 @@ def whoami(who: AnyKey, site: SiteDep) -> WhoAmIOut:
         contracts=[
             ContractRef(id=c.id, name=c.name) for c in site.contracts if who.may_see_contract(c.id)
         ],
+        sites=sorted(who.sites),
     )

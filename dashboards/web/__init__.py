@@ -24,6 +24,7 @@ ASSETS = {
     "alarms.js": "text/javascript",
     "devices.js": "text/javascript",
     "page.js": "text/javascript",
+    "portfolio.js": "text/javascript",
     f"{UPLOT}/uPlot.iife.min.js": "text/javascript",
     f"{UPLOT}/uPlot.min.css": "text/css",
     f"{SWAGGER_UI}/swagger-ui-bundle.js": "text/javascript",
