@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("check-config", help="validate a site file and print a summary")
-    p.add_argument("file", help="the site file (TOML)")
+    p.add_argument("file", help="the site file (TOML), or a portfolio directory")
     p.add_argument("--json", action="store_true", help="the summary (or the errors) as JSON")
     p.set_defaults(func=commands.check_config)
 

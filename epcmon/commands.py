@@ -84,20 +84,29 @@ def _mqtt_url(text: str | None, flag: str = "--mqtt-url") -> None:
 
 
 def check_config(args: argparse.Namespace) -> int:
-    from epcmon.sites import load, summary, summary_dict
+    from epcmon.sites import is_portfolio, load, load_portfolio, summary, summary_dict
 
+    portfolio = is_portfolio(args.file)
     if not getattr(args, "json", False):
-        site = load(args.file)
-        print(summary(site))
+        if portfolio:
+            p = load_portfolio(args.file)
+            print(f"portfolio {p.info.id}: {p.info.name}, {len(p.sites)} sites, {p.meters} meters")
+            for site in p.sites:
+                print(summary(site))
+        else:
+            print(summary(load(args.file)))
         print("OK")
         return 0
     try:
-        site = load(args.file)
+        sites = load_portfolio(args.file).sites if portfolio else (load(args.file),)
     except ConfigError as exc:  # the same exit code, and the problems as data
         problems = [line for line in str(exc).splitlines() if line.strip()]
         _print_json({"ok": False, "file": exc.file or args.file, "errors": problems})
         return 2
-    _print_json({"ok": True, **summary_dict(site)})
+    if portfolio:
+        _print_json({"ok": True, "sites": [summary_dict(s) for s in sites]})
+    else:
+        _print_json({"ok": True, **summary_dict(sites[0])})
     return 0
 
 

@@ -16,7 +16,7 @@ from core.errors import ConfigError
 if TYPE_CHECKING:  # the command imports the savings core only when it runs
     from processing.contract import Baseline, Statement
     from processing.statements import StatementStore
-    from storage.duckdb_store import DuckDBStore
+    from storage.base import TimeSeriesStore
 
 DEFAULT_SITE = "sites/luan-admin-center.toml"
 
@@ -89,11 +89,14 @@ def _month(text: str) -> str:
         raise argparse.ArgumentTypeError(f"{text!r}: expected YYYY-MM, e.g. 2026-01") from None
 
 
-def _open(site: SiteConfig) -> tuple[DuckDBStore, StatementStore]:
+def _open(site: SiteConfig) -> tuple[TimeSeriesStore, StatementStore]:
+    """The site's store (its view of a portfolio's) and statements."""
+    import storage
     from processing.statements import StatementStore
-    from storage.duckdb_store import DuckDBStore
 
-    return DuckDBStore(site.storage.path), StatementStore(site.storage.statements_file)
+    return storage.open_store(site.storage, site, spool=False), StatementStore(
+        site.storage.statements_file
+    )
 
 
 def _baseline_fit(args: argparse.Namespace) -> int:

@@ -25,7 +25,26 @@ from core.errors import ConfigError
 
 def load(path: str | Path, environ: Mapping[str, str] | None = None) -> SiteConfig:
     """Load and validate a site file against the profiles epcmon ships, with the settings
-    the environment overrides (`EPCMON_INFLUX_<KEY>`; default: this process's)."""
+    the environment overrides (`EPCMON_INFLUX_<KEY>`; default: this process's). A site file
+    in a portfolio directory (beside `portfolio.toml`) is loaded as that portfolio runs it:
+    its store is the portfolio's, its meters stored as `<site>/<meter>`."""
+    head = Path(path).parent / PORTFOLIO_FILE
+    if head.is_file() and Path(path).name != PORTFOLIO_FILE:
+        return member(path, head, environ)
+    return _load(path, environ)
+
+
+def member(path: str | Path, head: Path, environ: Mapping[str, str] | None = None) -> SiteConfig:
+    """Site file `path` of the portfolio whose `portfolio.toml` is `head`."""
+    env = os.environ if environ is None else environ
+    file = load_portfolio_file(head)
+    storage = file.storage.model_copy(
+        update={"influx": influx_from_environment(file.storage.influx, env)}
+    )
+    return in_portfolio(_load(path, env), storage, file.api)
+
+
+def _load(path: str | Path, environ: Mapping[str, str] | None = None) -> SiteConfig:
     profiles = load_profiles()
     site = with_environment(
         load_site(path, known_profiles=set(profiles)), os.environ if environ is None else environ
@@ -80,7 +99,7 @@ def load_portfolio(path: str | Path, environ: Mapping[str, str] | None = None) -
     seen: dict[str, str] = {}
     contracts: dict[str, str] = {}
     for p in paths:
-        site = in_portfolio(load(p, env), storage, file.api)
+        site = member(p, head, env)
         if site.site.id in seen:
             raise ConfigError(
                 f"site id {site.site.id!r} is also the id of {seen[site.site.id]}",

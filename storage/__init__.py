@@ -42,6 +42,13 @@ def open_store(
     from storage.influx import InfluxStore
     from storage.spool import Spool, SpoolingStore
 
+    if site is not None and site.store_scope:  # one site of a portfolio: its view
+        from storage.scoped import SiteStore
+
+        shared = open_store(
+            config, None, spool=spool, environ=environ, health=health, sites=(site,)
+        )
+        return SiteStore(shared, site.store_scope, owns=True)
     if config.backend == "duckdb":
         return DuckDBStore(config.path)
     env = os.environ if environ is None else environ

@@ -36,11 +36,13 @@ def split(qualified_id: str) -> tuple[str, str]:
 
 class SiteStore:
     """`inner` as site `site_id` sees it (the `TimeSeriesStore` contract, unqualified ids).
-    Closing the view leaves the shared store open: its owner closes it."""
+    Closing the view leaves the shared store open for its owner to close, unless the view
+    `owns` it (one site of a portfolio opened alone, e.g. by `epcmon bills`)."""
 
-    def __init__(self, inner: TimeSeriesStore, site_id: str) -> None:
+    def __init__(self, inner: TimeSeriesStore, site_id: str, *, owns: bool = False) -> None:
         self.inner = inner
         self.site_id = site_id
+        self.owns = owns
         self._prefix = f"{site_id}{SEPARATOR}"
 
     def _q(self, meter_id: str) -> str:
@@ -92,4 +94,5 @@ class SiteStore:
         return [(m[cut:], q) for m, q in self.inner.series_keys() if m.startswith(self._prefix)]
 
     def close(self) -> None:
-        """The shared store belongs to the portfolio; a site's view has nothing to close."""
+        if self.owns:
+            self.inner.close()

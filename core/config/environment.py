@@ -46,4 +46,5 @@ def with_environment(site: SiteConfig, environ: Mapping[str, str]) -> SiteConfig
         update={"storage": site.storage.model_copy(update={"influx": influx})}
     )
     updated._source = site.source
+    updated._store_scope = site.store_scope
     return updated

@@ -94,4 +94,5 @@ def in_portfolio(site: SiteConfig, storage: StorageConfig, api: ApiConfig) -> Si
     )
     updated = site.model_copy(update={"storage": own, "api": api})
     updated._source = site.source
+    updated._store_scope = site.site.id
     return updated

@@ -84,11 +84,18 @@ class SiteConfig(_Model):
     notify: NotifyConfig = NotifyConfig()
 
     _source: str = PrivateAttr(default="")
+    _store_scope: str = PrivateAttr(default="")
 
     @property
     def source(self) -> str:
         """The file this came from, for messages."""
         return self._source
+
+    @property
+    def store_scope(self) -> str:
+        """In a portfolio: the site id its meters are stored under in the shared store
+        (`<site>/<meter>`); empty for a site on its own."""
+        return self._store_scope
 
     @cached_property
     def meters_by_id(self) -> Mapping[str, Meter]:
