@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from collectors.profiles import load_profiles
-from core.config import SiteConfig
+from core.config import PortfolioInfo, SiteConfig
 from core.quantities import QUANTITIES
 
 _SECTIONS: list[tuple[str, str]] = [
@@ -170,6 +170,17 @@ def config_reference() -> str:
         field = SiteConfig.model_fields[name]
         for model in nested_models(field.annotation):
             _model_table(model, heading, out)
+    out += [
+        "## A portfolio: `portfolio.toml`",
+        "",
+        "A directory holding `portfolio.toml` and one site file per institution is a portfolio",
+        "(`epcmon run --site DIR`). `portfolio.toml` names it and holds what its sites share:",
+        "`[storage]` and `[api]`, the same keys as a site file's (above), which replace the site",
+        "files' own; each site keeps its statements, alarms and reports under",
+        "`<statements directory>/sites/<site>/`, and its meters are stored as `<site>/<meter>`.",
+        "",
+    ]
+    _model_table(PortfolioInfo, "[portfolio]", out)
     out += [
         "## Quantities",
         "",
