@@ -119,6 +119,7 @@ def load_portfolio(path: str | Path, environ: Mapping[str, str] | None = None) -
                 )
             contracts[c.id] = str(p)
         sites.append(site)
+    _check_mqtt_apart(sites)
     return Portfolio(
         info=file.portfolio,
         storage=storage,
@@ -126,6 +127,38 @@ def load_portfolio(path: str | Path, environ: Mapping[str, str] | None = None) -
         sites=tuple(sites),
         source=str(directory),
     )
+
+
+def _check_mqtt_apart(sites: list[SiteConfig]) -> None:
+    """Sites on one broker must not share a client id (each would disconnect the other) or a
+    meter topic (one site's readings would be another's dead letters)."""
+    clients: dict[tuple[str, str], str] = {}
+    topics: dict[tuple[str, str], str] = {}
+    for site in sites:
+        url = site.mqtt.url
+        if any(m.mqtt is not None for m in site.meters):
+            client = site.mqtt.client_id or f"epcmon-{site.site.id}"
+            if (url, client) in clients:
+                raise ConfigError(
+                    f"client id {client!r} is also site {clients[url, client]!r}'s on this broker",
+                    file=site.source,
+                    entity="[mqtt]",
+                    key="client_id",
+                )
+            clients[url, client] = site.site.id
+        for meter in site.meters:
+            if meter.mqtt is None:
+                continue
+            topic = site.topic_of(meter)
+            if (url, topic) in topics:
+                raise ConfigError(
+                    f"topic {topic!r} is also a topic of site {topics[url, topic]!r} on this "
+                    "broker (each site's meters publish on topics of their own)",
+                    file=site.source,
+                    entity=f"meter {meter.id!r}",
+                    key="mqtt.topic",
+                )
+            topics[url, topic] = site.site.id
 
 
 def uncovered_years(site: SiteConfig) -> list[int]:

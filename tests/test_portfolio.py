@@ -51,9 +51,9 @@ def _portfolio_dir(tmp_path: Path, *copies: tuple[str, str, str]) -> Path:
     text = REFERENCE.read_text(encoding="utf-8")
     for name, site_id, contract_id in copies:
         (directory / name).write_text(
-            text.replace('id = "luan-admin-center"', f'id = "{site_id}"', 1).replace(
-                "epc-2025-01", contract_id
-            ),
+            text.replace('id = "luan-admin-center"', f'id = "{site_id}"', 1)
+            .replace("epc-2025-01", contract_id)
+            .replace('topic = "luan-admin-center/', f'topic = "{site_id}/'),
             encoding="utf-8",
         )
     return directory
@@ -77,6 +77,18 @@ def test_a_directory_is_a_portfolio_of_its_site_files(tmp_path):
     assert alone.store_scope == "county-b"
     assert alone.storage.statements_file == p.site("county-b").storage.statements_file
     assert load(REFERENCE).store_scope == ""
+
+
+def test_sites_on_one_broker_keep_their_topics_apart(tmp_path):
+    d = _portfolio_dir(tmp_path, ("a.toml", "x", "epc-a"))
+    text = (d / "a.toml").read_text(encoding="utf-8")
+    (d / "b.toml").write_text(
+        text.replace('id = "x"', 'id = "y"', 1).replace("epc-a", "epc-b"), encoding="utf-8"
+    )
+    with pytest.raises(ConfigError, match="is also a topic of site 'x'") as err:
+        load_portfolio(d)
+    assert err.value.key == "mqtt.topic"
+    assert err.value.file == str(d / "b.toml")
 
 
 @pytest.mark.parametrize(
