@@ -248,11 +248,16 @@ def keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def simulate_city(args: argparse.Namespace) -> int:
+    from epcmon.simulate_city import run_city
+
+    return run_city(args.out, args.sites, args.seed, reference=args.reference, force=args.force)
+
+
 def simulate_history(args: argparse.Namespace) -> int:
     from epcmon.simulate import HistoryOptions, run_history
     from epcmon.sites import load
 
-    site = load(args.site)
     meters = tuple(m.strip() for m in (args.meters or "").split(",") if m.strip())
     if args.meters is not None and not meters:
         raise ConfigError(f"{args.meters!r} names no meter", key="--meters")
@@ -268,7 +273,11 @@ def simulate_history(args: argparse.Namespace) -> int:
         faults=tuple(args.fault or ()),
         progress=not args.no_progress,
     )
-    return run_history(site, opts)
+    if Path(args.site).is_dir():
+        from epcmon.simulate_city import run_portfolio_history
+
+        return run_portfolio_history(args.site, opts)
+    return run_history(load(args.site), opts)
 
 
 def simulate_serve(args: argparse.Namespace) -> int:
