@@ -16,13 +16,17 @@ import numpy as np
 import pyarrow.csv as pacsv
 import pytest
 
+from collectors.mqtt.payload import parse_payload
+from collectors.mqtt.routing import TopicRouter
 from core.config import SiteConfig
 from epcmon import cli
 from epcmon.sites import load
 from simulators.city import City, generate_city
 from simulators.city_truth import city_truth, contract_year, model_of, true_savings
 from simulators.history import generate_history
+from simulators.payloads import render_payload
 from simulators.roles import local_midnight_ms
+from simulators.site import SimulatedSite
 from simulators.toml_text import Inline, dumps
 from storage.duckdb_store import DuckDBStore
 from storage.scoped import SiteStore, split
@@ -275,3 +279,31 @@ def test_a_portfolios_history_lands_with_site_qualified_ids(tmp_path: Path):
         )  # fmt: skip
         assert refused.returncode == 2, refused.stderr
         assert flag in refused.stderr
+
+
+def test_a_generated_sites_meters_publish_what_the_collector_reads(sites: tuple[SiteConfig, ...]):
+    """Each kind of meter, rendered as the simulator publishes it, routed and parsed as the
+    collector does: the meter it came from, the values it sent."""
+    site = sites[1]
+    sim = SimulatedSite(site)
+    router = TopicRouter(site)
+    assert sorted(router.subscriptions()) == [
+        f"city/{site.site.id}/{kind}/+" for kind in ("power", "water", "weather")
+    ]
+    now = local_midnight_ms(site, date(2025, 7, 21)) + 10 * 3_600_000
+    checks = {
+        "E-TR1": "energy_import",
+        "E-R01": "power",
+        "W-B1": "volume",
+        "WX-ROOF": "outdoor_temperature",
+    }
+    for meter_id, quantity in checks.items():
+        m = site.meter(meter_id)
+        values = sim.values(meter_id, now)
+        payload = render_payload(site.format_of(m), values, now)
+        route = router.route(site.topic_of(m))
+        assert route is not None
+        assert route.meter_id == meter_id
+        readings = {r.quantity: r for r in parse_payload(payload, route.fmt, route.meter_id, now)}
+        assert readings[quantity].ts_ms == now
+        assert readings[quantity].value == pytest.approx(values[quantity], rel=1e-6, abs=1e-3)
