@@ -305,6 +305,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="METER:KEY=VALUE,...",
         help="inject a fault as a collector would have stored it (repeatable)",
     )
+    h.add_argument(
+        "--boundary",
+        action="store_true",
+        help="only the meters the contracts need: their boundary meters and weather stations",
+    )
     h.add_argument("--no-progress", action="store_true", help="no progress bar")
     h.set_defaults(func=commands.simulate_history)
     v = sim.add_parser("serve", help="run the site's Modbus gateways and MQTT meters on loopback")

@@ -273,11 +273,20 @@ def simulate_history(args: argparse.Namespace) -> int:
         faults=tuple(args.fault or ()),
         progress=not args.no_progress,
     )
+    if args.boundary and meters:
+        raise ConfigError("not with --boundary (it chooses the meters)", key="--meters")
     if Path(args.site).is_dir():
         from epcmon.simulate_city import run_portfolio_history
 
-        return run_portfolio_history(args.site, opts)
-    return run_history(load(args.site), opts)
+        return run_portfolio_history(args.site, opts, boundary=args.boundary)
+    site = load(args.site)
+    if args.boundary:
+        from dataclasses import replace
+
+        from epcmon.simulate_city import boundary_meters
+
+        opts = replace(opts, meters=boundary_meters(site))
+    return run_history(site, opts)
 
 
 def simulate_serve(args: argparse.Namespace) -> int:

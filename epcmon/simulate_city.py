@@ -127,9 +127,22 @@ def read_portfolio(directory: str | Path) -> Portfolio:
     return Portfolio(d, path, sites)
 
 
-def run_portfolio_history(directory: str, opts: HistoryOptions) -> int:
+def boundary_meters(site: SiteConfig) -> tuple[str, ...]:
+    """What the site's contracts are computed from: their boundary meters (every utility)
+    and weather stations, in order, each once; `()` for a site without a contract."""
+    ids: list[str] = []
+    weather = [m.id for m in site.meters if m.kind.value == "weather"]
+    for c in site.contracts:
+        for utility in c.utility_names():
+            ids += c.terms(utility).meters
+        ids += [c.weather_station] if c.weather_station else weather[:1]
+    return tuple(dict.fromkeys(ids))
+
+
+def run_portfolio_history(directory: str, opts: HistoryOptions, *, boundary: bool = False) -> int:
     """Every site's history over the range into the portfolio's store (meters stored as
-    `site/meter`), or into `--out`; `--truth`: each interval's truth, meters qualified."""
+    `site/meter`), or into `--out`; `--truth`: each interval's truth, meters qualified.
+    `boundary`: only each site's `boundary_meters` (sites without a contract are skipped)."""
     for flag, given in (("--meters", opts.meters), ("--fault", opts.faults)):
         if given:
             raise ConfigError("not with a portfolio directory (give one site file)", key=flag)
@@ -155,6 +168,7 @@ def run_portfolio_history(directory: str, opts: HistoryOptions) -> int:
     store: DuckDBStore | None = None
     began = time.perf_counter()
     total = 0
+    played: dict[str, int] = {}
     try:
         if table is None:
             from storage.duckdb_store import DuckDBStore
@@ -164,15 +178,18 @@ def run_portfolio_history(directory: str, opts: HistoryOptions) -> int:
             except OSError as exc:
                 raise ConfigError(f"{out}: cannot create it: {exc.strerror}", key="--out") from exc
         for site in portfolio.sites:
-            total += _site_history(site, ranges[site.site.id], opts, store, table, truth)
+            meters = boundary_meters(site) if boundary else None
+            if meters == ():
+                continue
+            played[site.site.id] = len(meters) if meters is not None else len(site.meters)
+            total += _site_history(site, ranges[site.site.id], opts, meters, store, table, truth)
     finally:
         for f in (truth, table, store):
             if f is not None:
                 f.close()
     start, end = ranges[portfolio.sites[0].site.id]
     print(
-        f"{total:,} readings of {sum(len(s.meters) for s in portfolio.sites):,} meters at "
-        f"{len(portfolio.sites)} sites, {from_ms(int(start.timestamp() * 1000)).isoformat()} to "
+        f"{total:,} readings of {sum(played.values()):,} meters at {len(played)} sites, {from_ms(int(start.timestamp() * 1000)).isoformat()} to "
         f"{from_ms(int(end.timestamp() * 1000)).isoformat()} every {opts.interval} -> {out} "
         f"in {time.perf_counter() - began:.1f} s"
         + (f"; truth -> {opts.truth}" if opts.truth else "")
@@ -184,6 +201,7 @@ def _site_history(
     site: SiteConfig,
     span: tuple[datetime, datetime],
     opts: HistoryOptions,
+    meters: tuple[str, ...] | None,
     store: DuckDBStore | None,
     table: _TableFile | None,
     truth: _TableFile | None,
@@ -203,6 +221,7 @@ def _site_history(
             end,
             interval=opts.interval,
             seed=site.simulation.seed,
+            meters=meters,
             quantities=opts.quantities,
             progress=progress,
         ):
@@ -219,8 +238,9 @@ def _site_history(
             written += len(part.readings)
     took = time.perf_counter() - began
     truths = ", ".join(f"{c} true savings {v:,.0f} kWh" for c, v in saved.items())
+    n = len(meters) if meters is not None else len(site.meters)
     print(
-        f"  {sid}: {written:,} readings of {len(site.meters)} meters in {took:.1f} s"
+        f"  {sid}: {written:,} readings of {n} meters in {took:.1f} s"
         + (f"; {truths}" if truths else "")
     )
     return written

@@ -307,3 +307,27 @@ def test_a_generated_sites_meters_publish_what_the_collector_reads(sites: tuple[
         readings = {r.quantity: r for r in parse_payload(payload, route.fmt, route.meter_id, now)}
         assert readings[quantity].ts_ms == now
         assert readings[quantity].value == pytest.approx(values[quantity], rel=1e-6, abs=1e-3)
+
+
+def test_boundary_histories_hold_what_the_contracts_need(tmp_path: Path):
+    out = tmp_path / "city"
+    assert epcmon("simulate", "city", "--out", str(out), "--sites", "2").returncode == 0
+    store_path = tmp_path / "b.duckdb"
+    done = epcmon(
+        "simulate", "history", "--site", str(out), "--from", "2025-07-01", "--to", "2025-07-02",
+        "--interval", "1h", "--no-progress", "--out", str(store_path), "--boundary",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    with DuckDBStore(store_path) as store:
+        meters = {m for m, _ in store.series_keys()}
+    assert meters == {
+        *(f"luan-admin-center/{m}" for m in ("E-TR1", "E-TR2", "E-TR3", "E-TR4", "WX-ROOF")),
+        *(f"jinan-center/{m}" for m in ("E-TR1", "E-TR2", "E-TR3", "E-TRH", "WX-ROOF")),
+    }
+    single = epcmon(
+        "simulate", "history", "--site", str(SITE_FILE), "--from", "2025-07-01", "--to",
+        "2025-07-02", "--no-progress", "--out", str(tmp_path / "one.duckdb"), "--boundary",
+        "--meters", "E-TR1",
+    )  # fmt: skip
+    assert single.returncode == 2, single.stderr
+    assert "--meters" in single.stderr
