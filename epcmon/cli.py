@@ -249,8 +249,36 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("simulate", help="the virtual site: write its history, or serve its meters")
     sim = p.add_subparsers(dest="simulate_command", required=True, metavar="WHAT")
+    c = sim.add_parser(
+        "city", help="write a simulated city: portfolio.toml and one site file per institution"
+    )
+    c.add_argument("--out", required=True, help="directory to write (must be empty, or --force)")
+    c.add_argument(
+        "--sites",
+        type=options.positive_int,
+        default=8,
+        help="how many sites: the reference site, seven county/district centers, then small "
+        "institutions (default 8)",
+    )
+    c.add_argument("--seed", type=options.non_negative_int, default=0, help="default 0")
+    c.add_argument(
+        "--reference",
+        default=DEFAULT_SITE,
+        help=f"the administrative center's site file, copied as it is (default {DEFAULT_SITE})",
+    )
+    c.add_argument(
+        "--force",
+        action="store_true",
+        help="write into a non-empty directory (replacing its .toml files)",
+    )
+    c.set_defaults(func=commands.simulate_city)
     h = sim.add_parser("history", help="write the site's readings over a date range")
-    h.add_argument("--site", default=DEFAULT_SITE, help=f"site file (default {DEFAULT_SITE})")
+    h.add_argument(
+        "--site",
+        default=DEFAULT_SITE,
+        help=f"site file, or a portfolio directory: every site into its one store "
+        f"(default {DEFAULT_SITE})",
+    )
     h.add_argument("--from", dest="start", required=True, help="first day (local) or ISO time")
     h.add_argument("--to", dest="end", required=True, help="day after the last (local) or ISO time")
     h.add_argument(
@@ -275,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument(
         "--out",
         default=None,
-        help="a .duckdb store, a .csv or a .parquet file (default: the site's store)",
+        help="a .duckdb store, a .csv or a .parquet file (default: the site's or portfolio's store)",
     )
     h.add_argument(
         "--truth",
@@ -287,6 +315,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         metavar="METER:KEY=VALUE,...",
         help="inject a fault as a collector would have stored it (repeatable)",
+    )
+    h.add_argument(
+        "--boundary",
+        action="store_true",
+        help="only the meters the contracts need: their boundary meters and weather stations",
     )
     h.add_argument("--no-progress", action="store_true", help="no progress bar")
     h.set_defaults(func=commands.simulate_history)

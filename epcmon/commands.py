@@ -287,11 +287,16 @@ def keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def simulate_city(args: argparse.Namespace) -> int:
+    from epcmon.simulate_city import run_city
+
+    return run_city(args.out, args.sites, args.seed, reference=args.reference, force=args.force)
+
+
 def simulate_history(args: argparse.Namespace) -> int:
     from epcmon.simulate import HistoryOptions, run_history
     from epcmon.sites import load
 
-    site = load(args.site)
     meters = tuple(m.strip() for m in (args.meters or "").split(",") if m.strip())
     if args.meters is not None and not meters:
         raise ConfigError(f"{args.meters!r} names no meter", key="--meters")
@@ -307,6 +312,19 @@ def simulate_history(args: argparse.Namespace) -> int:
         faults=tuple(args.fault or ()),
         progress=not args.no_progress,
     )
+    if args.boundary and meters:
+        raise ConfigError("not with --boundary (it chooses the meters)", key="--meters")
+    if Path(args.site).is_dir():
+        from epcmon.simulate_city import run_portfolio_history
+
+        return run_portfolio_history(args.site, opts, boundary=args.boundary)
+    site = load(args.site)
+    if args.boundary:
+        from dataclasses import replace
+
+        from epcmon.simulate_city import boundary_meters
+
+        opts = replace(opts, meters=boundary_meters(site))
     return run_history(site, opts)
 
 
