@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 import tomllib
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -82,51 +81,6 @@ def run_city(out: str, sites: int, seed: int, *, reference: str, force: bool = F
 # ------------------------------------------------------------------ a portfolio's history
 
 
-@dataclass(frozen=True)
-class Portfolio:
-    """What `simulate history` needs of a portfolio directory (until the service has its own
-    loader): its store and its sites."""
-
-    directory: Path
-    store_path: str
-    sites: tuple[SiteConfig, ...]
-
-
-def read_portfolio(directory: str | Path) -> Portfolio:
-    """`portfolio.toml`'s store and every other `*.toml` of the directory as a site file
-    (loaded as `epcmon check-config` does); site ids must differ."""
-    from epcmon.sites import load
-
-    d = Path(directory)
-    head = d / PORTFOLIO_FILE
-    try:
-        doc = tomllib.loads(head.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"cannot read: {exc.strerror}", file=str(head)) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"not valid TOML: {exc}", file=str(head)) from None
-    storage = doc.get("storage", {})
-    path = storage.get("path") if isinstance(storage, dict) else None
-    if not isinstance(path, str) or not path:
-        raise ConfigError(
-            "a portfolio's one store: path = ...", file=str(head), entity="[storage]", key="path"
-        )
-    sites = tuple(load(p) for p in sorted(d.glob("*.toml")) if p.name != PORTFOLIO_FILE)
-    if not sites:
-        raise ConfigError("no site files beside portfolio.toml", file=str(head))
-    seen: dict[str, str] = {}
-    for s in sites:
-        if s.site.id in seen:
-            raise ConfigError(
-                f"site id {s.site.id!r} is also the id of {seen[s.site.id]}",
-                file=s.source,
-                entity="[site]",
-                key="id",
-            )
-        seen[s.site.id] = s.source
-    return Portfolio(d, path, sites)
-
-
 def boundary_meters(site: SiteConfig) -> tuple[str, ...]:
     """What the site's contracts are computed from: their boundary meters (every utility)
     and weather stations, in order, each once; `()` for a site without a contract."""
@@ -152,8 +106,16 @@ def run_portfolio_history(directory: str, opts: HistoryOptions, *, boundary: boo
             "(simulate city --seed draws them)",
             key="--seed",
         )
-    portfolio = read_portfolio(directory)
-    out = Path(opts.out) if opts.out else Path(portfolio.store_path)
+    from epcmon.sites import load_portfolio
+
+    portfolio = load_portfolio(directory)
+    if not opts.out and portfolio.storage.backend != "duckdb":
+        raise ConfigError(
+            "the portfolio's store is InfluxDB: write a DuckDB file and copy it "
+            "(epcmon store copy)",
+            key="--out",
+        )
+    out = Path(opts.out) if opts.out else Path(portfolio.storage.path)
     if opts.out and out.suffix not in STORE_SUFFIXES + TABLE_SUFFIXES:
         raise ConfigError(
             f"{out}: expected a .duckdb store, a .csv or a .parquet file", key="--out"
