@@ -114,6 +114,9 @@ class AlarmEngine:
         self.last_evaluation_s = 0.0
         """Seconds the last evaluation took (reads and rules)."""
         self._failing: dict[str, str] = {}
+        self._acks_after = alarms.last_event_id()
+        """Acknowledgements recorded by other processes after this event are dispatched at
+        the next step (kept across restarts of the part: none is lost or sent twice)."""
         self._reset()
 
     def _reset(self) -> None:
@@ -264,6 +267,11 @@ class AlarmEngine:
         self.alarms.refresh(self.lifecycle.open_alarms())
         if stored:
             self._dispatch(stored)
+        # acknowledgements another process's API recorded (`--role web`): delivered here,
+        # where the notify channels are, once
+        acks, self._acks_after = self.alarms.acknowledgements_after(self._acks_after)
+        if acks:
+            self._dispatch(acks)
         return stored
 
     def _dispatch(self, transitions: list[Transition]) -> None:

@@ -144,6 +144,9 @@ class AlarmStore:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._con = sqlite3.connect(self.path, check_same_thread=False, timeout=10)
         self._lock = threading.Lock()
+        self._own_acks: set[int] = set()
+        """Events of the acknowledgements recorded through this store (this process's API
+        dispatched them itself: `acknowledgements_after` leaves them out)."""
         with self._lock, self._con:
             if self.path != ":memory:":
                 self._con.execute("PRAGMA journal_mode=WAL")
@@ -201,7 +204,7 @@ class AlarmStore:
                             a.value, a.threshold, a.id,
                         ),
                     )  # fmt: skip
-                self._con.execute(
+                event = self._con.execute(
                     "INSERT INTO alarm_events (alarm_id, kind, at_ms, severity, message, value, by) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (
@@ -209,6 +212,8 @@ class AlarmStore:
                         a.acknowledged_by if t.kind == "acknowledged" else None,
                     ),
                 )  # fmt: skip
+                if t.kind == "acknowledged":
+                    self._own_acks.add(int(event.lastrowid or 0))
                 row = self._con.execute(
                     f"SELECT {_COLUMNS} FROM alarms WHERE id = ?", (a.id,)
                 ).fetchone()
@@ -226,6 +231,40 @@ class AlarmStore:
                 "WHERE id = ? AND state = 'active'",
                 rows,
             )
+
+    def last_event_id(self) -> int:
+        with self._lock:
+            (top,) = self._con.execute("SELECT coalesce(max(id), 0) FROM alarm_events").fetchone()
+        return int(top)
+
+    def acknowledgements_after(self, event_id: int) -> tuple[list[Transition], int]:
+        """The acknowledgements other connections recorded after event `event_id` (a web
+        process's API: `epcmon run --role web`), each with its alarm as stored now, and the
+        newest event id seen (the next call's `event_id`). For the process that delivers
+        notifications, so that an acknowledgement reaches the channels whichever process
+        took it."""
+        with self._lock:
+            rows = self._con.execute(
+                f"SELECT e.id, e.at_ms, e.by, {', '.join('a.' + c for c in _COLUMNS.split(', '))} "
+                "FROM alarm_events e JOIN alarms a ON a.id = e.alarm_id "
+                "WHERE e.id > ? AND e.kind = 'acknowledged' ORDER BY e.id",
+                (event_id,),
+            ).fetchall()
+            (top,) = self._con.execute(
+                "SELECT coalesce(max(id), ?) FROM alarm_events", (event_id,)
+            ).fetchone()
+            own = self._own_acks
+            found = [
+                Transition(
+                    "acknowledged",
+                    replace(_alarm(row[3:]), acknowledged_by=row[2], acknowledged_ms=int(row[1])),
+                    int(row[1]),
+                )
+                for row in rows
+                if int(row[0]) not in own
+            ]
+            self._own_acks = {i for i in own if i > int(top)}
+        return found, int(top)
 
     # -- the API's side ----------------------------------------------------------------------
 

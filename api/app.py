@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from fastapi import FastAPI, Response
@@ -143,6 +144,7 @@ def create_app(
         body = {
             "status": "ok" if ok else "degraded",
             "site": site.site.id,
+            "pid": os.getpid(),
             "store": state,
             "problems": problems,
             "parts": {

@@ -22,17 +22,34 @@ CACHE_S = 60.0
 
 class SavingsCache:
     """Savings per (contract, utility, baseline), recomputed at most every `CACHE_S`; one
-    computation at a time per key, so fifty dashboards asking at once compute it once."""
+    computation at a time per key, so fifty dashboards asking at once compute it once.
+
+    The stored baselines are kept while the statements file is unchanged
+    (`StatementStore.version`): a baseline the recompute fits, in this process or in the
+    worker process beside it, is served from the next request on."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._key_locks: dict[tuple[str, str, str], threading.Lock] = {}
         self._entries: dict[tuple[str, str, str], tuple[float, SavingsResult]] = {}
         self._baselines: dict[tuple[str, str], tuple[float, Baseline | None]] = {}
+        self._statements_version: tuple[int, int] | None = None
 
-    def cached_baseline(self, contract_id: str, utility: str) -> tuple[Baseline | None] | None:
-        """The stored baseline if read less than `CACHE_S` ago, as a 1-tuple (its value may
-        be None: none fitted); None when it must be read (`baseline`, in a worker thread)."""
+    def _check(self, statements: StatementStore) -> None:
+        """Forget the baselines read when the statements file has changed since."""
+        version = statements.version()
+        with self._lock:
+            if version != self._statements_version:
+                self._statements_version = version
+                self._baselines.clear()
+
+    def cached_baseline(
+        self, statements: StatementStore, contract_id: str, utility: str
+    ) -> tuple[Baseline | None] | None:
+        """The stored baseline if read less than `CACHE_S` ago and unchanged since, as a
+        1-tuple (its value may be None: none fitted); None when it must be read
+        (`baseline`, in a worker thread)."""
+        self._check(statements)
         with self._lock:
             hit = self._baselines.get((contract_id, utility))
         if hit is not None and time.monotonic() - hit[0] < CACHE_S:
@@ -42,8 +59,9 @@ class SavingsCache:
     def baseline(
         self, statements: StatementStore, contract_id: str, utility: str
     ) -> Baseline | None:
-        """The stored baseline, re-read at most every `CACHE_S` (parsing its JSON per request
-        cost more than the request)."""
+        """The stored baseline, re-read when the file changed or `CACHE_S` passed (parsing
+        its JSON per request cost more than the request)."""
+        self._check(statements)
         key = (contract_id, utility)
         with self._lock:
             hit = self._baselines.get(key)

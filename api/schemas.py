@@ -131,6 +131,8 @@ class HealthOut(BaseModel):
     status: str
     """`ok`, or `degraded` (with HTTP 503) while anything in `problems`."""
     site: str
+    pid: int
+    """The answering process's id (several web processes may serve one address)."""
     store: str
     """`ok`, `degraded: <why>` while writes fail (ingest paused), or `unavailable: ...`."""
     problems: dict[str, str] = {}

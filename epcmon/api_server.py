@@ -24,17 +24,33 @@ class ApiServer(uvicorn.Server):
     `ConfigError` naming `[api] port` or `host` (and the site file, when `source` is given),
     raised to the caller, instead of uvicorn's log line and a `SystemExit` inside a task."""
 
-    def __init__(self, config: uvicorn.Config, *, source: str = "", port_key: str = "port") -> None:
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        *,
+        source: str = "",
+        port_key: str = "port",
+        reuse_port: bool = False,
+    ) -> None:
         super().__init__(config)
         self.source = source
         self.port_key = port_key
+        self.reuse_port = reuse_port
 
     @staticmethod
     def listen(
-        host: str, port: int, *, source: str = "", port_key: str = "port"
+        host: str, port: int, *, source: str = "", port_key: str = "port", reuse_port: bool = False
     ) -> list[socket.socket]:
         """Sockets bound to every address of `host` at `port` (0: a free one), as asyncio's
-        `create_server` would bind them."""
+        `create_server` would bind them; with `reuse_port`, shareable with other processes
+        that bind it so too (`SO_REUSEPORT`: the kernel spreads the connections over them)."""
+        if reuse_port and not hasattr(socket, "SO_REUSEPORT"):
+            raise ConfigError(
+                "reuse_port needs SO_REUSEPORT, which this platform lacks",
+                file=source,
+                entity="[api]",
+                key="reuse_port",
+            )
         try:
             addresses = socket.getaddrinfo(
                 host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
@@ -52,6 +68,8 @@ class ApiServer(uvicorn.Server):
                 sock = socket.socket(family, kind, proto)
                 sockets.append(sock)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if reuse_port:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
                 if family == socket.AF_INET6:
                     sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
                 sock.bind(address)
@@ -86,7 +104,11 @@ class ApiServer(uvicorn.Server):
         listening, or raise why it could not."""
         if sockets is None:
             sockets = self.listen(
-                self.config.host, self.config.port, source=self.source, port_key=self.port_key
+                self.config.host,
+                self.config.port,
+                source=self.source,
+                port_key=self.port_key,
+                reuse_port=self.reuse_port,
             )
         task = asyncio.create_task(self.serve(sockets=sockets))
         while not self.started and not task.done():
@@ -104,7 +126,14 @@ class ApiPart:
     the service says it runs), serves until `stop`, and listens anew after a failure."""
 
     def __init__(
-        self, app: FastAPI, host: str, port: int, *, source: str = "", port_key: str = "port"
+        self,
+        app: FastAPI,
+        host: str,
+        port: int,
+        *,
+        source: str = "",
+        port_key: str = "port",
+        reuse_port: bool = False,
     ) -> None:
         self.app = app
         self.host = host
@@ -112,6 +141,8 @@ class ApiPart:
         self.source = source
         self.port_key = port_key
         """The `[api]` key the port comes from (`metrics_port` for a collector's /metrics)."""
+        self.reuse_port = reuse_port
+        """Share the port with other processes (`[api] reuse_port`)."""
         self._serving: tuple[ApiServer, asyncio.Task[None]] | None = None
 
     async def start(self, sockets: list[socket.socket] | None = None) -> int:
@@ -123,6 +154,7 @@ class ApiPart:
             ),
             source=self.source,
             port_key=self.port_key,
+            reuse_port=self.reuse_port,
         )
         task = await server.start_serving(sockets)
         self._serving = (server, task)

@@ -113,13 +113,16 @@ def build_parser() -> argparse.ArgumentParser:
     service_options(p)
     p.set_defaults(func=commands.run, role="collector")
 
-    p = sub.add_parser("run", help="run the service: collectors and API")
+    p = sub.add_parser("run", help="run the service: collectors, scheduled jobs and API")
     service_options(p)
     p.add_argument(
         "--role",
-        choices=["all", "collector", "api"],
+        choices=["all", "collector", "api", "web", "worker"],
         default="all",
-        help="which parts this process runs (default all)",
+        help="which parts this process runs: all (default); collector (several: --shard i/n); "
+        "web (the API alone, several on one port with [api] reuse_port); worker (the "
+        "scheduled jobs: recompute, alarms, reports; exactly one per deployment); api (web "
+        "and worker)",
     )
     p.set_defaults(func=commands.run)
 

@@ -10,6 +10,7 @@ import contextlib
 import logging
 import signal
 import socket
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
 
@@ -41,7 +42,32 @@ from storage.spool import SpoolDrain, SpoolingStore
 
 log = logging.getLogger("epcmon.run")
 
-Role = Literal["all", "collector", "api"]
+Role = Literal["all", "collector", "api", "web", "worker"]
+ROLES: tuple[Role, ...] = ("all", "collector", "api", "web", "worker")
+
+
+@dataclass(frozen=True, slots=True)
+class RoleParts:
+    """What a process of one role runs."""
+
+    collectors: bool
+    """Modbus polling and MQTT subscription (several processes: `--shard i/n`)."""
+    jobs: bool
+    """The scheduled jobs: recompute, alarms and their delivery, monthly reports (and a
+    DuckDB store's maintenance). Once per deployment: two would each raise the same alarms."""
+    web: bool
+    """The API. Stateless (it reads the store, the statements, the alarms, the keys): run
+    it several times behind one address with `[api] reuse_port`."""
+
+
+def role_parts(role: Role) -> RoleParts:
+    """`all`: everything; `collector`; `api`: web and jobs (as before `web` and `worker`
+    existed); `web`: the API alone; `worker`: the jobs alone."""
+    return RoleParts(
+        collectors=role in ("all", "collector"),
+        jobs=role in ("all", "api", "worker"),
+        web=role in ("all", "api", "web"),
+    )
 
 
 def open_store(site: SiteConfig, health: Health | None = None) -> TimeSeriesStore:
@@ -84,9 +110,9 @@ async def _warm(app: FastAPI) -> None:
 
 
 class Service:
-    """The parts of one epcmon process over one store, under one supervisor: the collectors
-    (role `all`/`collector`), the recompute, the alarms and the API (role `all`/`api`), and a
-    DuckDB store's daily retention and compaction. `epcmon run` and `epcmon demo` both run
+    """The parts of one epcmon process over one store, under one supervisor, as its role
+    decides (`role_parts`): the collectors, the scheduled jobs (recompute, alarms, reports, a
+    DuckDB store's daily retention and compaction) and the API. `epcmon run` and `epcmon demo` both run
     one; the demo adds its simulators as parts of their own. Alarm transitions go to
     `dispatcher` (default: one log line each and the site's `[notify]` channels, delivered by
     a part of their own).
@@ -123,13 +149,15 @@ class Service:
         self.dispatcher: Dispatcher = dispatcher or LogDispatcher()
         self.app: FastAPI | None = None
         self.metrics_app: FastAPI | None = None
-        """`/metrics` alone, in a collector-only process."""
+        """`/metrics` alone, in a process without the API (a collector, a worker)."""
         self._api: ApiPart | None = None
         self._keys = keys
         self._background: list[asyncio.Task[None]] = []
         self._recompute: Recompute | None = None
         self._reloading = asyncio.Lock()
-        if role in ("all", "collector"):
+        self._shard = shard
+        parts = role_parts(role)
+        if parts.collectors:
             self.collectors = Collectors(
                 site, store, data_dir, shard=shard, mqtt_url=mqtt_url, health=self.health
             )
@@ -137,74 +165,102 @@ class Service:
                 self.supervisor.add(name, part)
             if isinstance(store, SpoolingStore):  # replays as soon as the store is back
                 self.supervisor.add("spool-drain", SpoolDrain(store).run)
-        if isinstance(store, DuckDBStore):  # InfluxDB keeps data by its own retention policies
+        if isinstance(store, DuckDBStore) and (parts.jobs or parts.collectors):
+            # InfluxDB keeps data by its own retention policies
             maintenance = StoreMaintenance(
                 store, site.storage.retention, site.site.timezone, self.health
             )
             self.supervisor.add("store-maintenance", maintenance.run)
-        if role in ("all", "api"):
+        if parts.jobs or parts.web:
             self.statements = StatementStore(site.storage.statements_file)
-            recompute = self._recompute = Recompute(site, store, self.statements, self.health)
-            every_s = site.schedule.recompute_every_s
-            self.supervisor.add("recompute", lambda stop: recompute.run(stop, every_s))
-            if site.reports.enabled:  # each closed month's report, once its statements settle
-                reports = MonthlyReports(
-                    site, store, self.statements, reports_dir(site), self.health
-                )
-                self.supervisor.add("reports", reports.run)
             self.alarms = AlarmStore(default_path(site, self.statements.path))
-            if dispatcher is None and site.notify.enabled and site.notify.channels:
-                # delivery runs as a part of its own: a slow or dead receiver never holds
-                # up the evaluation, which only queues
-                self.notify = NotifyDispatcher(site, health=self.health)
-                self.dispatcher = Fanout(LogDispatcher(), self.notify)
-                self.supervisor.add("notify", self.notify.run)
-            if site.alarms.enabled:  # the rules every [alarms] every_s, from the stored alarms
-                spool = getattr(store, "spool", None)
-                self.alarm_engine = AlarmEngine(
-                    site,
-                    store,
-                    self.alarms,
-                    dispatcher=self.dispatcher,
-                    health=self.health,
-                    availability=self.collectors.availability if self.collectors else None,
-                    statements=self.statements,
-                    spool_depth=(lambda: int(spool.depth)) if spool is not None else None,
-                )
-                self.supervisor.add("alarms", self.alarm_engine.run)
-            if self._keys is None:
-                self._keys = KeyStore(site.api.keys_path)
-            self.app = create_app(
+        if parts.jobs:
+            self._add_jobs(dispatcher)
+        if parts.web:
+            self._add_web(data_dir)
+        elif self.collectors is not None or parts.jobs:  # /metrics alone, on its own port
+            self._add_metrics()
+
+    def _add_jobs(self, dispatcher: Dispatcher | None) -> None:
+        """The scheduled jobs, which run once per deployment: the recompute, the monthly
+        reports, the alarms and their delivery."""
+        site, store = self.site, self.store
+        assert self.statements is not None
+        assert self.alarms is not None
+        recompute = self._recompute = Recompute(site, store, self.statements, self.health)
+        every_s = site.schedule.recompute_every_s
+        self.supervisor.add("recompute", lambda stop: recompute.run(stop, every_s))
+        if site.reports.enabled:  # each closed month's report, once its statements settle
+            reports = MonthlyReports(site, store, self.statements, reports_dir(site), self.health)
+            self.supervisor.add("reports", reports.run)
+        if dispatcher is None and site.notify.enabled and site.notify.channels:
+            # delivery runs as a part of its own: a slow or dead receiver never holds
+            # up the evaluation, which only queues
+            self.notify = NotifyDispatcher(site, health=self.health)
+            self.dispatcher = Fanout(LogDispatcher(), self.notify)
+            self.supervisor.add("notify", self.notify.run)
+        if site.alarms.enabled:  # the rules every [alarms] every_s, from the stored alarms
+            spool = getattr(store, "spool", None)
+            self.alarm_engine = AlarmEngine(
                 site,
                 store,
-                keys=self._keys,
-                status=self.collectors.availability if self.collectors else None,
-                data_dir=data_dir,
+                self.alarms,
+                dispatcher=self.dispatcher,
+                health=self.health,
+                availability=self.collectors.availability if self.collectors else None,
                 statements=self.statements,
-                health=self.health,
-                alarms=self.alarms,
-                alarm_dispatcher=self.dispatcher,
+                spool_depth=(lambda: int(spool.depth)) if spool is not None else None,
             )
-            self._api = ApiPart(self.app, site.api.host, site.api.port, source=site.source)
-        elif self.collectors is not None:  # a collector-only process: /metrics on its own port
-            if self._keys is None:
-                self._keys = KeyStore(site.api.keys_path)
-            held = getattr(store, "spool", None)
-            ops = OpsContext(
-                status=self.collectors.availability,
-                health=self.health,
-                spool_depth=(lambda: int(held.depth)) if held is not None else None,
-                spool_store=store if held is not None else None,
-            )
-            self.metrics_app = create_metrics_app(ops, self._keys, site)
-            port = site.api.metrics_port + shard.index - 1 if site.api.metrics_port else 0
-            self._api = ApiPart(
-                self.metrics_app,
-                site.api.host,
-                min(port, 65535),
-                source=site.source,
-                port_key="metrics_port",
-            )
+            self.supervisor.add("alarms", self.alarm_engine.run)
+
+    def _add_web(self, data_dir: Path) -> None:
+        """The API, on `[api] host` and `port` (shared with the other web processes when
+        `[api] reuse_port`)."""
+        site = self.site
+        if self._keys is None:
+            self._keys = KeyStore(site.api.keys_path)
+        self.app = create_app(
+            site,
+            self.store,
+            keys=self._keys,
+            status=self.collectors.availability if self.collectors else None,
+            data_dir=data_dir,
+            statements=self.statements,
+            health=self.health,
+            alarms=self.alarms,
+            alarm_dispatcher=self.dispatcher,
+        )
+        self._api = ApiPart(
+            self.app,
+            site.api.host,
+            site.api.port,
+            source=site.source,
+            reuse_port=site.api.reuse_port,
+        )
+
+    def _add_metrics(self) -> None:
+        """`/metrics` alone, in a process without the API: a collector's on `[api]
+        metrics_port` + its shard's index - 1, a worker's on `[api] worker_metrics_port`."""
+        site = self.site
+        if self._keys is None:
+            self._keys = KeyStore(site.api.keys_path)
+        held = getattr(self.store, "spool", None)
+        ops = OpsContext(
+            status=self.collectors.availability if self.collectors else None,
+            health=self.health,
+            spool_depth=(lambda: int(held.depth)) if held is not None else None,
+            spool_store=self.store if held is not None else None,
+            alarms_active=self.alarms.active_counts if self.alarms is not None else None,
+        )
+        self.metrics_app = create_metrics_app(ops, self._keys, site)
+        if self.collectors is not None:
+            key, base = "metrics_port", site.api.metrics_port
+            port = base + self._shard.index - 1 if base else 0
+        else:
+            key, port = "worker_metrics_port", site.api.worker_metrics_port
+        self._api = ApiPart(
+            self.metrics_app, site.api.host, min(port, 65535), source=site.source, port_key=key
+        )
 
     def describe(self) -> list[str]:
         return self.collectors.describe() if self.collectors is not None else []
@@ -250,7 +306,7 @@ class Service:
         if self._api is None:
             return None
         port = await self._api.start(sockets)
-        if self.app is None:  # a collector's /metrics
+        if self.app is None:  # a collector's or a worker's /metrics
             self.supervisor.add("metrics", self._api.run)
             return port
         self.supervisor.add("api", self._api.run)

@@ -91,6 +91,7 @@ class StatementStore:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._con = sqlite3.connect(self.path, check_same_thread=False)
         self._lock = threading.Lock()
+        self._writes = 0  # this store's own commits (data_version does not count them)
         with self._lock, self._con:
             for statement in _SCHEMA:
                 self._con.execute(statement)
@@ -104,6 +105,14 @@ class StatementStore:
     def close(self) -> None:
         with self._lock:
             self._con.close()
+
+    def version(self) -> tuple[int, int]:
+        """Changes whenever the file's content may have: another connection's commit (the
+        worker process's, SQLite's `PRAGMA data_version`) or one of this store's writes. A
+        cache over what it reads keeps its entries while this is unchanged."""
+        with self._lock:
+            (version,) = self._con.execute("PRAGMA data_version").fetchone()
+            return int(version), self._writes
 
     def __enter__(self) -> Self:
         return self
@@ -119,6 +128,7 @@ class StatementStore:
     def save_baseline(self, baseline: Baseline) -> int:
         body = json.dumps(baseline.to_dict(), ensure_ascii=False)
         with self._lock, self._con:
+            self._writes += 1
             cur = self._con.execute(
                 "INSERT INTO baselines (contract_id, utility, fitted_at, inputs_digest, body) "
                 "VALUES (?, ?, ?, ?, ?)",
@@ -143,6 +153,7 @@ class StatementStore:
     def save_statement(self, statement: Statement) -> int:
         body = json.dumps(statement.to_dict(), ensure_ascii=False)
         with self._lock, self._con:
+            self._writes += 1
             cur = self._con.execute(
                 "INSERT INTO statements (contract_id, utility, month, created_at, inputs_digest, "
                 "avoided, body, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -193,6 +204,7 @@ class StatementStore:
         """Replace the month's provisional figures."""
         body = json.dumps(statement.to_dict(), ensure_ascii=False)
         with self._lock, self._con:
+            self._writes += 1
             self._con.execute(
                 "INSERT OR REPLACE INTO provisional "
                 "(contract_id, utility, month, created_at, inputs_digest, avoided, body, status) "
@@ -211,6 +223,7 @@ class StatementStore:
 
     def drop_provisional(self, contract_id: str, month: str, utility: str = "electricity") -> None:
         with self._lock, self._con:
+            self._writes += 1
             self._con.execute(
                 "DELETE FROM provisional WHERE contract_id = ? AND utility = ? AND month = ?",
                 (contract_id, utility, month),

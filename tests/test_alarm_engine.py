@@ -177,3 +177,34 @@ def test_switching_a_rule_off_clears_its_alarms() -> None:
     assert [(t.kind, t.alarm.subject) for t in done] == [("cleared", "E-1")]
     assert alarms.open_alarms() == []
     assert not [c for c in again.evaluate(NOW + 120_000) if c.rule == "meter_offline"]
+
+
+def test_an_acknowledgement_another_process_records_is_dispatched_by_the_engine_once(
+    tmp_path,
+) -> None:
+    """`--role web` records an acknowledgement in the alarms file; the worker's engine, which
+    owns the notify channels, delivers it (once). One made through the engine's own store
+    (`--role api`/`all`: the route dispatched it itself) is not sent again.
+
+    Regression: a web process's acknowledgements reached no channel."""
+    store = DuckDBStore(":memory:")
+    store.write(usual(START, NOW, skip=("E-1",)))
+    store.write(counter("E-1", "energy_import", office, START, NOW - HOUR))  # silent an hour
+    worker_alarms = AlarmStore(tmp_path / "alarms.sqlite3")
+    web_alarms = AlarmStore(tmp_path / "alarms.sqlite3")
+    recorder = Recorder()
+    site = tiny_site({"rules": {"meter_offline": {"raise_after_s": 0, "min_silence_s": 1800}}})
+    engine = AlarmEngine(site, store, worker_alarms, dispatcher=recorder)
+    engine.step(NOW)
+    (raised,) = recorder.got
+    web_alarms.acknowledge(raised.alarm.id, "张工 (key 1a2b3c4d)", NOW + 30_000)
+    engine.step(NOW + 60_000)
+    engine.step(NOW + 120_000)
+    kinds = [(t.kind, t.alarm.subject, t.alarm.acknowledged_by) for t in recorder.got]
+    assert kinds == [("raised", "E-1", None), ("acknowledged", "E-1", "张工 (key 1a2b3c4d)")]
+
+    worker_alarms.acknowledge(raised.alarm.id, "李工", NOW + 150_000)  # this process's route
+    engine.step(NOW + 180_000)
+    assert len(recorder.got) == 2
+    for a in (worker_alarms, web_alarms):
+        a.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 
 import pytest
@@ -366,6 +367,7 @@ def test_healthz_needs_no_key_and_reveals_nothing(client):
     assert r.json() == {
         "status": "ok",
         "site": "luan-admin-center",
+        "pid": os.getpid(),  # which process answered (several may serve one address)
         "store": "ok",
         "problems": {},
         "parts": {},

@@ -170,7 +170,12 @@ def test_systemd_units_pass_systemd_analyze_verify(tmp_path):
     epcmon = shutil.which("epcmon", path=str(Path(__import__("sys").executable).parent))
     assert epcmon, "the epcmon console script of this environment"
     units = sorted((DEPLOY / "systemd").glob("*.service"))
-    assert {u.name for u in units} == {"epcmon-api.service", "epcmon-collector@.service"}
+    assert {u.name for u in units} == {
+        "epcmon-api.service",
+        "epcmon-collector@.service",
+        "epcmon-web@.service",
+        "epcmon-worker.service",
+    }
     checked = []
     for unit in units:
         # verify needs the ExecStart binary to exist: point it at this environment's epcmon

@@ -77,7 +77,7 @@ async def baseline_async(request: Request, contract: Contract, utility: Utility)
     if utility not in contract.utility_names():
         raise NotFound(f"contract {contract.id} has no {utility} boundary")
     cache: SavingsCache = request.app.state.savings_cache
-    hit = cache.cached_baseline(contract.id, utility)
+    hit = cache.cached_baseline(statements_of(request), contract.id, utility)
     if hit is None:
         return await fast.blocking(lambda: baseline_of(request, contract, utility))
     return found_baseline(contract, utility, hit[0])

@@ -29,6 +29,10 @@ class ApiConfig(_Model):
     """Listen address: loopback unless you mean otherwise."""
     port: int = Field(default=8000, ge=0, le=65535)
     """Listen port (0: any free port)."""
+    reuse_port: bool = False
+    """Bind the port with `SO_REUSEPORT` (Linux), so several `epcmon run --role web` processes
+    listen on one address and the kernel spreads the connections over them; every process
+    on the port must set it (and run as the same user)."""
     max_points: int = Field(default=50_000, ge=100)
     """Most points one series response may carry; more is a 400 that says how to ask."""
     max_range_days: int = Field(default=3_660, ge=1)
@@ -49,6 +53,9 @@ class ApiConfig(_Model):
     `/metrics`, on `host`, with the API's keys (a viewer key as bearer token): shard i of n
     listens on `metrics_port + i - 1`; 0: any free port. Processes serving the API serve
     `/metrics` there."""
+    worker_metrics_port: int = Field(default=9107, ge=0, le=65535)
+    """Where the worker process (`epcmon run --role worker`: the scheduled jobs without the
+    API) serves `/metrics`, on `host`, with the API's keys; 0: any free port."""
 
 
 class ScheduleConfig(_Model):
