@@ -15,6 +15,7 @@ other sites gets 403 there (`api.deps.KeyAuth`). One key file for the deployment
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 
 from fastapi import FastAPI, Response
@@ -68,10 +69,29 @@ def create_portfolio_app(
             ROOT / "portfolio.html", media_type="text/html", headers={"Cache-Control": "no-cache"}
         )
 
+    install_healthz(app, portfolio, store, health, sorted(site_apps))
+
+    return PortfolioRouter(app, keys)  # type: ignore[return-value]
+
+
+def health_app(portfolio: Portfolio, store: TimeSeriesStore, health: Health) -> FastAPI:
+    """`/healthz` alone, for a portfolio's collector and worker processes."""
+    app = FastAPI(title="epcmon portfolio health", docs_url=None, redoc_url=None)
+    install_healthz(app, portfolio, store, health, [s.site.id for s in portfolio.sites])
+    return app
+
+
+def install_healthz(
+    app: FastAPI,
+    portfolio: Portfolio,
+    store: TimeSeriesStore,
+    health: Health,
+    sites: list[str],
+) -> None:
     @app.get("/healthz", tags=["operations"])
     def healthz() -> Response:
         """Liveness of the whole deployment: every site's parts (`<site>/<part>`) and the
-        shared ones; 503 naming what is not well."""
+        shared ones; 503 naming what is not well. No key: states and errors, no data."""
         try:
             store.series_keys()
             state = "ok"
@@ -85,7 +105,8 @@ def create_portfolio_app(
         body = {
             "status": "ok" if ok else "degraded",
             "portfolio": portfolio.info.id,
-            "sites": sorted(site_apps),
+            "pid": os.getpid(),
+            "sites": sorted(sites),
             "store": state,
             "problems": problems,
             "parts": {
@@ -94,8 +115,6 @@ def create_portfolio_app(
             },
         }
         return json_response(body, status_code=200 if ok else 503)
-
-    return PortfolioRouter(app, keys)  # type: ignore[return-value]
 
 
 class PortfolioRouter:

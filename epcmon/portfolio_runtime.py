@@ -24,13 +24,20 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from api.keys import KeyStore
-from api.portfolio import create_portfolio_app
+from api.portfolio import create_portfolio_app, health_app
 from core.config import Portfolio
 from core.health import Health
 from epcmon.api_server import ApiPart
 from epcmon.collecting import Shard
 from epcmon.reload import read_portfolio
-from epcmon.runtime import Role, Service, _warm, reload_on_sighup, stop_on_signals
+from epcmon.runtime import (
+    Role,
+    Service,
+    _warm,
+    reload_on_sighup,
+    role_parts,
+    stop_on_signals,
+)
 from epcmon.supervisor import Scoped, Supervisor
 from storage.base import TimeSeriesStore
 from storage.duckdb_store import DuckDBStore, StoreMaintenance
@@ -74,9 +81,10 @@ class PortfolioService:
                 keys=self.keys,
                 parts=Scoped(self.supervisor, f"{sid}/"),
             )
-        if role in ("all", "collector") and isinstance(store, SpoolingStore):
+        runs = role_parts(role)
+        if runs.collectors and isinstance(store, SpoolingStore):
             self.supervisor.add("spool-drain", SpoolDrain(store).run)
-        if isinstance(store, DuckDBStore):
+        if isinstance(store, DuckDBStore) and (runs.jobs or runs.collectors):
             first = portfolio.sites[0]
             maintenance = StoreMaintenance(
                 store, portfolio.storage.retention, first.site.timezone, self.health
@@ -85,13 +93,27 @@ class PortfolioService:
         self.app: FastAPI | None = None
         self._api: ApiPart | None = None
         self._background: list[asyncio.Task[None]] = []
-        if role in ("all", "api"):
+        api = portfolio.api
+        if runs.web:
             site_apps = {sid: s.app for sid, s in self.sites.items() if s.app is not None}
             self.app = create_portfolio_app(
                 portfolio, site_apps, keys=self.keys, store=store, health=self.health
             )
             self._api = ApiPart(
-                self.app, portfolio.api.host, portfolio.api.port, source=portfolio.source
+                self.app, api.host, api.port, source=portfolio.source, reuse_port=api.reuse_port
+            )
+        else:  # a collector or worker process: the deployment's /healthz on its metrics port
+            if runs.collectors:
+                key, base = "metrics_port", api.metrics_port
+                port = base + shard.index - 1 if base else 0
+            else:
+                key, port = "worker_metrics_port", api.worker_metrics_port
+            self._api = ApiPart(
+                health_app(portfolio, store, self.health),
+                api.host,
+                min(port, 65535),
+                source=portfolio.source,
+                port_key=key,
             )
 
     def describe(self) -> list[str]:
@@ -107,7 +129,7 @@ class PortfolioService:
         if self._api is None:
             return None
         port = await self._api.start()
-        self.supervisor.add("api", self._api.run)
+        self.supervisor.add("api" if self.app is not None else "healthz", self._api.run)
         for service in self.sites.values():
             if service.app is not None:
                 self._background.append(asyncio.create_task(_warm(service.app)))
@@ -173,8 +195,10 @@ async def run_portfolio(portfolio: Portfolio, *, role: Role, shard: Shard, data_
         for line in service.describe():
             say(line)
         port = await service.start()
-        if port is not None:
+        if port is not None and service.app is not None:
             say(f"API on http://{portfolio.api.host}:{port} (sites under /sites/<site>/)")
+        elif port is not None:
+            say(f"/healthz on http://{portfolio.api.host}:{port}")
         reloads = reload_on_sighup(service, portfolio.source)
         say(
             f"running {len(service.supervisor.names)} parts of {len(service.sites)} sites; "

@@ -156,8 +156,8 @@ class Service:
         self._recompute: Recompute | None = None
         self._reloading = asyncio.Lock()
         self._shard = shard
-        parts = role_parts(role)
-        if parts.collectors:
+        runs = role_parts(role)
+        if runs.collectors:
             self.collectors = Collectors(
                 site, store, data_dir, shard=shard, mqtt_url=mqtt_url, health=self.health
             )
@@ -165,20 +165,20 @@ class Service:
                 self.supervisor.add(name, part)
             if isinstance(store, SpoolingStore):  # replays as soon as the store is back
                 self.supervisor.add("spool-drain", SpoolDrain(store).run)
-        if isinstance(store, DuckDBStore) and (parts.jobs or parts.collectors):
+        if isinstance(store, DuckDBStore) and (runs.jobs or runs.collectors):
             # InfluxDB keeps data by its own retention policies
             maintenance = StoreMaintenance(
                 store, site.storage.retention, site.site.timezone, self.health
             )
             self.supervisor.add("store-maintenance", maintenance.run)
-        if parts.jobs or parts.web:
+        if runs.jobs or runs.web:
             self.statements = StatementStore(site.storage.statements_file)
             self.alarms = AlarmStore(default_path(site, self.statements.path))
-        if parts.jobs:
+        if runs.jobs:
             self._add_jobs(dispatcher)
-        if parts.web:
+        if runs.web:
             self._add_web(data_dir)
-        elif self.collectors is not None or parts.jobs:  # /metrics alone, on its own port
+        elif self.collectors is not None or runs.jobs:  # /metrics alone, on its own port
             self._add_metrics()
 
     def _add_jobs(self, dispatcher: Dispatcher | None) -> None:
