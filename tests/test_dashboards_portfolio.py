@@ -130,6 +130,16 @@ def test_a_portfolio_builds_every_site_s_dashboards_and_its_overview(
     for stem, d in lone.items():
         n_lone = len(list(targets({stem: d}, INFINITY_TYPE)))
         assert len(list(targets({stem: dashboards[f"{A}-{stem}"]}, INFINITY_TYPE))) == n_lone
+    table = next(p for p in dashboards["portfolio"]["panels"] if p["title"].startswith("各单位"))
+    (override,) = table["fieldConfig"]["overrides"]
+    assert override["matcher"] == {
+        "id": "byName",
+        "options": table["targets"][0]["columns"][0]["text"],
+    }
+    (link,) = override["properties"][0]["value"]
+    for site in (A, B):  # the site id in the cell makes that site's overview uid
+        uid = link["url"].replace("${__value.raw}", site).split("?")[0].removeprefix("/d/")
+        assert uid == dashboards[f"{site}-overview"]["uid"]
     for name, target in targets({"portfolio": dashboards["portfolio"]}, INFINITY_TYPE):
         assert target["url"].startswith("/api/v1/portfolio?"), name
         assert "${__from:date:YYYY-MM}" in target["url"]

@@ -28,8 +28,8 @@ MONTHS = "first=${__from:date:YYYY-MM}&last=${__to:date:YYYY-MM}"
 """The dashboard's time range as the portfolio route's local months."""
 FIGURES = f"{API}/portfolio?{MONTHS}"
 OVERVIEW_UID = f"{PREFIX}-portfolio"
-SITE_LINK = f"/d/{PREFIX}-${{__data.fields.id}}-overview?${{__url_time_range}}"
-"""The sites table's link from a site's row to its overview dashboard."""
+SITE_LINK = f"/d/{PREFIX}-${{__value.raw}}-overview?${{__url_time_range}}"
+"""The link on the sites table's site id: that site's overview dashboard (`uid_for`)."""
 
 
 def _sites_table() -> table.Panel:
