@@ -129,7 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("dashboards", help="Grafana dashboards as code: build the files, push them")
     dash = p.add_subparsers(dest="dashboards_command", required=True, metavar="DASHBOARDS_COMMAND")
     d = dash.add_parser("build", help="write dashboards JSON and provisioning YAML")
-    d.add_argument("--site", default=DEFAULT_SITE)
+    d.add_argument(
+        "--site",
+        default=DEFAULT_SITE,
+        help="site file, or a portfolio directory (its overview and every site's dashboards)",
+    )
     d.add_argument("--out", default="deploy/grafana", help="output folder (default deploy/grafana)")
     d.add_argument(
         "--influx-url",
@@ -145,7 +149,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     d.set_defaults(func=commands.dashboards)
     d = dash.add_parser("push", help="upsert the folder, datasources and dashboards into Grafana")
-    d.add_argument("--site", default=DEFAULT_SITE)
+    d.add_argument(
+        "--site",
+        default=DEFAULT_SITE,
+        help="site file, or a portfolio directory (its overview and every site's dashboards)",
+    )
     d.add_argument(
         "--grafana-url", type=options.http_url, required=True, help="e.g. http://127.0.0.1:3000"
     )

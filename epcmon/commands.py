@@ -169,7 +169,8 @@ def _run_portfolio(args: argparse.Namespace, role: Role, data_dir: Path) -> int:
 
 
 def dashboards(args: argparse.Namespace) -> int:
-    from epcmon.sites import load
+    from core.config import Portfolio
+    from epcmon.sites import is_portfolio, load, load_portfolio
 
     try:
         from dashboards.grafana.provisioning import default_api_url, write
@@ -178,11 +179,12 @@ def dashboards(args: argparse.Namespace) -> int:
         raise ConfigError(
             f"the dashboards need the `dashboards` extra (pip install 'epcmon[dashboards]'): {exc}"
         ) from exc
-    site = load(args.site)
+    target = load_portfolio(args.site) if is_portfolio(args.site) else load(args.site)
+    site = target.sites[0] if isinstance(target, Portfolio) else target  # its store and API
     if args.dashboards_command == "build":
         try:
             written = write(
-                site,
+                target,
                 Path(args.out),
                 api_url=args.api_url or None,
                 influx_url=args.influx_url or None,
@@ -207,7 +209,7 @@ def dashboards(args: argparse.Namespace) -> int:
     with GrafanaClient(args.grafana_url, token) as client:
         urls = push(
             client,
-            site,
+            target,
             influx_url=args.influx_url or site.storage.influx.url,
             api_url=args.api_url or default_api_url(site),
             viewer_key=key,

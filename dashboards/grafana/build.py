@@ -23,7 +23,8 @@ from grafana_foundation_sdk.builders.dashboard import (
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 
 from core.config import EndUse, SiteConfig
-from dashboards.grafana.sources import ISO_RANGE, RANGE, reads_for
+from dashboards.grafana.members import in_portfolio, site_tag, uid_for
+from dashboards.grafana.sources import ISO_RANGE, RANGE, api_base, reads_for
 from dashboards.grafana.targets import INFINITY, Infinity
 
 TAGS = ["epcmon"]
@@ -34,16 +35,22 @@ def meters_of(site: SiteConfig, *uses: EndUse) -> list[str]:
     return [m.id for m in site.meters if m.end_use in uses]
 
 
-def dashboard(uid: str, title: str, site: SiteConfig) -> Dashboard:
-    return (
+def dashboard(stem: str, title: str, site: SiteConfig) -> Dashboard:
+    """A dashboard of `site`; a portfolio member's has its `site` variable and links, and
+    its site id in the title (titles are unique in a Grafana folder; names need not be)."""
+    if site.store_scope:
+        name = site.site.name
+        title = f"{site.site.id} · " + (title if title.startswith(name) else f"{name} {title}")
+    d = (
         Dashboard(title)
-        .uid(uid)
-        .tags(TAGS)
+        .uid(uid_for(site, stem))
+        .tags(TAGS + ([site_tag(site)] if site.store_scope else []))
         .timezone(site.site.timezone)
         .refresh("1m")
         .time("now-7d", "now")
         .editable()
     )
+    return in_portfolio(d, site) if site.store_scope else d
 
 
 def contract_variable(site: SiteConfig) -> CustomVariable:
@@ -58,7 +65,7 @@ def overview(site: SiteConfig) -> Dashboard:
     btu = meters_of(site, EndUse.COOLING_DELIVERED)
     water_main = meters_of(site, EndUse.WATER_MAIN)
     weather = meters_of(site, EndUse.WEATHER)
-    d = dashboard("epcmon-overview", f"{site.site.name} 概览 / Site overview", site)
+    d = dashboard("overview", f"{site.site.name} 概览 / Site overview", site)
     if site.contracts:
         d = d.with_variable(contract_variable(site))
     d = d.with_row(Row("实时负荷 / Live load")).with_panel(
@@ -85,7 +92,7 @@ def overview(site: SiteConfig) -> Dashboard:
             .datasource(INFINITY)
             .span(24)
             .with_target(
-                Infinity(f"/api/v1/grafana/contracts/$contract/savings?period=day&{RANGE}")
+                Infinity(f"{api_base(site)}/grafana/contracts/$contract/savings?period=day&{RANGE}")
                 .column("period", "日期 / Day")
                 .column("baseline", "基线预期 / Baseline", "number")
                 .column("actual", "实际 / Actual", "number")
@@ -100,7 +107,7 @@ def overview(site: SiteConfig) -> Dashboard:
             .datasource(INFINITY)
             .span(12)
             .with_target(
-                Infinity(f"/api/v1/consumption/buildings/{b.id}?every=1d&{ISO_RANGE}")
+                Infinity(f"{api_base(site)}/consumption/buildings/{b.id}?every=1d&{ISO_RANGE}")
                 .root("rows")
                 .column("time", "时间 / Time", "timestamp")
                 .column("value", "用电 / kWh", "number")
@@ -159,9 +166,7 @@ def overview(site: SiteConfig) -> Dashboard:
 
 def meter_detail(site: SiteConfig) -> Dashboard:
     reads = reads_for(site)
-    d = dashboard("epcmon-meter", "电表详情 / Meter detail", site).with_variable(
-        reads.meter_variable()
-    )
+    d = dashboard("meter", "电表详情 / Meter detail", site).with_variable(reads.meter_variable())
     d = d.with_panel(
         timeseries.Panel()
         .title("功率 / Power")
@@ -202,11 +207,11 @@ def meter_detail(site: SiteConfig) -> Dashboard:
 
 
 def savings(site: SiteConfig) -> Dashboard:
-    base = "/api/v1/contracts/$contract"
-    grafana = "/api/v1/grafana/contracts/$contract"  # the same rows, inside the time range
+    base = f"{api_base(site)}/contracts/$contract"
+    grafana = f"{api_base(site)}/grafana/contracts/$contract"  # the same rows, in the range
     first = site.contracts[0].reporting_start if site.contracts else None
     d = (
-        dashboard("epcmon-savings", "节能量 / Contract savings", site)
+        dashboard("savings", "节能量 / Contract savings", site)
         .with_variable(contract_variable(site))
         .with_variable(
             TextBoxVariable("month")
@@ -327,14 +332,14 @@ def savings(site: SiteConfig) -> Dashboard:
 
 
 def operations(site: SiteConfig) -> Dashboard:
-    d = dashboard("epcmon-operations", "运行状态 / Operations", site).time("now-24h", "now")
+    d = dashboard("operations", "运行状态 / Operations", site).time("now-24h", "now")
     d = d.with_panel(
         table.Panel()
         .title("电表在线状态 / Meters offline")
         .datasource(INFINITY)
         .span(12)
         .with_target(
-            Infinity("/api/v1/operations/meters")
+            Infinity(f"{api_base(site)}/operations/meters")
             .column("meter", "电表 / Meter")
             .column("stale", "离线 / Offline", "boolean")
             .column("last_seen", "最后读数 / Last seen", "timestamp")
@@ -347,7 +352,7 @@ def operations(site: SiteConfig) -> Dashboard:
         .datasource(INFINITY)
         .span(6)
         .with_target(
-            Infinity("/api/v1/operations/spool")
+            Infinity(f"{api_base(site)}/operations/spool")
             .column("backend", "存储 / Store")
             .column("spooled_batches", "批次 / Batches", "number")
         )
@@ -358,7 +363,7 @@ def operations(site: SiteConfig) -> Dashboard:
         .datasource(INFINITY)
         .span(6)
         .with_target(
-            Infinity("/api/v1/operations/dead-letters?limit=100")
+            Infinity(f"{api_base(site)}/operations/dead-letters?limit=100")
             .column("time", "时间 / Time", "timestamp")
             .column("source", "来源 / Source")
             .column("reason", "原因 / Reason")

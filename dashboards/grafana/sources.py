@@ -8,6 +8,7 @@ through `$timeFilter` in each SELECT, Infinity URLs through `${__from}`/`${__to}
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from urllib.parse import urlencode
 
@@ -19,6 +20,7 @@ from grafana_foundation_sdk.models.dashboard import DataSourceRef, VariableRefre
 from core.config import MeterKind, SiteConfig
 from dashboards.grafana.targets import INFINITY, INFLUX, Infinity, InfluxQL
 from processing.rollups import top_meters
+from storage.scoped import qualified
 
 Target = cogbuilder.Builder[cogvariants.Dataquery]
 RANGE = "from=${__from}&to=${__to}"
@@ -26,11 +28,20 @@ RANGE = "from=${__from}&to=${__to}"
 ISO_RANGE = "start=${__from:date:iso}&end=${__to:date:iso}"
 """The same as ISO-8601, for the other routes."""
 WIDTH_MS = {"1m": 60_000, "1h": 3_600_000}
+API = "/api/v1"
 
 
 def regex(ids: Sequence[str]) -> str:
-    """An anchored InfluxQL regex of meter ids (ids are `[A-Za-z0-9_-]`: nothing to escape)."""
-    return "/^(" + "|".join(sorted(ids)) + ")$/"
+    """An anchored InfluxQL regex of meter ids. Ids are `[A-Za-z0-9_.-]`, a portfolio's
+    `<site>/<meter>`: `.` is escaped (any character otherwise), and so is `/` (it would end
+    the regex literal)."""
+    return "/^(" + "|".join(re.sub(r"([./])", r"\\\1", i) for i in sorted(ids)) + ")$/"
+
+
+def api_base(site: SiteConfig) -> str:
+    """Where the dashboards' Infinity URLs start: a portfolio member's routes are under
+    `/api/v1/sites/$site` (the dashboard's `site` variable), a lone site's at `/api/v1`."""
+    return f"{API}/sites/$site" if site.store_scope else API
 
 
 def department_meters(site: SiteConfig) -> list[str]:
@@ -44,28 +55,36 @@ def department_meters(site: SiteConfig) -> list[str]:
 
 class InfluxReads:
     """InfluxQL on the store's schema: a measurement per quantity, tags site/building/kind/
-    meter/tenant, field `value`."""
+    meter/tenant, field `value`. A portfolio member's meters are `<site>/<meter>` in the shared
+    store, and every query keeps to its site (`"site" = '$site'`)."""
 
     ref: DataSourceRef = INFLUX
 
     def __init__(self, site: SiteConfig) -> None:
         self.site = site
+        self.scope = site.store_scope
+        self._in_site = "\"site\" = '$site' AND " if self.scope else ""
+
+    def _meters(self, meters: Sequence[str]) -> str:
+        """The WHERE condition selecting `meters` (site-file ids)."""
+        ids = [qualified(self.scope, m) for m in meters] if self.scope else meters
+        return f'{self._in_site}"meter" =~ {regex(ids)}'
 
     def total(self, quantity: str, meters: Sequence[str]) -> Target:
         return InfluxQL(
             f'SELECT sum("last") FROM (SELECT last("value") FROM "{quantity}" WHERE '
-            f'"meter" =~ {regex(meters)} AND $timeFilter GROUP BY "meter") WHERE $timeFilter'
+            f'{self._meters(meters)} AND $timeFilter GROUP BY "meter") WHERE $timeFilter'
         )
 
     def by_meter(self, quantity: str, meters: Sequence[str]) -> Target:
         return InfluxQL(
-            f'SELECT mean("value") FROM "{quantity}" WHERE "meter" =~ {regex(meters)} AND '
+            f'SELECT mean("value") FROM "{quantity}" WHERE {self._meters(meters)} AND '
             '$timeFilter GROUP BY time($__interval), "meter" fill(null)'
         ).alias("$tag_meter")
 
     def mean(self, quantity: str, meters: Sequence[str]) -> Target:
         return InfluxQL(
-            f'SELECT mean("value") FROM "{quantity}" WHERE "meter" =~ {regex(meters)} AND '
+            f'SELECT mean("value") FROM "{quantity}" WHERE {self._meters(meters)} AND '
             "$timeFilter GROUP BY time($__interval)"
         )
 
@@ -73,7 +92,7 @@ class InfluxReads:
         return (
             InfluxQL(
                 f'SELECT sum("mean") FROM (SELECT mean("value") FROM "{quantity}" WHERE '
-                f'"meter" =~ {regex(meters)} AND $timeFilter GROUP BY time(1h), "meter") '
+                f'{self._meters(meters)} AND $timeFilter GROUP BY time(1h), "meter") '
                 "WHERE $timeFilter GROUP BY time(1h)"
             )
             .ref_id(ref_id)
@@ -84,27 +103,30 @@ class InfluxReads:
         return [
             InfluxQL(
                 f'SELECT non_negative_difference(last("value")) FROM "{quantity}" WHERE '
-                f'"meter" =~ {regex(meters)} AND $timeFilter GROUP BY time(1h), "meter"'
+                f'{self._meters(meters)} AND $timeFilter GROUP BY time(1h), "meter"'
             ).alias("$tag_meter")
         ]
 
     def departments(self) -> Target:
         return InfluxQL(
-            'SELECT sum("mean") FROM (SELECT mean("value") FROM "power" WHERE "meter" =~ '
-            f'{regex(department_meters(self.site))} AND $timeFilter GROUP BY "meter", "tenant") '
-            'WHERE $timeFilter GROUP BY "tenant"'
+            'SELECT sum("mean") FROM (SELECT mean("value") FROM "power" WHERE '
+            f"{self._meters(department_meters(self.site))} AND $timeFilter "
+            'GROUP BY "meter", "tenant") WHERE $timeFilter GROUP BY "tenant"'
         ).table()
 
     def meter_variable(self) -> QueryVariable | CustomVariable:
+        where = " WHERE \"site\" = '$site'" if self.scope else ""
         return (
             QueryVariable("meter")
             .label("电表 / Meter")
             .datasource(INFLUX)
-            .query('SHOW TAG VALUES FROM "power" WITH KEY = "meter"')
+            .query('SHOW TAG VALUES FROM "power" WITH KEY = "meter"' + where)
             .refresh(VariableRefresh.ON_DASHBOARD_LOAD)
         )
 
     def detail(self, quantity: str) -> Target:
+        """`$meter` is a value of the meter variable: the stored id (`<site>/<meter>` in a
+        portfolio)."""
         return InfluxQL(
             f'SELECT mean("value") FROM "{quantity}" WHERE "meter" = \'$meter\' AND '
             "$timeFilter GROUP BY time($__interval)"
@@ -124,8 +146,8 @@ class InfluxReads:
 
     def count(self, width: str, by: str) -> Target:
         return InfluxQL(
-            f'SELECT count("value") FROM "power" WHERE $timeFilter GROUP BY time({width}), '
-            f'"{by}" fill(0)'
+            f'SELECT count("value") FROM "power" WHERE {self._in_site}$timeFilter GROUP BY '
+            f'time({width}), "{by}" fill(0)'
         ).alias(f"$tag_{by}")
 
 
@@ -137,11 +159,11 @@ class ApiReads:
 
     def __init__(self, site: SiteConfig) -> None:
         self.site = site
+        self.base = api_base(site)
 
-    @staticmethod
-    def _url(path: str, meters: Sequence[str], **params: object) -> str:
+    def _url(self, path: str, meters: Sequence[str], **params: object) -> str:
         query = urlencode([("meter", m) for m in meters] + list(params.items()), safe="${}")
-        return f"/api/v1/grafana/{path}?{query}&{RANGE}"
+        return f"{self.base}/grafana/{path}?{query}&{RANGE}"
 
     def _series(self, label: str, meters: Sequence[str], **params: object) -> Infinity:
         return (
@@ -169,7 +191,7 @@ class ApiReads:
 
     def hourly_increase(self, quantity: str, meters: Sequence[str]) -> list[Target]:
         return [
-            Infinity(f"/api/v1/consumption/meters/{m}?every=1h&{ISO_RANGE}")
+            Infinity(f"{self.base}/consumption/meters/{m}?every=1h&{ISO_RANGE}")
             .ref_id(chr(ord("A") + i))
             .root("rows")
             .column("time", "时间 / Time", "timestamp")
@@ -180,7 +202,7 @@ class ApiReads:
 
     def departments(self) -> Target:
         return (
-            Infinity(f"/api/v1/grafana/tenants?quantity=power&{RANGE}")
+            Infinity(f"{self.base}/grafana/tenants?quantity=power&{RANGE}")
             .column("tenant", "部门 / Department")
             .column("name", "名称 / Name")
             .column("value", "平均功率 kW / Mean kW", "number")
@@ -195,7 +217,7 @@ class ApiReads:
 
     def detail_increase(self, quantity: str) -> Target:
         return (
-            Infinity(f"/api/v1/consumption/meters/$meter?every=1h&{ISO_RANGE}")
+            Infinity(f"{self.base}/consumption/meters/$meter?every=1h&{ISO_RANGE}")
             .root("rows")
             .column("time", "时间 / Time", "timestamp")
             .column("value", "电量 kWh / Energy kWh", "number")
