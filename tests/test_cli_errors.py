@@ -323,7 +323,7 @@ CASES = [
     # ---------------------------------------------------------------- site files (already one line)
     Case("check-config: no such file", lambda e: ["check-config", str(e.tmp / "none.toml")],
          2, ("none.toml", "No such file")),
-    Case("check-config: a directory", lambda e: ["check-config", str(e.tmp)], 2, ("Is a directory",)),
+    Case("check-config: a directory", lambda e: ["check-config", str(e.tmp)], 2, ("needs portfolio.toml",)),
     Case("check-config: a bad reference",
          lambda e: ["check-config", str(e.tmp / "site.toml")],
          2, ("site.toml", "meter 'E-1'", "modbus.gateway", "gw9"), setup=bad_reference),
