@@ -7,7 +7,8 @@
 Pure and seeded: the same arguments give the same text. The sites, in order:
 
 1. the administrative center: the reference site file, copied as it is (its contract
-   `epc-2025-01` stays);
+   `epc-2025-01` stays) but for a `[simulation] seed` drawn from the city's seed when it
+   sets none (`with_seed`);
 2. seven county/district administrative centers (`CENTERS`), of different sizes (9-32
    departments, 7,500-36,000 m2, 1-3 buildings), each with its own energy-performance
    contract, retrofit date (2024-09 to 2025-10, a 12-month baseline before) and vendor (four
@@ -341,6 +342,23 @@ def _site(plan: SitePlan, kind: str) -> CitySite:
     )
 
 
+def with_seed(text: str, seed: int) -> str:
+    """The reference site file with a `[simulation] seed` drawn from the city's seed, as every
+    generated site has, when it sets none itself: otherwise every city would share one draw
+    of its weather, habits and noise (and so one draw of its savings error)."""
+    import tomllib
+
+    doc = tomllib.loads(text)
+    if "simulation" in doc:
+        return text
+    sid = doc["site"]["id"]
+    return (
+        text.rstrip("\n")
+        + "\n\n# 模拟城市：本单位的随机种子由城市种子导出 (the city's seed draws this site's)\n"
+        + f"[simulation]\nseed = {site_seed(seed, sid)}\n"
+    )
+
+
 def reference_site(text: str) -> CitySite:
     """The reference site file as one of the city's sites (its counts read from the text)."""
     import tomllib
@@ -365,7 +383,7 @@ def generate_city(sites: int = 8, seed: int = 0, *, reference_text: str) -> City
     tail), with `portfolio.toml`."""
     if sites < 1:
         raise ValueError("a city has at least one site")
-    out = [reference_site(reference_text)]
+    out = [reference_site(with_seed(reference_text, seed))]
     out += [_site(center_plan(c, seed), "center") for c in CENTERS[: sites - 1]]
     for k in range(1, sites - len(out) + 1):
         plan = tail_plan(k, seed)

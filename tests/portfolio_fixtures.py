@@ -5,6 +5,7 @@ county center (the same meter ids, so a leak between the sites would show), with
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -16,10 +17,13 @@ from collectors.profiles import load_profiles
 from core.config import ApiConfig, Portfolio, PortfolioInfo, SiteConfig, StorageConfig, parse_site
 from core.config.portfolio import in_portfolio
 from core.health import Health
+from processing.contract import fit_baseline, statement
 from processing.statements import StatementStore
+from processing.testing import synthetic_hourly, write_boundary
+from storage.base import TimeSeriesStore
 from storage.duckdb_store import DuckDBStore
 from storage.scoped import SiteStore
-from tests.api_fixtures import fill, two_contract_site
+from tests.api_fixtures import STATEMENT_MONTH, fill, two_contract_site
 
 COUNTY = "county-b"
 CITY = "luan-admin-center"
@@ -31,6 +35,28 @@ def county_copy(site: SiteConfig) -> SiteConfig:
     data["site"] = {**data["site"], "id": COUNTY, "name": "裕安区行政中心"}
     data["contracts"] = [{**c, "id": f"{COUNTY}-{c['id']}"} for c in data["contracts"]]
     return parse_site(data, source=f"{COUNTY}.toml", known_profiles=set(load_profiles()))
+
+
+def fit_contract(
+    site: SiteConfig, store: TimeSeriesStore, statements: StatementStore, seed: int
+) -> None:
+    """The site's first contract as `make_world` gives the reference site's: a synthetic
+    boundary year and reporting months, its baseline fitted and a statement saved."""
+    contract = site.contracts[0]
+    synthetic = synthetic_hourly(
+        date(2024, 7, 1),
+        date(2025, 10, 1),
+        seed=seed,
+        calendar=site.work_calendar,
+        retrofit=contract.reporting_start,
+        reduction=0.1,
+    )
+    write_boundary(store, contract.meters, "WX-ROOF", synthetic)
+    baseline = fit_baseline(site, contract.id, store)
+    statements.save_baseline(baseline)
+    statements.save_statement(
+        statement(site, contract.id, store, STATEMENT_MONTH, baseline=baseline)
+    )
 
 
 @dataclass
@@ -58,16 +84,12 @@ def make_portfolio_world(tmp_path: Path) -> PortfolioWorld:
     keys = KeyStore(api.keys_path)
     health = Health()
     apps = {}
-    for site in sites:
+    for seed, site in enumerate(sites, start=5):
         view = SiteStore(store, site.site.id)
         fill(view, site)  # type: ignore[arg-type]
-        apps[site.site.id] = create_app(
-            site,
-            view,
-            keys=keys,
-            statements=StatementStore(site.storage.statements_file),
-            health=health,
-        )
+        statements = StatementStore(site.storage.statements_file)
+        fit_contract(site, view, statements, seed)
+        apps[site.site.id] = create_app(site, view, keys=keys, statements=statements, health=health)
     city_contract = sites[0].contracts[0].id
     tokens = {
         "city": keys.create(Role.ENGINEER, name="city office")[1],
