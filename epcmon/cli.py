@@ -89,6 +89,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--duration", type=options.positive_float, default=None, help="stop after this many seconds"
     )
     p.add_argument("--mqtt-url", default=None, help="use this broker instead of an embedded one")
+    p.add_argument(
+        "--city",
+        type=options.positive_int,
+        nargs="?",
+        const=8,
+        default=None,
+        metavar="SITES",
+        help="the simulated city instead: a portfolio of SITES sites (default 8) built on --site",
+    )
     p.set_defaults(func=commands.demo)
 
     def service_options(p: argparse.ArgumentParser) -> None:

@@ -75,7 +75,11 @@ class Collectors:
         has_mqtt = any(m.mqtt is not None for m in site.meters)
         self.subscriber: MqttSubscriber | None = None
         if has_mqtt and not url:
-            log.warning("the site has MQTT meters but no [mqtt] url: they are not collected")
+            log.warning(
+                "site %s has MQTT meters but no [mqtt] url (%s): they are not collected",
+                site.site.id,
+                site.source or "its site file",
+            )
         elif has_mqtt:
             if shard.count > 1 and not site.mqtt.shared_group:
                 raise ConfigError(

@@ -131,6 +131,11 @@ def demo(args: argparse.Namespace) -> int:
         duration_s=args.duration,
         mqtt_url=args.mqtt_url,
     )
+    if getattr(args, "city", None):
+        from epcmon.demo_city import run_city_demo
+
+        asyncio.run(run_city_demo(opts, args.city))
+        return 0
     asyncio.run(run_demo(site, opts))
     return 0
 

@@ -82,17 +82,44 @@ def demo_site(
 
 
 def _listen(site: SiteConfig, opts: DemoOptions) -> list[socket.socket]:
-    """The API's sockets, bound before anything starts: an address in use is one line naming
-    the option (`--port`, `--host`) or the site file's key it came from."""
     host = opts.host if opts.host is not None else site.api.host
     port = opts.port if opts.port is not None else site.api.port
+    return listen_for(host, port, opts, site.source)
+
+
+def listen_for(host: str, port: int, opts: DemoOptions, source: str) -> list[socket.socket]:
+    """The API's sockets, bound before anything starts: an address in use is one line naming
+    the option (`--port`, `--host`) or the file's key it came from."""
     try:
-        return ApiServer.listen(host, port, source=site.source)
+        return ApiServer.listen(host, port, source=source)
     except ConfigError as exc:
         given = {"host": opts.host, "port": opts.port}.get(exc.key)
         if given is None:  # from the site file: the error names it
             raise
         raise ConfigError(exc.reason, key=f"--{exc.key}") from None
+
+
+async def embedded_broker(
+    opts: DemoOptions, started: contextlib.AsyncExitStack, say: Callable[[str], None]
+) -> tuple[str, bool]:
+    """(the broker's URL, whether it is ours): `--mqtt-url`, else an embedded amqtt broker on
+    a free loopback port, stopped with `started`."""
+    if opts.mqtt_url:
+        return opts.mqtt_url, False
+    port = free_port()
+    broker = Broker(
+        {
+            "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{port}"}},
+            "plugins": {
+                "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}
+            },
+        }
+    )
+    await broker.start()
+    started.push_async_callback(broker.shutdown)
+    url = f"mqtt://127.0.0.1:{port}"
+    say(f"embedded MQTT broker (amqtt) on {url}")
+    return url, True
 
 
 async def run_demo(site: SiteConfig, opts: DemoOptions) -> None:
@@ -128,19 +155,7 @@ async def _run_demo(
     mqtt_url = opts.mqtt_url or site.mqtt.url
     embedded = not mqtt_url and any(m.mqtt for m in meters)
     if embedded:
-        port = free_port()
-        broker = Broker(
-            {
-                "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{port}"}},
-                "plugins": {
-                    "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}
-                },
-            }
-        )
-        await broker.start()
-        started.push_async_callback(broker.shutdown)
-        mqtt_url = f"mqtt://127.0.0.1:{port}"
-        say(f"embedded MQTT broker (amqtt) on {mqtt_url}")
+        mqtt_url, _ = await embedded_broker(opts, started, say)
 
     ports: dict[str, int] = {}
     for gw in site.gateways:

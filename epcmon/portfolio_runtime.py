@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -125,10 +126,11 @@ class PortfolioService:
             lines += [f"  {sid}: {line}" for line in service.describe()]
         return lines
 
-    async def start(self) -> int | None:
+    async def start(self, sockets: list[socket.socket] | None = None) -> int | None:
+        """Listen (on `sockets` when the caller bound them already); return the bound port."""
         if self._api is None:
             return None
-        port = await self._api.start()
+        port = await self._api.start(sockets)
         self.supervisor.add("api" if self.app is not None else "healthz", self._api.run)
         for service in self.sites.values():
             if service.app is not None:
