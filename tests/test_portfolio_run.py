@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import re
 import signal
 import subprocess
 import sys
@@ -60,9 +61,14 @@ def _city(tmp_path: Path, api_port: int, broker_url: str) -> Path:
     return directory
 
 
+async def _output(proc: asyncio.subprocess.Process) -> str:
+    """What an `epcmon run` that ended printed (it should not end by itself)."""
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    return f"epcmon run ended with {proc.returncode}: {out.decode()[-3000:]}"
+
+
 async def test_one_run_serves_the_city_and_its_savings_meet_the_truth(tmp_path, mosquitto):
-    api_port = free_port()
-    directory = _city(tmp_path, api_port, mosquitto.url)
+    directory = _city(tmp_path, 0, mosquitto.url)
     portfolio = load_portfolio(directory)
     assert len(portfolio.sites) == SITES
     assert all(f'url = "{mosquitto.url}"' in p.read_text() for p in directory.glob("*-center.toml"))
@@ -93,6 +99,12 @@ async def test_one_run_serves_the_city_and_its_savings_meet_the_truth(tmp_path, 
     }
     keys.close()
 
+    # the port is chosen now, not before the minute of history: another process may take it
+    api_port = free_port()
+    head = directory / "portfolio.toml"
+    head.write_text(
+        re.sub(r"(?m)^port = \d+$", f"port = {api_port}", head.read_text()), encoding="utf-8"
+    )
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "epcmon.cli", "run", "--site", str(directory),
         "--data-dir", str(tmp_path / "data"),
@@ -114,7 +126,7 @@ async def test_one_run_serves_the_city_and_its_savings_meet_the_truth(tmp_path, 
                         ):
                             break
                 except httpx.TransportError:
-                    pass  # not listening yet
+                    assert proc.returncode is None, await _output(proc)  # not listening yet
                 await asyncio.sleep(1.0)
             contracts = [c for s in figures["sites"] for c in s["contracts"]]  # type: ignore[index]
             assert len(contracts) == SITES, figures
@@ -190,7 +202,8 @@ async def test_one_run_serves_the_city_and_its_savings_meet_the_truth(tmp_path, 
             }
             assert "kwh" not in v["totals"]
     finally:
-        proc.send_signal(signal.SIGTERM)
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
         out, _ = await asyncio.wait_for(proc.communicate(), 60)
     text = out.decode()
     assert proc.returncode == 0, text[-3000:]
