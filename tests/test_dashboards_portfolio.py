@@ -73,9 +73,9 @@ def portfolio_dir(tmp_path: Path, storage: str) -> Path:
     text = REFERENCE.read_text(encoding="utf-8")
     for name, site_id, contract_id in (("a.toml", A, "epc-a"), ("b.toml", B, "epc-b")):
         (directory / name).write_text(
-            text.replace('id = "luan-admin-center"', f'id = "{site_id}"', 1).replace(
-                "epc-2025-01", contract_id
-            ),
+            text.replace('id = "luan-admin-center"', f'id = "{site_id}"', 1)
+            .replace("epc-2025-01", contract_id)
+            .replace('topic = "luan-admin-center/', f'topic = "{site_id}/'),
             encoding="utf-8",
         )
     return directory
