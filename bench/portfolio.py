@@ -24,9 +24,11 @@ import shutil
 import sys
 import tempfile
 import time
+from datetime import date
 from pathlib import Path
 from typing import Any
 
+from bench.portfolio_api import measure as api_measure
 from bench.portfolio_ingest import (
     ROOT,
     bare_case,
@@ -34,10 +36,15 @@ from bench.portfolio_ingest import (
     point_city,
     start_victoria,
 )
+from bench.portfolio_recompute import history, recompute
 from epcmon.sites import load_portfolio
 from simulators.city import generate_city
 
 INTERVAL_S = 60
+HISTORY = ("2023-09-01", "2026-12-01")
+"""Every contract's baseline year (the earliest retrofit is 2024-09) to the end of 2026-11."""
+TODAY = date(2026, 12, 6)
+"""The recompute's `today`: every month to 2026-11 is due (the history ends there)."""
 
 
 def write_city(out: Path, sites: int) -> Path:
@@ -84,6 +91,12 @@ def ingest(work: Path, sites: int) -> dict[str, Any]:
         vm.wait(20)
 
 
+def first_boundary_meter(city: Path) -> tuple[str, str]:
+    """The reference site and its contract's first boundary meter (in the history)."""
+    site = load_portfolio(city).sites_by_id["luan-admin-center"]
+    return site.site.id, site.contracts[0].meters[0]
+
+
 def _mb(values: list[float]) -> str:
     return "/".join(f"{v:.0f}" for v in values) + " MB"
 
@@ -116,6 +129,110 @@ def report_ingest(r: dict[str, Any]) -> None:
         )
 
 
+def statements(work: Path, sites: int, span: tuple[str, str]) -> tuple[Path, Path, dict[str, Any]]:
+    """Boundary history, then every site's recompute; (city, home, figures)."""
+    home = work / f"home-{sites}"
+    home.mkdir()
+    city = write_city(work / f"city-{sites}", sites)
+    seconds = history(city, home, *span)
+    r = recompute(city, home, TODAY, profile=True)
+    r["history_s"] = seconds
+    meters = sum(len(s.meters) for s in load_portfolio(city).sites)
+    r["meters"] = meters
+    written = r["actions"].get("new", 0)
+    print(
+        f"  {sites} sites, {meters:,} meters, {r['contracts']} contracts: history {seconds:.0f} s; "
+        f"recompute {r['seconds']:.1f} s ({r['seconds'] / max(r['contracts'], 1):.2f} s per "
+        f"contract), {written:,} final statements, actions {dict(r['actions'])}",
+        flush=True,
+    )
+    return city, home, r
+
+
+def report_recompute(small: dict[str, Any], big: dict[str, Any]) -> None:
+    print()
+    print(
+        f"{'recompute of every statement':30s} {'sites':>6s} {'meters':>7s} {'contracts':>9s} "
+        f"{'seconds':>8s} {'s/contract':>10s}"
+    )
+    for r in (small, big):
+        per = r["seconds"] / max(r["contracts"], 1)
+        print(
+            f"{'':30s} {len(r['sites']):>6d} {r['meters']:>7,d} {r['contracts']:>9d} "
+            f"{r['seconds']:>8.1f} {per:>10.2f}"
+        )
+    growth = big["seconds"] / max(small["seconds"], 1e-9)
+    meters = big["meters"] / max(small["meters"], 1)
+    contracts = big["contracts"] / max(small["contracts"], 1)
+    print(
+        f"growth {small['meters']:,} -> {big['meters']:,} meters ({meters:.1f}x meters, "
+        f"{contracts:.1f}x contracts): {growth:.1f}x time, "
+        f"{'linear or better in meters' if growth <= meters * 1.1 else 'WORSE than linear in meters'}"
+        f", {growth / contracts:.2f}x per contract"
+    )
+    print("where the recompute's time goes (py-spy, innermost epcmon frame):")
+    for where, share in big["profile"]:
+        print(f"    {share:6.1%}  {where}")
+
+
+def report_api(r: dict[str, Any], sites: int) -> None:
+    print()
+    print(
+        f"portfolio API, {sites} sites, 50 connections (wrk); the first /api/v1/portfolio "
+        f"(cold) took {r['cold_portfolio_s']:.2f} s; web process RSS {r['rss_mb']:.0f} MB"
+    )
+    print(f"{'route':56s} {'req/s':>8s} {'p50 ms':>8s} {'p99 ms':>8s}")
+    for name, w in r["routes"].items():
+        bad = f"  NON-2XX {w['non2xx']:.0f}" if w["non2xx"] else ""
+        print(f"{name:56s} {w['rps']:>8,.0f} {w['p50']:>8.1f} {w['p99']:>8.1f}{bad}")
+    if "profile" in r:
+        print("where /api/v1/portfolio's time goes (py-spy, event-loop thread):")
+        print(r["profile"])
+
+
+def capacity(
+    ingest_r: dict[str, Any] | None,
+    small: dict[str, Any] | None,
+    big: dict[str, Any] | None,
+    api_r: dict[str, Any] | None,
+) -> None:
+    print()
+    print("capacity of this machine (2 cores; provisional when it was busy):")
+    if ingest_r is not None:
+        c = ingest_r["split-2"]
+        per_s = c["rate"]
+        if per_s:
+            meters = per_s * INTERVAL_S * 0.5  # half the interval: room for bursts and the rest
+            print(
+                f"  ingest: {per_s:,.0f} messages/s stored by 2 collector processes: "
+                f"{c['messages']:,} meters take {c['drain_s']:.1f} s of a {INTERVAL_S} s interval; "
+                f"at half the interval busy, ~{meters:,.0f} meters at {INTERVAL_S} s polling"
+            )
+        fd_sites = 1024 // max(
+            1, round(ingest_r["shard-1"]["fds"][0] / max(1, ingest_r["shard-1"]["clients"]))
+        )
+        print(
+            f"  ingest per process: one MQTT client (3 sockets) and one devices SQLite (3 files) "
+            f"per site: ~{fd_sites} sites per collector process before paho's select() limit "
+            "(1024 descriptors); more sites take more processes, each on its own directory"
+        )
+    if big is not None and small is not None:
+        per = big["seconds"] / max(big["contracts"], 1)
+        hour = 3600 * 0.5 / per
+        print(
+            f"  recompute: {per:.2f} s per contract on the first pass; the hourly pass at half "
+            f"the hour busy carries ~{hour:,.0f} contracts on one worker (one process: "
+            "a second machine's worker would need the contracts split, which epcmon does not do)"
+        )
+    if api_r is not None:
+        p = api_r["routes"]["/api/v1/portfolio (warm)"]
+        print(
+            f"  API: /api/v1/portfolio {p['rps']:,.0f} req/s, p99 {p['p99']:.0f} ms at 50 "
+            "connections: the web role is the first to add a machine for (stateless, several "
+            "behind one address with [api] reuse_port)"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -131,12 +248,29 @@ def main(argv: list[str] | None = None) -> int:
     print(f"epcmon portfolio benchmark: {os.cpu_count()} cores, {sites}-site city", flush=True)
     work = Path(tempfile.mkdtemp(prefix="epcmon-portfolio-", dir=args.dir))
     ok = True
+    r: dict[str, Any] = {}
     try:
         if "ingest" not in skip:
             print("\n1. ingest of one polling interval", flush=True)
             r = ingest(work, sites)
             report_ingest(r)
             ok &= r["split-2"]["stored"] == r["split-2"]["readings"]
+        small_r = big_r = api_r = None
+        span = ("2024-09-01", "2025-01-01") if args.quick else HISTORY
+        if "recompute" not in skip or "api" not in skip:
+            print(
+                "\n2. recompute of every site's monthly statements (hourly boundary history)",
+                flush=True,
+            )
+            _c, _h, small_r = statements(work, small, span)
+            city, home, big_r = statements(work, sites, span)
+            report_recompute(small_r, big_r)
+            if "api" not in skip:
+                print("\n3. portfolio API under 50 connections", flush=True)
+                meter = first_boundary_meter(city)
+                api_r = api_measure(city, home, *meter, seconds=2 if args.quick else 5)
+                report_api(api_r, sites)
+        capacity(r if "ingest" not in skip else None, small_r, big_r, api_r)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0 if ok else 1

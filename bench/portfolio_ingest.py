@@ -237,7 +237,14 @@ def spawn_collectors(city_dirs: list[Path], workdir: Path, split: bool) -> Colle
         args += ["--role", "collector", "--shard", shard, "--data-dir", str(cwd / "data")]
         with (cwd / "log.txt").open("ab") as log:
             procs.append(subprocess.Popen(args, cwd=cwd, env=env, stdout=log, stderr=log))
-    return Collectors(procs, started, [workdir / f"collector-{'split' if split else 'shard'}-{n}-{i}" / "log.txt" for i in range(1, n + 1)])
+    return Collectors(
+        procs,
+        started,
+        [
+            workdir / f"collector-{'split' if split else 'shard'}-{n}-{i}" / "log.txt"
+            for i in range(1, n + 1)
+        ],
+    )
 
 
 def split_city(city_dir: Path, n: int) -> list[Path]:
@@ -378,4 +385,3 @@ def bare_case(portfolio: Portfolio, workdir: Path, n: int, ts_ms: int) -> dict[s
     finally:
         broker.terminate()
         broker.wait(10)
-
