@@ -79,8 +79,9 @@ def ingest(work: Path, sites: int) -> dict[str, Any]:
             lost = r["readings"] - r["stored"]
             print(
                 f"  {name}: {r['rate']:>9,.0f} messages/s, {r['stored']:,} of {r['readings']:,} "
-                f"readings stored (lost {lost:,}) in {r['drain_s']:.2f} s ({r['to_stored_s']:.1f} s "
-                f"from spawn); {r['connected']} of {r['clients']} site clients connected; "
+                f"readings stored (lost {lost:,}) in {r['drain_s']:.2f} s from the first client "
+                f"connected ({r['rows_s']:.2f} s first to last row, {r['to_stored_s']:.1f} s from "
+                f"spawn); {r['connected']} of {r['clients']} site clients connected; "
                 f"startup {r['startup_s']:.1f} s, RSS {_mb(r['rss_mb'])}, peak {_mb(r['peak_mb'])}, "
                 f"threads {_n(r['threads'])}, fds {_n(r['fds'])}, idle {r['idle_cores']:.3f} cores",
                 flush=True,
@@ -139,6 +140,7 @@ def statements(work: Path, sites: int, span: tuple[str, str]) -> tuple[Path, Pat
     r["history_s"] = seconds
     meters = sum(len(s.meters) for s in load_portfolio(city).sites)
     r["meters"] = meters
+    r["n_sites"] = sites
     written = r["actions"].get("new", 0)
     print(
         f"  {sites} sites, {meters:,} meters, {r['contracts']} contracts: history {seconds:.0f} s; "
@@ -158,7 +160,7 @@ def report_recompute(small: dict[str, Any], big: dict[str, Any]) -> None:
     for r in (small, big):
         per = r["seconds"] / max(r["contracts"], 1)
         print(
-            f"{'':30s} {len(r['sites']):>6d} {r['meters']:>7,d} {r['contracts']:>9d} "
+            f"{'':30s} {r['n_sites']:>6d} {r['meters']:>7,d} {r['contracts']:>9d} "
             f"{r['seconds']:>8.1f} {per:>10.2f}"
         )
     growth = big["seconds"] / max(small["seconds"], 1e-9)
@@ -186,8 +188,9 @@ def report_api(r: dict[str, Any], sites: int) -> None:
         bad = f"  NON-2XX {w['non2xx']:.0f}" if w["non2xx"] else ""
         print(f"{name:56s} {w['rps']:>8,.0f} {w['p50']:>8.1f} {w['p99']:>8.1f}{bad}")
     if "profile" in r:
-        print("where /api/v1/portfolio's time goes (py-spy, event-loop thread):")
-        print(r["profile"])
+        print("where /api/v1/portfolio's time goes (py-spy, all threads, innermost epcmon frame):")
+        for where, share in r["profile"]:
+            print(f"    {share:6.1%}  {where}")
 
 
 def capacity(

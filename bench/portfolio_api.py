@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 
 from bench.api import run_wrk
+from bench.portfolio_recompute import summarise
 from bench.pyspy import Profile
 from core.net import free_port
 
@@ -88,7 +89,7 @@ def measure(
             if name.startswith("/api/v1/portfolio") and Profile.available():
                 with Profile(proc.pid, seconds) as profile:
                     out["routes"][name] = run_wrk(url, key, seconds, connections)
-                out["profile"] = profile.summary()
+                out["profile"] = summarise(profile.raw)
             else:
                 out["routes"][name] = run_wrk(url, key, seconds, connections)
         out["rss_mb"] = (
