@@ -187,6 +187,9 @@ def report_api(r: dict[str, Any], sites: int) -> None:
     print(f"{'route':56s} {'req/s':>8s} {'p50 ms':>8s} {'p99 ms':>8s}")
     for name, w in r["routes"].items():
         bad = f"  NON-2XX {w['non2xx']:.0f}" if w["non2xx"] else ""
+        if w["rps"] == 0:
+            print(f"{name:56s} {'none of the requests completed within the run':>26s}")
+            continue
         print(f"{name:56s} {w['rps']:>8,.0f} {w['p50']:>8.1f} {w['p99']:>8.1f}{bad}")
     if "profile" in r:
         print("where /api/v1/portfolio's time goes (py-spy, all threads, innermost epcmon frame):")
@@ -230,10 +233,17 @@ def capacity(
         )
     if api_r is not None:
         p = api_r["routes"]["/api/v1/portfolio (warm)"]
+        said = (
+            f"{p['rps']:,.0f} req/s, p99 {p['p99']:.0f} ms"
+            if p["rps"]
+            else "no request completed within the run"
+        )
         print(
-            f"  API: /api/v1/portfolio {p['rps']:,.0f} req/s, p99 {p['p99']:.0f} ms at 50 "
-            "connections: the web role is the first to add a machine for (stateless, several "
-            "behind one address with [api] reuse_port)"
+            f"  API: /api/v1/portfolio {api_r['warm_portfolio_s']:.1f} s for one request alone "
+            f"(warm), at 50 connections {said}: the first limit. Per-request CPU under one GIL: "
+            "more web processes (the role to add first, on a second machine when this one's "
+            "cores are taken) share the load but do not shorten a request; the route needs "
+            "its result cached per statements version"
         )
 
 
