@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
+from starlette.datastructures import State
 
 from api.common import csv_response, json_response
 from api.deps import AnyKey
@@ -45,15 +46,15 @@ minute; the savings come from each site's own savings cache."""
 MonthQ = Annotated[str | None, Query(pattern=r"^\d{4}-\d{2}$", description="YYYY-MM (local)")]
 
 
-def _portfolio(request: Request) -> Portfolio:
-    portfolio: Portfolio = request.app.state.portfolio
+def _portfolio(state: State) -> Portfolio:
+    portfolio: Portfolio = state.portfolio
     return portfolio
 
 
-def visible_sites(request: Request, who: Principal) -> list[SiteConfig]:
+def visible_sites(state: State, who: Principal) -> list[SiteConfig]:
     """The sites' current files (a reload updates them) that the key may see."""
-    apps = request.app.state.site_apps
-    sites = [apps[s.site.id].state.site for s in _portfolio(request).sites if s.site.id in apps]
+    apps = state.site_apps
+    sites = [apps[s.site.id].state.site for s in _portfolio(state).sites if s.site.id in apps]
     if who.role is Role.VENDOR:
         return [s for s in sites if any(who.may_see_contract(c.id) for c in s.contracts)]
     return [s for s in sites if who.may_see_site(s.site.id)]
@@ -63,7 +64,7 @@ def visible_sites(request: Request, who: Principal) -> list[SiteConfig]:
 def list_sites(request: Request, who: AnyKey) -> Response:
     """The portfolio's sites this key may see, with where their routes and pages are."""
     out = []
-    for s in visible_sites(request, who):
+    for s in visible_sites(request.app.state, who):
         row: dict[str, Any] = {
             "id": s.site.id,
             "name": s.site.name,
@@ -83,8 +84,8 @@ def list_sites(request: Request, who: AnyKey) -> Response:
     return json_response(out)
 
 
-def _window(request: Request, first: str | None, last: str | None, year: int | None) -> Window:
-    default = last_closed_month(_portfolio(request).sites[0])
+def _window(state: State, first: str | None, last: str | None, year: int | None) -> Window:
+    default = last_closed_month(_portfolio(state).sites[0])
     try:
         last_day = parse_month(last or default)
         first_day = parse_month(first) if first else _months_before(last_day, 11)
@@ -102,10 +103,8 @@ def _months_before(day: date, n: int) -> date:
     return date(index // 12, index % 12 + 1, 1)
 
 
-def _site_figures(
-    request: Request, site: SiteConfig, window: Window, who: Principal
-) -> SiteFigures:
-    app = request.app.state.site_apps[site.site.id]
+def _site_figures(state: State, site: SiteConfig, window: Window, who: Principal) -> SiteFigures:
+    app = state.site_apps[site.site.id]
     savings: SavingsCache = app.state.savings_cache
     statements: StatementStore = app.state.statements
     store = app.state.store
@@ -124,7 +123,7 @@ def _site_figures(
 
     energy = (0.0, 0.0)
     if who.role is not Role.VENDOR:  # what the roots measured: building data
-        cache: ResultCache = request.app.state.figures_cache
+        cache: ResultCache = state.figures_cache
         window_months = (window.first, window.last)
         energy = cache.get((site.site.id, window_months), lambda: site_energy(site, store, window))
     return site_figures(
@@ -221,9 +220,27 @@ def figures_body(figures: PortfolioFigures, building: bool) -> dict[str, Any]:
     }
 
 
-def _figures(request: Request, who: Principal, window: Window) -> PortfolioFigures:
-    sites = [_site_figures(request, s, window, who) for s in visible_sites(request, who)]
-    return portfolio_figures(window, sites)
+def _figures(state: State, who: Principal, window: Window) -> PortfolioFigures:
+    """The figures the key may see, cached per window and key scope while no site's
+    statements changed (a new baseline or statement is seen on the next request; the savings
+    under them refresh at most every minute, as each site's contract routes do)."""
+    sites = visible_sites(state, who)
+    versions = tuple(state.site_apps[s.site.id].state.statements.version() for s in sites)
+    scope = (who.role is Role.VENDOR, tuple(sorted(who.contracts)), tuple(sorted(who.sites)))
+    cache: ResultCache = state.figures_cache
+    figures: PortfolioFigures = cache.get(
+        ("figures", window, scope, versions),
+        lambda: portfolio_figures(window, [_site_figures(state, s, window, who) for s in sites]),
+    )
+    return figures
+
+
+def warm(state: State) -> None:
+    """Compute what the portfolio page asks first, for the keys that see every site: the
+    last 12 closed months and the first contract years (at start, off the request path)."""
+    everyone = Principal("warm", Role.ADMIN, frozenset(), "warm")
+    for year in (None, 1):
+        _figures(state, everyone, _window(state, None, None, year))
 
 
 @router.get("/portfolio", responses=ERRORS)
@@ -242,7 +259,8 @@ def portfolio(
     the local months `first`..`last` (default: the last 12 closed months), with the
     portfolio's totals, its 90 % interval (root sum of squares) and the sites ranked by
     intensity and by savings. `year=N`: each contract's N-th contract year for the savings."""
-    figures = _figures(request, who, _window(request, first, last, year))
+    state = request.app.state
+    figures = _figures(state, who, _window(state, first, last, year))
     building = who.role is not Role.VENDOR
     if format == "csv":
         return _csv(figures, building, f"portfolio-{figures.window.last:%Y-%m}.csv")
@@ -282,18 +300,19 @@ def portfolio_report(
 ) -> Response:
     """The monthly energy report at portfolio level: the month, and the 12 months through
     it, for every visible site, with totals and rankings (default: the last closed month)."""
-    single = _window(request, month, month, None)
+    state = request.app.state
+    single = _window(state, month, month, None)
     year = Window(_months_before(single.last, 11), single.last)
     building = who.role is not Role.VENDOR
-    month_figures = _figures(request, who, single)
+    month_figures = _figures(state, who, single)
     if format == "csv":
         return _csv(month_figures, building, f"portfolio-report-{single.last:%Y-%m}.csv")
-    portfolio_info = _portfolio(request).info
+    portfolio_info = _portfolio(state).info
     return json_response(
         {
             "portfolio": {"id": portfolio_info.id, "name": portfolio_info.name},
             "month": figures_body(month_figures, building),
-            "twelve_months": figures_body(_figures(request, who, year), building),
+            "twelve_months": figures_body(_figures(state, who, year), building),
         }
     )
 
@@ -301,5 +320,5 @@ def portfolio_report(
 @router.get("/portfolio/info")
 def portfolio_info(request: Request) -> Response:
     """The portfolio's id and name, for the page's title (no key: it carries no data)."""
-    info = _portfolio(request).info
+    info = _portfolio(request.app.state).info
     return json_response({"id": info.id, "name": info.name, "name_en": info.name_en})

@@ -199,7 +199,15 @@ class InfluxStore:
 
     def _tables(self, *statements: str) -> list[list[q.Table]]:
         self._check_open()
-        return q.statement_tables(self._query.query(";".join(statements)), len(statements))
+        answers = q.statement_tables(self._query.query(";".join(statements)), len(statements))
+        if any(t.name == "databases" and t.columns == ["name"] for ts in answers for t in ts):
+            # VictoriaMetrics answers every /query with a database list (for Grafana's
+            # datasource check): it takes our writes but runs no InfluxQL
+            raise StoreError(
+                f"{self.config.url} answers InfluxQL queries with a database list: it does "
+                "not run them (VictoriaMetrics takes writes only; read from InfluxDB)"
+            )
+        return answers
 
     def read_raw(self, meter_id: str, quantity: str, start_ms: int, end_ms: int) -> Series:
         """Points with start <= ts < end, in time order; unknown series read as empty."""
