@@ -4,8 +4,8 @@ vs bare subscribers, on the city's real topics and payloads (part 1 of bench/por
 The method is bench/ingest_mqtt.py's: the consumers register their persistent sessions, go
 offline, the broker queues one QoS 1 message per MQTT meter of the city (PUBACKs counted),
 the consumers come back and drain. The collectors are the real `epcmon run --site DIR --role
-collector --shard i/n` processes (one MQTT client per site each, `$share/<group>/...` when
-n > 1), writing to one VictoriaMetrics (the production store, through `[storage] backend =
+collector --shard i/n` processes (a portfolio's shard takes whole sites: each site's MQTT
+client and gateways live in exactly one process), writing to one VictoriaMetrics (the production store, through `[storage] backend =
 "influx"`, v2 write API); the end is read from VictoriaMetrics' own counter of inserted rows
 (`vm_rows_inserted_total{type="influx"}`), so what is timed is "stored", not "received".
 The bare subscribers (`bench.ingest_mqtt.bare_counter`: one paho client per process on
@@ -234,46 +234,34 @@ class Collectors:
                 p.wait(10)
 
 
-def spawn_collectors(city_dirs: list[Path], workdir: Path, split: bool) -> Collectors:
-    """One `epcmon run --role collector` process per directory; `split`: each serves its own
-    directory's sites (shard 1/1), else they all serve the one city as `--shard i/n`."""
+def spawn_collectors(city_dir: Path, workdir: Path, n: int) -> Collectors:
+    """n `epcmon run --role collector --shard i/n` processes over the one city."""
     env = {**os.environ, "EPCMON_INFLUX_TOKEN": TOKEN, "PYTHONPATH": str(ROOT)}
     procs = []
-    n = len(city_dirs)
     started = time.perf_counter()
-    for i, city_dir in enumerate(city_dirs, 1):
-        cwd = workdir / f"collector-{'split' if split else 'shard'}-{n}-{i}"
-        cwd.mkdir(parents=True, exist_ok=True)
-        shard = "1/1" if split else f"{i}/{n}"
+    logs = [workdir / f"collector-shard-{n}-{i}" / "log.txt" for i in range(1, n + 1)]
+    for i, log_path in enumerate(logs, 1):
+        log_path.parent.mkdir(parents=True, exist_ok=True)
         args = [sys.executable, "-m", "epcmon.cli", "run", "--site", str(city_dir)]
-        args += ["--role", "collector", "--shard", shard, "--data-dir", str(cwd / "data")]
-        with (cwd / "log.txt").open("ab") as log:
-            procs.append(subprocess.Popen(args, cwd=cwd, env=env, stdout=log, stderr=log))
-    return Collectors(
-        procs,
-        started,
-        [
-            workdir / f"collector-{'split' if split else 'shard'}-{n}-{i}" / "log.txt"
-            for i in range(1, n + 1)
-        ],
-    )
+        args += ["--role", "collector", "--shard", f"{i}/{n}"]
+        args += ["--data-dir", str(log_path.parent / "data")]
+        with log_path.open("ab") as log:
+            procs.append(
+                subprocess.Popen(args, cwd=log_path.parent, env=env, stdout=log, stderr=log)
+            )
+    return Collectors(procs, started, logs)
 
 
-def split_city(city_dir: Path, n: int) -> list[Path]:
-    """The city as n portfolio directories of every n-th site (the same portfolio, store and
-    broker): a collector process per directory."""
-    sites = sorted(p for p in city_dir.glob("*.toml") if p.name != "portfolio.toml")
-    out = []
-    for i in range(n):
-        part = city_dir.parent / f"{city_dir.name}-part{i + 1}of{n}"
-        part.mkdir(exist_ok=True)
-        for p in part.glob("*.toml"):
-            p.unlink()
-        shutil.copy(city_dir / "portfolio.toml", part / "portfolio.toml")
-        for p in sites[i::n]:
-            shutil.copy(p, part / p.name)
-        out.append(part)
-    return out
+def refused(city_dir: Path, workdir: Path) -> str:
+    """What `--shard 1/1` over the whole city says, when one process cannot hold every site's
+    MQTT client (its exit code and one line)."""
+    env = {**os.environ, "EPCMON_INFLUX_TOKEN": TOKEN, "PYTHONPATH": str(ROOT)}
+    args = [sys.executable, "-m", "epcmon.cli", "run", "--site", str(city_dir)]
+    args += ["--role", "collector", "--data-dir", str(workdir / "refused")]
+    done = subprocess.run(args, cwd=workdir, env=env, capture_output=True, text=True, timeout=120)
+    if done.returncode == 0:
+        return "started"
+    return f"exit {done.returncode}: {done.stderr.strip().splitlines()[-1]}"
 
 
 def collector_case(
@@ -283,21 +271,17 @@ def collector_case(
     n: int,
     vm_url: str,
     ts_ms: int,
-    *,
-    split: bool = False,
 ) -> dict[str, Any]:
     """n collector processes drain one interval: rate, loss and each process's costs."""
-    broker, port = start_mosquitto(workdir / f"broker-{'split' if split else 'shard'}{n}")
+    broker, port = start_mosquitto(workdir / f"broker-shard{n}")
     point_city(city_dir, port, vm_url)
-    dirs = split_city(city_dir, n) if split else [city_dir] * n
-    mqtt_sites = sum(any(m.mqtt for m in s.meters) for s in portfolio.sites)
-    clients = mqtt_sites if split else n * mqtt_sites
+    clients = sum(any(m.mqtt for m in s.meters) for s in portfolio.sites)  # one each
     sys_watch = SysWatch(port)
     try:
         # 1. sessions: the collectors start (timed), subscribe, and stop
         sys_watch.wait(1, 10)
         base = sys_watch.connected
-        run = spawn_collectors(dirs, workdir, split)
+        run = spawn_collectors(city_dir, workdir, n)
         sys_watch.wait(base + clients, 120)  # every client at least opened its connection
         connected, changed = -1, time.perf_counter()
         while connected < clients and time.perf_counter() - changed < 5:
@@ -318,7 +302,7 @@ def collector_case(
         # 3. the collectors come back and drain into VictoriaMetrics
         before = vm_rows(vm_url)
         spawned = time.time() - 1  # the log's clock is the wall clock (1 s: its rounding)
-        run = spawn_collectors(dirs, workdir, split)
+        run = spawn_collectors(city_dir, workdir, n)
         first = last = last_wall = 0.0
         got = 0
         deadline = time.monotonic() + 300

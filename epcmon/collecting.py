@@ -45,6 +45,10 @@ class Shard:
         # crc32 of the id: a gateway stays in its shard when others are added or removed
         return zlib.crc32(gateway.id.encode()) % self.count == self.index - 1
 
+    def owns_site(self, site_id: str) -> bool:
+        """In a portfolio, a shard takes whole sites (their gateways and MQTT meters)."""
+        return zlib.crc32(site_id.encode()) % self.count == self.index - 1
+
     def __str__(self) -> str:
         return f"{self.index}/{self.count}"
 

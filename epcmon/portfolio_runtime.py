@@ -18,8 +18,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import socket
+from collections.abc import Iterable
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -28,6 +30,7 @@ from api.keys import KeyStore
 from api.portfolio import create_portfolio_app, health_app
 from api.routes import portfolio as portfolio_routes
 from core.config import Portfolio
+from core.errors import ConfigError
 from core.health import Health
 from epcmon.api_server import ApiPart
 from epcmon.collecting import Shard
@@ -47,6 +50,35 @@ from storage.scoped import SiteStore
 from storage.spool import SpoolDrain, SpoolingStore
 
 log = logging.getLogger("epcmon.run")
+
+
+SELECT_LIMIT = 1024
+"""paho-mqtt watches each client's sockets with `select()`, which fails (paho then retries
+forever, unseen) for a descriptor numbered 1024 or more: `FD_SETSIZE`."""
+MQTT_DESCRIPTORS = 3
+"""What one MQTT client opens when it connects: its socket and paho's socket pair."""
+
+
+def check_descriptors(services: Iterable[Service], shard: Shard) -> None:
+    """Refuse to start a collector process whose MQTT clients (one per site) would get
+    descriptors `select()` cannot watch: measured from what is open now, before any client
+    connects. Found by bench/portfolio.py: of 200 sites in one process, 63 never connected."""
+    clients = sum(1 for s in services if s.collectors and s.collectors.subscriber is not None)
+    try:
+        open_now = len(os.listdir("/proc/self/fd"))
+    except OSError:  # not Linux: nothing to measure with
+        return
+    headroom = 64  # the API's and the store's sockets, files opened later
+    if open_now + MQTT_DESCRIPTORS * clients + headroom < SELECT_LIMIT:
+        return
+    fits = max(1, (SELECT_LIMIT - headroom - open_now) // MQTT_DESCRIPTORS)
+    need = -(-clients * shard.count // fits)  # processes for the same share each
+    raise ConfigError(
+        f"this process would open {clients} MQTT connections (one per site) with {open_now} "
+        f"descriptors already open; paho-mqtt cannot watch a descriptor past {SELECT_LIMIT}: "
+        f"split the sites over at least {need} collector processes (--shard i/{need})",
+        key="--shard",
+    )
 
 
 class PortfolioService:
@@ -71,19 +103,25 @@ class PortfolioService:
         self.keys = keys or KeyStore(portfolio.api.keys_path)
         self.role = role
         self.sites: dict[str, Service] = {}
+        runs = role_parts(role)
         for site in portfolio.sites:
             sid = site.site.id
+            site_role = role
+            if runs.collectors and not shard.owns_site(sid):  # another process collects it
+                if not (runs.jobs or runs.web):
+                    continue
+                site_role = "api"
             self.sites[sid] = Service(
                 site,
                 SiteStore(store, sid),
                 data_dir / "sites" / sid,
-                role=role,
-                shard=shard,
+                role=site_role,
                 mqtt_url=mqtt_url,
                 keys=self.keys,
                 parts=Scoped(self.supervisor, f"{sid}/"),
             )
-        runs = role_parts(role)
+        if runs.collectors:
+            check_descriptors(self.sites.values(), shard)
         if runs.collectors and isinstance(store, SpoolingStore):
             self.supervisor.add("spool-drain", SpoolDrain(store).run)
         if isinstance(store, DuckDBStore) and (runs.jobs or runs.collectors):
