@@ -102,6 +102,7 @@ class PortfolioService:
         self.supervisor = Supervisor(self.health)
         self.keys = keys or KeyStore(portfolio.api.keys_path)
         self.role = role
+        self.shard = shard
         self.sites: dict[str, Service] = {}
         runs = role_parts(role)
         for site in portfolio.sites:
@@ -199,7 +200,12 @@ class PortfolioService:
         portfolio = await asyncio.to_thread(read_portfolio, path)
         if portfolio is None:
             return
-        new = set(portfolio.sites_by_id)
+        runs = role_parts(self.role)
+        new = {
+            sid
+            for sid in portfolio.sites_by_id
+            if runs.jobs or runs.web or not runs.collectors or self.shard.owns_site(sid)
+        }
         old = set(self.sites)
         if new != old:
             log.warning(

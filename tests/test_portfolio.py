@@ -4,6 +4,7 @@ portfolio's arithmetic (totals, root sum of squares, rankings)."""
 from __future__ import annotations
 
 import math
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -258,3 +259,76 @@ def test_copies_of_a_portfolio_directory_keep_working(tmp_path):
     d = _portfolio_dir(tmp_path, ("a.toml", "x", "epc-a"))
     moved = shutil.copytree(d, tmp_path / "moved")
     assert [s.site.id for s in load_portfolio(moved).sites] == ["x"]
+
+
+async def test_a_shard_of_a_portfolio_takes_whole_sites(tmp_path):
+    from epcmon.collecting import Shard
+    from epcmon.portfolio_runtime import PortfolioService
+
+    d = _portfolio_dir(
+        tmp_path, *((f"{s}.toml", s, f"epc-{s}") for s in ("a", "b", "c", "d", "e", "f"))
+    )
+    portfolio = load_portfolio(d)
+    store = DuckDBStore(tmp_path / "s.duckdb")
+    owned: list[set[str]] = []
+    for i in (1, 2):
+        service = PortfolioService(
+            portfolio, store, tmp_path / f"c{i}", role="collector", shard=Shard(i, 2)
+        )
+        owned.append(set(service.sites))
+        for sid, site_service in service.sites.items():  # the whole site: every gateway
+            assert site_service.collectors is not None
+            assert len(site_service.collectors.pollers) == len(portfolio.site(sid).gateways)
+        service.close()
+    assert owned[0] | owned[1] == {"a", "b", "c", "d", "e", "f"}
+    assert not owned[0] & owned[1]
+    assert owned[0]
+    assert owned[1]
+    # with the API and jobs too, every site is served; only its own shard's are collected
+    every = PortfolioService(portfolio, store, tmp_path / "all", role="all", shard=Shard(1, 2))
+    assert set(every.sites) == {"a", "b", "c", "d", "e", "f"}
+    collected = {sid for sid, s in every.sites.items() if s.collectors is not None}
+    assert collected == owned[0]
+    every.close()
+    store.close()
+
+
+def test_a_collector_that_would_pass_select_s_limit_refuses_to_start():
+    from types import SimpleNamespace
+
+    from epcmon.collecting import Shard
+    from epcmon.portfolio_runtime import check_descriptors
+
+    def services(n: int) -> list[object]:
+        return [SimpleNamespace(collectors=SimpleNamespace(subscriber=object())) for _ in range(n)]
+
+    check_descriptors(services(10), Shard())  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"would open 400 MQTT connections") as err:
+        check_descriptors(services(400), Shard())  # type: ignore[arg-type]
+    assert err.value.key == "--shard"
+    need = int(re.search(r"at least (\d+) collector processes", str(err.value)).group(1))
+    assert 2 <= need <= 3  # 400 clients of 3 descriptors each: two or three processes
+
+
+async def test_sighup_rereads_every_site_file_and_a_bad_one_changes_nothing(tmp_path, caplog):
+    from epcmon.portfolio_runtime import PortfolioService
+
+    d = _portfolio_dir(tmp_path, ("a.toml", "a", "epc-a"), ("b.toml", "b", "epc-b"))
+    store = DuckDBStore(tmp_path / "s.duckdb")
+    service = PortfolioService(load_portfolio(d), store, tmp_path / "data", role="api")
+    assert service.app is not None
+    b = d / "b.toml"
+    text = b.read_text(encoding="utf-8")
+    b.write_text(
+        text.replace('name = "六安市行政中心"', 'name = "裕安区行政中心"', 1), encoding="utf-8"
+    )
+    await service.reload_file(d)
+    assert service.sites["b"].site.site.name == "裕安区行政中心"
+    assert service.app.state.site_apps["b"].state.site.site.name == "裕安区行政中心"
+    assert service.sites["a"].site.site.name == "六安市行政中心"
+    b.write_text(text.replace('id = "b"', 'id = "a"', 1), encoding="utf-8")  # a duplicate id
+    await service.reload_file(d)
+    assert "reload failed" in caplog.text
+    assert service.sites["b"].site.site.name == "裕安区行政中心"  # the running one stays
+    service.close()
+    store.close()
