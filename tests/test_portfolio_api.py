@@ -198,3 +198,39 @@ def test_healthz_names_every_sites_parts(world: PortfolioWorld, client):
     assert body["portfolio"] == "luan-city"
     assert body["sites"] == sorted([CITY, COUNTY])
     assert re.fullmatch(r"ok|degraded", body["status"])
+
+
+def test_the_portfolio_report_workbook_holds_the_apis_figures(world: PortfolioWorld, client):
+    openpyxl = pytest.importorskip("openpyxl")
+    import io
+
+    params = {"month": "2025-12", "format": "xlsx"}
+    r = client.get("/api/v1/portfolio/report", params=params, headers=world.auth("city"))
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("application/vnd.openxmlformats")
+    book = openpyxl.load_workbook(io.BytesIO(r.content), data_only=True)
+    assert book.sheetnames == ["各单位 Sites", "合同 Contracts"]
+    rows = [row for row in book["各单位 Sites"].iter_rows(values_only=True) if row[1]]
+    api = client.get(
+        "/api/v1/portfolio",
+        params={"first": "2025-12", "last": "2025-12"},
+        headers=world.auth("city"),
+    ).json()
+    by_site: dict[str, tuple[object, ...]] = {}
+    for row in rows:  # the month's table comes first
+        by_site.setdefault(row[1], row)
+    for s in api["sites"]:  # the month's table first: its kWh as the API's
+        assert by_site[s["id"]][4] == pytest.approx(s["kwh"])
+    total = by_site["合计 total"]
+    assert total[4] == pytest.approx(api["totals"]["kwh"])
+    county = client.get("/api/v1/portfolio/report", params=params, headers=world.auth("county"))
+    sites = {
+        row[1]
+        for row in openpyxl.load_workbook(io.BytesIO(county.content))["各单位 Sites"].iter_rows(
+            values_only=True
+        )
+    }
+    assert CITY not in sites
+    assert COUNTY in sites
+    vendor = client.get("/api/v1/portfolio/report", params=params, headers=world.auth("vendor"))
+    assert vendor.status_code == 403

@@ -9,10 +9,12 @@ own savings (the same cached results its contract routes serve).
 
 from __future__ import annotations
 
+import tempfile
 from datetime import date
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import Response
 from starlette.datastructures import State
 
@@ -296,23 +298,43 @@ def portfolio_report(
     request: Request,
     who: AnyKey,
     month: MonthQ = None,
-    format: Literal["json", "csv"] = "json",
+    format: Literal["json", "csv", "xlsx"] = "json",
 ) -> Response:
     """The monthly energy report at portfolio level: the month, and the 12 months through
-    it, for every visible site, with totals and rankings (default: the last closed month)."""
+    it, for every visible site, with totals and rankings (default: the last closed month);
+    `xlsx`: the same as a workbook (the sites ranked, the totals, the contracts)."""
     state = request.app.state
     single = _window(state, month, month, None)
     year = Window(_months_before(single.last, 11), single.last)
     building = who.role is not Role.VENDOR
     month_figures = _figures(state, who, single)
+    label = f"{single.last:%Y-%m}"
     if format == "csv":
-        return _csv(month_figures, building, f"portfolio-report-{single.last:%Y-%m}.csv")
+        return _csv(month_figures, building, f"portfolio-report-{label}.csv")
     portfolio_info = _portfolio(state).info
+    twelve = _figures(state, who, year)
+    if format == "xlsx":
+        if not building:
+            raise HTTPException(403, "the workbook is the buildings' report: not for vendor keys")
+        from reports.portfolio import write_portfolio_xlsx
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = write_portfolio_xlsx(
+                portfolio_info.name, label, month_figures, twelve, Path(tmp) / "report.xlsx"
+            )
+            body = path.read_bytes()
+        return Response(
+            body,
+            media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            headers={
+                "Content-Disposition": f'attachment; filename="portfolio-report-{label}.xlsx"'
+            },
+        )
     return json_response(
         {
             "portfolio": {"id": portfolio_info.id, "name": portfolio_info.name},
             "month": figures_body(month_figures, building),
-            "twelve_months": figures_body(_figures(state, who, year), building),
+            "twelve_months": figures_body(twelve, building),
         }
     )
 
