@@ -57,7 +57,8 @@ def create_portfolio_app(
     app.state.store = store
     app.state.health = health
     app.state.limiter = RateLimiter(portfolio.api.rate_limit_per_s, portfolio.api.rate_burst)
-    app.state.figures_cache = portfolio_routes.FiguresCache()
+    app.state.figures_cache = portfolio_routes.FiguresCache(max_entries=256)
+    app.state.versions = {}
     install_error_handler(app)
     app.include_router(portfolio_routes.router)
 
