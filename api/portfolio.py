@@ -16,6 +16,7 @@ other sites gets 403 there (`api.deps.KeyAuth`). One key file for the deployment
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Mapping
 
 from fastapi import FastAPI, Response
@@ -59,6 +60,7 @@ def create_portfolio_app(
     app.state.limiter = RateLimiter(portfolio.api.rate_limit_per_s, portfolio.api.rate_burst)
     app.state.figures_cache = portfolio_routes.FiguresCache(max_entries=256)
     app.state.versions = {}
+    app.state.versions_lock = threading.Lock()
     install_error_handler(app)
     app.include_router(portfolio_routes.router)
 
