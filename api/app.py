@@ -10,7 +10,6 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from alarms.model import Dispatcher
 from alarms.store import AlarmStore, default_path
-from api import fast
 from api.cache import Flights, ResponseCache
 from api.common import json_response
 from api.deps import Reader
@@ -35,7 +34,7 @@ from api.routes import site as site_routes
 from api.routes.meters import ERRORS
 from api.savings_cache import SavingsCache
 from api.schemas import HealthOut
-from api.status import CollectorStatus, OpsContext
+from api.status import CollectorStatus, OpsContext, health_body, probe_store
 from core.config import SiteConfig
 from core.health import Health
 from processing.statements import StatementStore
@@ -130,31 +129,8 @@ def create_app(
         """Liveness: 200 when every part of the service runs and nothing is degraded; 503
         naming what is not (a part down with its last error, the store refusing writes, ...).
         No key needed: it carries states and error messages, no data."""
-        try:
-            await fast.series_keys(store)
-            state = "ok"
-        except Exception as exc:  # whatever the store does, /healthz answers and names it
-            state = f"unavailable: {type(exc).__name__}"
-        snapshot = app.state.health.snapshot()
-        if snapshot.conditions.get("store") is not None:
-            state = "degraded: " + snapshot.conditions["store"].detail
-        problems = snapshot.problems()
-        ok = state == "ok" and not problems
-        body = {
-            "status": "ok" if ok else "degraded",
-            "site": site.site.id,
-            "pid": os.getpid(),
-            "store": state,
-            "problems": problems,
-            "parts": {
-                name: {
-                    "state": p.state,
-                    "restarts": p.restarts,
-                    "last_error": p.last_error or None,
-                }
-                for name, p in snapshot.parts.items()
-            },
-        }
+        who = {"site": site.site.id, "pid": os.getpid()}
+        ok, body = health_body(app.state.health, await probe_store(store), who)
         return json_response(body, status_code=200 if ok else 503)
 
     @app.get("/metrics", tags=["operations"], responses=ERRORS)

@@ -16,13 +16,17 @@ from starlette.concurrency import run_in_threadpool
 from core.readings import Reading
 from storage.base import TimeSeriesStore
 from storage.duckdb_store import DuckDBStore
+from storage.scoped import SiteStore
 
 T = TypeVar("T")
 
 
 def in_memory(store: TimeSeriesStore) -> bool:
     """True when `latest` and `series_keys` never block: the DuckDB store answers them from
-    memory (it is the only writer of its file); InfluxDB answers them with a query."""
+    memory (it is the only writer of its file), also seen through a portfolio site's view;
+    InfluxDB answers them with a query."""
+    if isinstance(store, SiteStore):
+        return in_memory(store.inner)
     return isinstance(store, DuckDBStore)
 
 

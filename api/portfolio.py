@@ -28,6 +28,7 @@ from api.errors import install_error_handler
 from api.keys import KeyStore, Principal, Role
 from api.ratelimit import RateLimiter
 from api.routes import portfolio as portfolio_routes
+from api.status import health_body, probe_store
 from core.config import Portfolio
 from core.health import Health
 from dashboards.web import ROOT
@@ -91,31 +92,11 @@ def install_healthz(
     sites: list[str],
 ) -> None:
     @app.get("/healthz", tags=["operations"])
-    def healthz() -> Response:
+    async def healthz() -> Response:
         """Liveness of the whole deployment: every site's parts (`<site>/<part>`) and the
         shared ones; 503 naming what is not well. No key: states and errors, no data."""
-        try:
-            store.series_keys()
-            state = "ok"
-        except Exception as exc:  # whatever the store does, /healthz answers and names it
-            state = f"unavailable: {type(exc).__name__}"
-        snapshot = health.snapshot()
-        if snapshot.conditions.get("store") is not None:
-            state = "degraded: " + snapshot.conditions["store"].detail
-        problems = snapshot.problems()
-        ok = state == "ok" and not problems
-        body = {
-            "status": "ok" if ok else "degraded",
-            "portfolio": portfolio.info.id,
-            "pid": os.getpid(),
-            "sites": sorted(sites),
-            "store": state,
-            "problems": problems,
-            "parts": {
-                name: {"state": p.state, "restarts": p.restarts, "last_error": p.last_error or None}
-                for name, p in snapshot.parts.items()
-            },
-        }
+        who = {"portfolio": portfolio.info.id, "pid": os.getpid(), "sites": sorted(sites)}
+        ok, body = health_body(health, await probe_store(store), who)
         return json_response(body, status_code=200 if ok else 503)
 
 

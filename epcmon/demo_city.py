@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -55,7 +54,7 @@ def write_city(directory: Path, sites: int, reference: Path) -> None:
 def year_one_lines(
     sites: list[SiteConfig],
     store: DuckDBStore,
-    services: PortfolioService,
+    service: PortfolioService,
     truth: dict[str, Backfill],
 ) -> list[str]:
     """Each contract's first contract year beside its truth, and the portfolio's."""
@@ -66,7 +65,7 @@ def year_one_lines(
     ]
     avoided, u90, true_total = [], [], 0.0
     for site in sites:
-        statements = services.sites[site.site.id].statements
+        statements = service.sites[site.site.id].statements
         for contract in site.contracts:
             baseline = statements.latest_baseline(contract.id) if statements else None
             if baseline is None:
@@ -91,8 +90,6 @@ def year_one_lines(
         f"  {'portfolio':<44}{total:>12,.0f}{combined:>10,.0f}{true_total:>12,.0f}  {inside}"
         "   (±: root sum of squares of the contracts')"
     )
-    if not math.isfinite(total):
-        lines.append("  (no figures yet)")
     return lines
 
 
@@ -176,8 +173,3 @@ async def _run(
         {stopped, running}, timeout=opts.duration_s, return_when=asyncio.FIRST_COMPLETED
     )
     stopped.cancel()
-
-
-def city_demo_files(data_dir: Path) -> Path:
-    """Where the demo writes the city's files."""
-    return data_dir / CITY_DIR

@@ -13,7 +13,9 @@ from collectors.profiles import load_profiles
 from core.config import (
     PORTFOLIO_FILE,
     Portfolio,
+    PortfolioFile,
     SiteConfig,
+    StorageConfig,
     load_portfolio_file,
     load_site,
     with_environment,
@@ -37,11 +39,15 @@ def load(path: str | Path, environ: Mapping[str, str] | None = None) -> SiteConf
 def member(path: str | Path, head: Path, environ: Mapping[str, str] | None = None) -> SiteConfig:
     """Site file `path` of the portfolio whose `portfolio.toml` is `head`."""
     env = os.environ if environ is None else environ
-    file = load_portfolio_file(head)
-    storage = file.storage.model_copy(
-        update={"influx": influx_from_environment(file.storage.influx, env)}
-    )
+    file, storage = _head(head, env)
     return in_portfolio(_load(path, env), storage, file.api)
+
+
+def _head(head: Path, env: Mapping[str, str]) -> tuple[PortfolioFile, StorageConfig]:
+    """`portfolio.toml` and its store with the environment's overrides."""
+    file = load_portfolio_file(head)
+    influx = influx_from_environment(file.storage.influx, env)
+    return file, file.storage.model_copy(update={"influx": influx})
 
 
 def _load(path: str | Path, environ: Mapping[str, str] | None = None) -> SiteConfig:
@@ -88,10 +94,7 @@ def load_portfolio(path: str | Path, environ: Mapping[str, str] | None = None) -
             f"a portfolio directory needs {PORTFOLIO_FILE} ([portfolio] id and name)",
             file=str(directory),
         )
-    file = load_portfolio_file(head)
-    storage = file.storage.model_copy(
-        update={"influx": influx_from_environment(file.storage.influx, env)}
-    )
+    file, storage = _head(head, env)
     paths = sorted(p for p in directory.glob("*.toml") if p.name != PORTFOLIO_FILE)
     if not paths:
         raise ConfigError("no site files (*.toml) beside portfolio.toml", file=str(directory))
@@ -99,7 +102,7 @@ def load_portfolio(path: str | Path, environ: Mapping[str, str] | None = None) -
     seen: dict[str, str] = {}
     contracts: dict[str, str] = {}
     for p in paths:
-        site = member(p, head, env)
+        site = in_portfolio(_load(p, env), storage, file.api)
         if site.site.id in seen:
             raise ConfigError(
                 f"site id {site.site.id!r} is also the id of {seen[site.site.id]}",

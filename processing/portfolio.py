@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from core.config import Contract, SiteConfig, UtilityName
+from processing.bills import next_month
 from processing.contract import SavingsResult
 from processing.monthly import site_months
 from processing.savings import PeriodSavings, summarise, uncertainty_basis
@@ -55,7 +56,7 @@ class Window:
     @property
     def end(self) -> date:
         """The day after the window (exclusive)."""
-        return date(self.last.year + self.last.month // 12, self.last.month % 12 + 1, 1)
+        return next_month(self.last)
 
 
 @dataclass(frozen=True, slots=True)

@@ -353,7 +353,3 @@ def normalised_savings(
 ) -> float:
     """Baseline-period model minus reporting-period model over the typical year (IPMVP)."""
     return float(np.nansum(baseline_model.predict(typical) - reporting_model.predict(typical)))
-
-
-def date_of(day: np.datetime64) -> date:
-    return to_date(day)

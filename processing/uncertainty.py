@@ -55,11 +55,6 @@ if TYPE_CHECKING:
 
 UncertaintyMethod = Literal["heldout-months", "ashrae14"]
 METHODS: tuple[UncertaintyMethod, ...] = ("heldout-months", "ashrae14")
-METHOD_NAMES: dict[str, str] = {
-    "heldout-months": "ASHRAE 14 on daily residuals + leave-one-month-out deviations "
-    "(finite-population corrected)",
-    "ashrae14": "ASHRAE Guideline 14-2014 Annex B (lag-1 n', Sun & Baltazar K)",
-}
 MONTH_DAYS = 365.25 / 12
 MIN_MONTH_DAYS = 20  # a held-out month needs this many valid days to count
 

@@ -44,7 +44,6 @@ from simulators.toml_text import dumps
 
 PORTFOLIO_ID = "luan-city"
 PORTFOLIO_NAME = "六安市机关事务管理局公共机构能耗监测"
-REFERENCE_ID = "luan-admin-center"
 
 VENDORS = (
     "安徽淠源节能服务有限公司",  # also the reference site's vendor

@@ -108,20 +108,3 @@ def city_truth(sites: Sequence[SiteConfig], period: Period = contract_year) -> l
                 TruthRow(site.site.id, c.id, c.vendor, a, b, float(cf.sum()), float(act.sum()))
             )
     return rows
-
-
-def format_table(rows: Sequence[TruthRow]) -> str:
-    """The rows as text, with the portfolio's total."""
-    lines = [
-        f"{'site':22s} {'contract':26s} {'from':10s} {'to':10s} "
-        f"{'baseline MWh':>12s} {'actual MWh':>11s} {'saved MWh':>10s} {'saved %':>7s}"
-    ]
-    for r in rows:
-        pct = 100.0 * r.savings_kwh / r.counterfactual_kwh if r.counterfactual_kwh else 0.0
-        lines.append(
-            f"{r.site:22s} {r.contract:26s} {r.start} {r.end} {r.counterfactual_kwh / 1e3:12,.1f} "
-            f"{r.actual_kwh / 1e3:11,.1f} {r.savings_kwh / 1e3:10,.1f} {pct:7.1f}"
-        )
-    total = sum(r.savings_kwh for r in rows)
-    lines.append(f"portfolio: {len(rows)} contracts, true savings {total / 1e3:,.1f} MWh")
-    return "\n".join(lines)
